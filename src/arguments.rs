@@ -1,0 +1,101 @@
+//! The command line, as clap reads it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::environment;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the deploy failed (nothing was switched, or it was switched back)
+  2  usage or recipe error (nothing ran)
+  3  the deploy is locked by someone else";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zdd",
+    version,
+    about = "Zero-downtime deploys driven by Rhai recipes",
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
+pub struct Arguments {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a task of the recipe (`deploy` unless named)
+    Run {
+        /// The recipe file
+        recipe: PathBuf,
+        /// The task to run
+        #[arg(default_value = "deploy")]
+        task: String,
+        /// Print the ordered steps per host and run nothing
+        #[arg(long)]
+        plan: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Switch `current` back to the previous good release
+    Rollback {
+        recipe: PathBuf,
+        /// Roll back to this release instead of the previous one
+        #[arg(long, value_name = "RELEASE")]
+        to: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List the releases on each host, with their status and which one is current
+    Releases {
+        recipe: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List the recipe's tasks with their descriptions
+    Tasks {
+        recipe: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Compile and validate the recipe; touches no host
+    Check {
+        recipe: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove the deploy lock, whoever holds it
+    Unlock {
+        recipe: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Common {
+    /// Set a configuration value, overriding the recipe (true/false, integers and a,b,c lists
+    /// are parsed as such)
+    #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Only these hosts (comma separated)
+    #[arg(long, value_delimiter = ',', env = environment::HOSTS)]
+    pub hosts: Vec<String>,
+    /// Only hosts with these roles (comma separated)
+    #[arg(long, value_delimiter = ',', env = environment::ROLES)]
+    pub roles: Vec<String>,
+    /// More output: -v shows commands, -vv their output too
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors
+    #[arg(short, long, env = environment::QUIET, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Machine-readable output on stdout: one JSON object per line
+    #[arg(long, env = environment::JSON)]
+    pub json: bool,
+}

@@ -1,0 +1,313 @@
+//! The state of one host during a run: its transport, its configuration, the working directory
+//! set by `cd`, and what this run did there (release created, swapped, lock held). Primitives
+//! read and change it; the runner owns it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use rhai::Dynamic;
+
+use crate::config;
+use crate::failure::Failure;
+use crate::process::{LineSink, Output, Stream};
+use crate::reporter::{Event, Reporter};
+use crate::suggest;
+use crate::template::{self, Mode, TemplateError};
+use crate::transport::Transport;
+
+/// Shared by every host of one run: the things that must be the same everywhere.
+pub struct Deployment {
+    /// One release name for the whole deploy.
+    pub release_name: Mutex<Option<String>>,
+    /// Who deploys (for the lock and the log).
+    pub user: String,
+    /// This machine's name (for the lock).
+    pub machine: String,
+    /// The recipe path as the user gave it (for hints that name a command).
+    pub recipe: String,
+}
+
+impl Deployment {
+    pub fn new(recipe: &str) -> Deployment {
+        let user = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| {
+                nix::unistd::User::from_uid(nix::unistd::getuid())
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
+            .unwrap_or_else(|| "unknown".to_string());
+        let machine = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown".to_string());
+        Deployment {
+            release_name: Mutex::new(None),
+            user,
+            machine,
+            recipe: recipe.to_string(),
+        }
+    }
+}
+
+/// The release this run is making on a host.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseState {
+    pub name: String,
+    /// The release `current` pointed at before this run (a name under `releases/`).
+    pub previous: Option<String>,
+    pub commit: Option<String>,
+    pub swapped: bool,
+}
+
+pub struct HostContext {
+    pub host: String,
+    pub transport: Arc<dyn Transport>,
+    /// Defaults < recipe `set` < host `.set` < `-o`.
+    pub config: BTreeMap<String, Dynamic>,
+    /// `set()` called inside a task, for this host only.
+    pub runtime: BTreeMap<String, Dynamic>,
+    /// Set by `cd()`; reset at the start of each task.
+    pub cwd: Option<String>,
+    pub release: Option<ReleaseState>,
+    pub holds_lock: bool,
+    pub deployment: Arc<Deployment>,
+    pub reporter: Arc<Reporter>,
+}
+
+/// Keys zdd computes; they cannot be set.
+pub const COMPUTED_KEYS: [&str; 4] = [
+    "release_name",
+    "release_path",
+    "current_path",
+    "previous_release",
+];
+
+impl HostContext {
+    /// A key's value: set inside a task, then configured, then computed.
+    pub fn value(&self, key: &str) -> Result<Option<Dynamic>, Failure> {
+        if let Some(value) = self.runtime.get(key).or_else(|| self.config.get(key)) {
+            return Ok(Some(value.clone()));
+        }
+        self.computed(key)
+    }
+
+    fn computed(&self, key: &str) -> Result<Option<Dynamic>, Failure> {
+        let text = match key {
+            "release_name" => self.release()?.name.clone(),
+            "release_path" => self.release_path()?,
+            "current_path" => self.path("current")?,
+            "previous_release" => match self.previous_release()? {
+                Some(name) => self.path(&format!("releases/{name}"))?,
+                None => {
+                    return Err(Failure::message(
+                        "`previous_release` is not known: there is no release before this one",
+                    ))
+                }
+            },
+            "host" | "alias" => self.host.clone(),
+            "user" => self.deployment.user.clone(),
+            _ => return Ok(None),
+        };
+        Ok(Some(Dynamic::from(text)))
+    }
+
+    /// A required key, as text.
+    pub fn text(&self, key: &str) -> Result<String, Failure> {
+        match self.value(key)? {
+            Some(value) => {
+                config::text(&value).map_err(|e| Failure::message(format!("`{key}`: {e}")))
+            }
+            None => Err(self.missing(key)),
+        }
+    }
+
+    /// An optional key, as text.
+    pub fn text_or(&self, key: &str, default: &str) -> Result<String, Failure> {
+        match self.value(key)? {
+            Some(value) => {
+                config::text(&value).map_err(|e| Failure::message(format!("`{key}`: {e}")))
+            }
+            None => Ok(default.to_string()),
+        }
+    }
+
+    /// A key as a list of strings, each expanded.
+    pub fn list(&self, key: &str) -> Result<Vec<String>, Failure> {
+        let Some(value) = self.value(key)? else {
+            return Ok(Vec::new());
+        };
+        let items = config::list(&value).map_err(|e| Failure::message(format!("`{key}`: {e}")))?;
+        items
+            .iter()
+            .map(|item| self.expand(item, Mode::Plain))
+            .collect()
+    }
+
+    pub fn boolean(&self, key: &str, default: bool) -> Result<bool, Failure> {
+        match self.value(key)? {
+            Some(value) => {
+                config::boolean(&value).map_err(|e| Failure::message(format!("`{key}`: {e}")))
+            }
+            None => Ok(default),
+        }
+    }
+
+    pub fn count(&self, key: &str, default: u64) -> Result<u64, Failure> {
+        match self.value(key)? {
+            Some(value) => {
+                config::count(&value).map_err(|e| Failure::message(format!("`{key}`: {e}")))
+            }
+            None => Ok(default),
+        }
+    }
+
+    fn missing(&self, key: &str) -> Failure {
+        let known = self.known_keys();
+        let mut failure = Failure::message(format!("`{key}` is not set"));
+        failure.hint = Some(match suggest::closest(key, known.iter().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`? Otherwise set it with `set(\"{key}\", ...)` or `-o {key}=...`"),
+            None => format!("set it in the recipe with `set(\"{key}\", ...)` or on the command line with `-o {key}=...`"),
+        });
+        failure
+    }
+
+    fn known_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .config
+            .keys()
+            .chain(self.runtime.keys())
+            .cloned()
+            .collect();
+        keys.extend(COMPUTED_KEYS.iter().map(|k| k.to_string()));
+        keys
+    }
+
+    /// `deploy_path`, without a trailing slash.
+    pub fn deploy_path(&self) -> Result<String, Failure> {
+        let path = self.expand(&self.text("deploy_path")?, Mode::Plain)?;
+        let trimmed = path.trim_end_matches('/');
+        if trimmed.is_empty() {
+            return Err(Failure::message("`deploy_path` is empty or `/`"));
+        }
+        Ok(trimmed.to_string())
+    }
+
+    /// A path under `deploy_path`.
+    pub fn path(&self, relative: &str) -> Result<String, Failure> {
+        Ok(format!("{}/{relative}", self.deploy_path()?))
+    }
+
+    pub fn release(&self) -> Result<&ReleaseState, Failure> {
+        self.release.as_ref().ok_or_else(|| {
+            Failure::message("no release has been created in this run")
+                .with_hint("run `deploy:release` (the `release()` primitive) before this step")
+        })
+    }
+
+    pub fn release_path(&self) -> Result<String, Failure> {
+        let name = self.release()?.name.clone();
+        self.path(&format!("releases/{name}"))
+    }
+
+    /// The release `current` points at now (its name), if any.
+    pub fn current_release(&self) -> Result<Option<String>, Failure> {
+        let link = self.transport.read_link(&self.path("current")?)?;
+        Ok(link.map(|target| {
+            target
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        }))
+    }
+
+    fn previous_release(&self) -> Result<Option<String>, Failure> {
+        match &self.release {
+            Some(release) => Ok(release.previous.clone()),
+            None => self.current_release(),
+        }
+    }
+
+    /// Expand `{{key}}` in `template`.
+    pub fn expand(&self, template: &str, mode: Mode) -> Result<String, Failure> {
+        let lookup = |key: &str| -> Result<Option<Vec<String>>, TemplateError> {
+            match self.value(key) {
+                Ok(Some(value)) => {
+                    config::words(&value)
+                        .map(Some)
+                        .map_err(|reason| TemplateError::Value {
+                            key: key.to_string(),
+                            reason,
+                        })
+                }
+                Ok(None) => Err(TemplateError::UnknownKey {
+                    key: key.to_string(),
+                    suggestion: suggest::closest(key, self.known_keys().iter().map(String::as_str)),
+                }),
+                Err(failure) => Err(TemplateError::Value {
+                    key: key.to_string(),
+                    reason: failure.to_string(),
+                }),
+            }
+        };
+        Ok(template::expand(template, mode, &lookup)?)
+    }
+
+    /// Run a shell command on the host: `{{key}}` values quoted, in the `cd` directory.
+    pub fn shell(&self, template: &str) -> Result<Output, Failure> {
+        let command = self.expand(template, Mode::Shell)?;
+        self.shell_raw(&command, template)
+    }
+
+    /// Run an already-quoted command line.
+    pub fn shell_raw(&self, command: &str, _template: &str) -> Result<Output, Failure> {
+        self.reporter.event(Event::Command {
+            host: &self.host,
+            command,
+        });
+        let sink = self.output_sink();
+        Ok(self
+            .transport
+            .exec(command, self.cwd.as_deref(), command, sink)?)
+    }
+
+    fn output_sink(&self) -> Option<LineSink> {
+        if self.reporter.verbosity < crate::reporter::Verbosity::Output && !self.reporter.json {
+            return None;
+        }
+        if self.reporter.json && self.reporter.verbosity < crate::reporter::Verbosity::Output {
+            return None;
+        }
+        let reporter = self.reporter.clone();
+        let host = self.host.clone();
+        Some(Arc::new(move |stream: Stream, line: &str| {
+            reporter.event(Event::Output {
+                host: &host,
+                stream: match stream {
+                    Stream::Stdout => "stdout",
+                    Stream::Stderr => "stderr",
+                },
+                line,
+            })
+        }))
+    }
+
+    pub fn info(&self, text: &str) {
+        self.reporter.event(Event::Message {
+            host: &self.host,
+            level: "info",
+            text,
+        });
+    }
+
+    pub fn warn(&self, text: &str) {
+        self.reporter.event(Event::Message {
+            host: &self.host,
+            level: "warning",
+            text,
+        });
+    }
+}

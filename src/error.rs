@@ -1,0 +1,116 @@
+//! Everything that can end a zdd command, its exit code, and how it reads.
+
+use std::fmt::Write;
+
+use rhai::EvalAltResult;
+
+use crate::diagnostic;
+use crate::plan::PlanError;
+use crate::runner::{self, StepFailure};
+use crate::sources::Sources;
+
+/// Exit codes, as documented in `zdd --help` and the README.
+pub mod exit {
+    pub const SUCCESS: i32 = 0;
+    /// The deploy failed: nothing was switched, or it was switched back.
+    pub const FAILED: i32 = 1;
+    /// Bad usage or a broken recipe; nothing ran.
+    pub const USAGE: i32 = 2;
+    /// Another deploy holds the lock.
+    pub const LOCKED: i32 = 3;
+}
+
+pub enum Error {
+    /// Wrong arguments, or a request the recipe cannot satisfy (no such host).
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
+    /// The recipe file could not be read.
+    Read { path: String, error: std::io::Error },
+    /// The recipe did not compile or its top level failed.
+    Script {
+        error: Box<EvalAltResult>,
+        source: String,
+    },
+    /// Unknown task or a cycle.
+    Plan(PlanError),
+    /// A step failed on a host.
+    Step(Box<StepFailure>),
+    /// A command was refused without running a step (e.g. nothing to list).
+    Failed {
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+impl Error {
+    pub fn usage(message: impl Into<String>) -> Error {
+        Error::Usage {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage { .. } | Error::Read { .. } | Error::Script { .. } | Error::Plan(_) => {
+                exit::USAGE
+            }
+            Error::Step(failure) if failure.cause.is_locked() => exit::LOCKED,
+            Error::Step(_) | Error::Failed { .. } => exit::FAILED,
+        }
+    }
+
+    /// The whole message, as printed on stderr.
+    pub fn render(&self, sources: &Sources) -> String {
+        let mut out = String::new();
+        match self {
+            Error::Usage { message, hint } | Error::Failed { message, hint } => {
+                let _ = writeln!(out, "error: {message}");
+                hint_line(&mut out, hint.as_deref());
+            }
+            Error::Read { path, error } => {
+                let _ = writeln!(out, "error: cannot read recipe `{path}`: {error}");
+            }
+            Error::Script { error, source } => {
+                let (location, cause) = runner::classify(error, source);
+                let _ = writeln!(out, "error: {cause}");
+                if let Some(location) = location {
+                    diagnostic::snippet(&mut out, &location, sources);
+                }
+                hint_line(&mut out, cause.hint());
+            }
+            Error::Plan(error) => {
+                let _ = writeln!(out, "error: {error}");
+                if let Some(origin) = error.origin() {
+                    diagnostic::snippet(&mut out, origin, sources);
+                }
+                hint_line(&mut out, error.hint().as_deref());
+            }
+            Error::Step(failure) => {
+                let _ = writeln!(
+                    out,
+                    "error: task `{}` failed on host `{}`",
+                    failure.task, failure.host
+                );
+                diagnostic::snippet(&mut out, &failure.location, sources);
+                let _ = writeln!(out, "Caused by: {}", failure.cause);
+                for line in &failure.aftermath {
+                    let _ = writeln!(out, "also: {line}");
+                }
+                if !failure.outcome.is_empty() {
+                    let _ = writeln!(out, "now: on `{}`, {}", failure.host, failure.outcome);
+                }
+                hint_line(&mut out, failure.cause.hint());
+            }
+        }
+        out
+    }
+}
+
+fn hint_line(out: &mut String, hint: Option<&str>) {
+    if let Some(hint) = hint {
+        let _ = writeln!(out, "\nhint: {hint}");
+    }
+}

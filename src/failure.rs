@@ -1,0 +1,80 @@
+//! Why a step failed, as primitives report it. The runner reads it back from the script error
+//! and the renderer turns it into the message users see.
+
+use std::fmt;
+
+use crate::process::ProcessError;
+
+#[derive(Debug, Clone)]
+pub enum FailureKind {
+    /// A command exited non-zero, was killed, or could not start.
+    Command(Box<ProcessError>),
+    /// Another deploy holds the lock (exit code 3).
+    Locked(String),
+    /// Anything else a primitive refused or could not do.
+    Message(String),
+    /// The user pressed Ctrl-C.
+    Interrupted,
+}
+
+/// A primitive's failure, with a hint for the user when there is one.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn message(text: impl Into<String>) -> Failure {
+        Failure {
+            kind: FailureKind::Message(text.into()),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Failure {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn is_locked(&self) -> bool {
+        matches!(self.kind, FailureKind::Locked(_))
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            FailureKind::Command(e) => e.fmt(f),
+            FailureKind::Locked(text) | FailureKind::Message(text) => f.write_str(text),
+            FailureKind::Interrupted => f.write_str("interrupted"),
+        }
+    }
+}
+
+impl From<ProcessError> for Failure {
+    fn from(e: ProcessError) -> Failure {
+        if crate::interrupt::interrupted() {
+            return Failure {
+                kind: FailureKind::Interrupted,
+                hint: None,
+            };
+        }
+        Failure {
+            kind: FailureKind::Command(Box::new(e)),
+            hint: None,
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::message(format!("{e:#}"))
+    }
+}
+
+impl From<crate::template::TemplateError> for Failure {
+    fn from(e: crate::template::TemplateError) -> Failure {
+        Failure::message(e.to_string())
+    }
+}

@@ -1,0 +1,14 @@
+//! Typed operations a recipe calls. Each keeps the on-disk contract of DESIGN.md on whichever
+//! transport the host uses; the Rhai bindings in `script::primitive_bindings` are thin wrappers.
+
+pub mod cleanup;
+pub mod command;
+pub mod lock;
+pub mod paths;
+pub mod release;
+pub mod release_log;
+pub mod rollback;
+pub mod shared;
+pub mod symlink;
+pub mod update_code;
+pub mod writable;

@@ -1,0 +1,176 @@
+//! The release directory of this run: its name, its creation, and its end (kept as good, or
+//! removed with `current` switched back).
+
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+use super::release_log::{self, Entry};
+use crate::context::{HostContext, ReleaseState};
+use crate::failure::Failure;
+use crate::reporter::Event;
+
+const NAME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year][month][day]T[hour][minute][second]Z");
+
+/// `deploy:prepare`: the directories of the on-disk contract.
+pub fn prepare(ctx: &HostContext) -> Result<(), Failure> {
+    for dir in ["releases", "shared", ".zdd"] {
+        ctx.transport.create_dir_all(&ctx.path(dir)?)?;
+    }
+    let current = ctx.path("current")?;
+    if ctx.transport.exists(&current)? && ctx.transport.read_link(&current)?.is_none() {
+        return Err(
+            Failure::message(format!("`{current}` exists and is not a symlink")).with_hint(
+                "zdd swaps `current` as a symlink: move the directory away, then deploy",
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The UTC name for a release made at `now` that sorts after every name in `existing`.
+pub fn next_name(now: OffsetDateTime, existing: &[String]) -> String {
+    let mut candidate = now.to_offset(time::UtcOffset::UTC);
+    if let Some(latest) = existing.iter().filter_map(|n| parse_name(n)).max() {
+        if latest >= candidate.replace_nanosecond(0).unwrap_or(candidate) {
+            candidate = latest + time::Duration::seconds(1);
+        }
+    }
+    candidate.format(NAME_FORMAT).unwrap_or_default()
+}
+
+fn parse_name(name: &str) -> Option<OffsetDateTime> {
+    PrimitiveDateTime::parse(name, NAME_FORMAT)
+        .ok()
+        .map(|t| t.assume_utc())
+}
+
+/// `deploy:release`: a new, empty release directory with a name that sorts after every other.
+pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
+    if let Some(release) = &ctx.release {
+        return Err(Failure::message(format!(
+            "release `{}` was already created in this run",
+            release.name
+        )));
+    }
+    let releases_dir = ctx.path("releases")?;
+    ctx.transport.create_dir_all(&releases_dir)?;
+    let mut known = ctx.transport.list_dir(&releases_dir)?;
+    known.extend(release_log::read(ctx)?.into_iter().map(|e| e.release));
+    let name = {
+        let mut shared = ctx
+            .deployment
+            .release_name
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match shared.as_ref() {
+            Some(name) if known.iter().all(|k| k < name) => name.clone(),
+            _ => {
+                let name = next_name(OffsetDateTime::now_utc(), &known);
+                *shared = Some(name.clone());
+                name
+            }
+        }
+    };
+    let path = format!("{releases_dir}/{name}");
+    ctx.transport.create_dir_all(&path)?;
+    let previous = ctx.current_release()?;
+    let reference = ctx.text("branch")?;
+    release_log::record(
+        ctx,
+        Entry {
+            event: "created".into(),
+            release: name.clone(),
+            reference: Some(reference),
+            ..Default::default()
+        },
+    )?;
+    ctx.release = Some(ReleaseState {
+        name: name.clone(),
+        previous,
+        commit: None,
+        swapped: false,
+    });
+    ctx.reporter.event(Event::ReleaseCreated {
+        host: &ctx.host,
+        release: &name,
+    });
+    Ok(name)
+}
+
+/// A run that created and swapped a release finished: the release is good.
+pub fn finish(ctx: &mut HostContext) -> Result<(), Failure> {
+    let Some(release) = ctx.release.clone() else {
+        return Ok(());
+    };
+    let event = if release.swapped {
+        "finished"
+    } else {
+        "prepared"
+    };
+    release_log::record(
+        ctx,
+        Entry {
+            event: event.into(),
+            release: release.name,
+            commit: release.commit,
+            ..Default::default()
+        },
+    )
+}
+
+/// The run failed: put `current` back where it was and remove the unfinished release.
+/// Safe to call when nothing was created (it does nothing then).
+pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
+    let Some(release) = ctx.release.take() else {
+        return Ok(());
+    };
+    let current_link = ctx.path("current")?;
+    if ctx.current_release()?.as_deref() == Some(release.name.as_str()) {
+        match &release.previous {
+            Some(previous) => {
+                ctx.transport
+                    .replace_symlink(&format!("releases/{previous}"), &current_link)?;
+                ctx.reporter.event(Event::SwitchedBack {
+                    host: &ctx.host,
+                    from: &release.name,
+                    to: previous,
+                });
+            }
+            None => ctx.transport.remove_file(&current_link)?,
+        }
+    }
+    ctx.transport
+        .remove_dir_all(&ctx.path(&format!("releases/{}", release.name))?)?;
+    release_log::record(
+        ctx,
+        Entry {
+            event: "failed".into(),
+            release: release.name.clone(),
+            message: Some(reason.to_string()),
+            ..Default::default()
+        },
+    )?;
+    ctx.reporter.event(Event::ReleaseRemoved {
+        host: &ctx.host,
+        release: &release.name,
+        reason: "the deploy failed",
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn names_sort_after_existing_ones() {
+        let now = datetime!(2026-05-18 10:30:00.5 UTC);
+        assert_eq!(next_name(now, &[]), "20260518T103000Z");
+        let same_second = vec!["20260518T103000Z".to_string()];
+        assert_eq!(next_name(now, &same_second), "20260518T103001Z");
+        let from_the_future = vec!["20260518T110000Z".to_string(), "junk".to_string()];
+        assert_eq!(next_name(now, &from_the_future), "20260518T110001Z");
+    }
+}

@@ -1,0 +1,61 @@
+//! `deploy:writable`: `writable_dirs` made writable for `http_user`, by `writable_mode`:
+//! `chmod` (default, `writable_chmod_mode`), `acl` (setfacl), `chown`, or `skip`.
+
+use super::paths;
+use crate::context::HostContext;
+use crate::failure::Failure;
+use crate::quote;
+
+pub fn make_writable(ctx: &mut HostContext) -> Result<(), Failure> {
+    let dirs = ctx.list("writable_dirs")?;
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let mode = ctx.text("writable_mode")?;
+    let recursive = ctx.boolean("writable_recursive", true)?;
+    let release_path = ctx.release_path()?;
+    for dir in dirs {
+        let dir = paths::inside_release("writable_dirs", &dir)?;
+        let path = format!("{release_path}/{dir}");
+        ctx.transport.create_dir_all(&path)?;
+        // A trailing slash makes the tools follow a shared-dir symlink to its directory.
+        let target = format!("{path}/");
+        let mut argv: Vec<String> = match mode.as_str() {
+            "skip" => return Ok(()),
+            "chmod" => vec!["chmod".into(), ctx.text("writable_chmod_mode")?],
+            "chown" => vec!["chown".into(), http_user(ctx)?],
+            "acl" => {
+                let user = http_user(ctx)?;
+                vec![
+                    "setfacl".into(),
+                    "-L".into(),
+                    "-m".into(),
+                    format!("u:{user}:rwX"),
+                    "-m".into(),
+                    format!("d:u:{user}:rwX"),
+                ]
+            }
+            other => {
+                return Err(Failure::message(format!(
+                    "`writable_mode` is `{other}`; it must be one of chmod, acl, chown, skip"
+                )))
+            }
+        };
+        if recursive {
+            argv.insert(1, "-R".into());
+        }
+        if mode != "acl" {
+            argv.push("--".into());
+        }
+        argv.push(target);
+        let command = quote::command(&argv).map_err(|e| Failure::message(e.to_string()))?;
+        ctx.shell_raw(&command, &command)?;
+    }
+    Ok(())
+}
+
+fn http_user(ctx: &HostContext) -> Result<String, Failure> {
+    ctx.text("http_user").map_err(|f| {
+        f.with_hint("`writable_mode` acl and chown need `http_user`, the user php-fpm runs as")
+    })
+}

@@ -1,0 +1,146 @@
+//! The Rhai side: the engine factory, the recipe API, the bindings of the primitives and the
+//! module resolver. Loading a recipe runs its top level, which only declares (config, hosts,
+//! tasks, hooks) into the registry.
+
+mod engine;
+mod modules;
+mod primitive_bindings;
+mod recipe_api;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rhai::{Dynamic, Engine, EvalAltResult, AST};
+
+use crate::context::HostContext;
+use crate::failure::Failure;
+use crate::registry::Registry;
+use crate::reporter::Reporter;
+use crate::sources::Sources;
+
+pub use modules::EMBEDDED;
+
+/// What the engine's functions share: the registry being filled, the `-o` values, and the host
+/// a task is running on right now.
+pub struct Runtime {
+    pub registry: Mutex<Registry>,
+    pub overrides: BTreeMap<String, Dynamic>,
+    pub current: Mutex<Option<Arc<Mutex<HostContext>>>>,
+    /// The functions of every imported module, so closures they declared can be called later.
+    pub module_functions: Mutex<Vec<AST>>,
+    pub sources: Sources,
+    pub reporter: Arc<Reporter>,
+    pub recipe_dir: PathBuf,
+}
+
+impl Runtime {
+    /// The host the running task is on, if a task is running.
+    pub fn host(&self) -> Option<Arc<Mutex<HostContext>>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Run `f` on the current host, or fail naming the function that needs one.
+    pub fn with_host<T>(
+        &self,
+        function: &str,
+        f: impl FnOnce(&mut HostContext) -> Result<T, Failure>,
+    ) -> Result<T, Box<EvalAltResult>> {
+        let Some(host) = self.host() else {
+            return Err(format!(
+                "`{function}()` runs on a host, so it can only be called inside a task"
+            )
+            .into());
+        };
+        let mut ctx = host.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut ctx).map_err(into_script_error)
+    }
+}
+
+/// Carry a primitive's failure through the script, position filled in by Rhai.
+pub fn into_script_error(failure: Failure) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(Dynamic::from(failure), rhai::Position::NONE).into()
+}
+
+/// A compiled and evaluated recipe.
+pub struct Recipe {
+    /// As the user gave it.
+    pub path: String,
+    pub engine: Engine,
+    /// The functions of the recipe and all its modules: what task closures are called with.
+    pub functions: AST,
+    pub runtime: Arc<Runtime>,
+    pub registry: Registry,
+}
+
+/// Why a recipe could not be loaded.
+pub enum LoadError {
+    Read { path: String, error: std::io::Error },
+    Script(Box<EvalAltResult>),
+}
+
+/// Compile and run the recipe's top level.
+pub fn load(
+    path: &Path,
+    overrides: BTreeMap<String, Dynamic>,
+    reporter: Arc<Reporter>,
+    sources: Sources,
+) -> Result<Recipe, LoadError> {
+    let display = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|error| LoadError::Read {
+        path: display.clone(),
+        error,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        LoadError::Script(
+            format!("`{display}` is not UTF-8 text: a recipe is a Rhai script").into(),
+        )
+    })?;
+    sources.add(&display, &text);
+    let recipe_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let runtime = Arc::new(Runtime {
+        registry: Mutex::new(Registry::default()),
+        overrides,
+        current: Mutex::new(None),
+        module_functions: Mutex::new(Vec::new()),
+        sources,
+        reporter,
+        recipe_dir,
+    });
+    let engine = engine::build(runtime.clone());
+    let mut ast = engine
+        .compile(&text)
+        .map_err(|e| LoadError::Script(Box::new(EvalAltResult::ErrorParsing(*e.0, e.1))))?;
+    ast.set_source(display.as_str());
+    engine.run_ast(&ast).map_err(LoadError::Script)?;
+
+    let mut functions = AST::empty();
+    for module in runtime
+        .module_functions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        functions = functions.merge(module);
+    }
+    functions = functions.merge(&ast.clone_functions_only());
+    let registry = runtime
+        .registry
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    Ok(Recipe {
+        path: display,
+        engine,
+        functions,
+        runtime,
+        registry,
+    })
+}

@@ -1,0 +1,93 @@
+//! Thin Rhai bindings of the primitives: each finds the running host and calls the Rust
+//! function. All the behaviour is in `crate::primitives`.
+
+use std::sync::Arc;
+
+use rhai::{Array, Dynamic, Engine, EvalAltResult};
+
+use super::Runtime;
+use crate::primitives::{
+    cleanup, command, lock, release, rollback, shared, symlink, update_code, writable,
+};
+
+type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
+
+pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
+    let rt = runtime.clone();
+    engine.register_fn("run", move |cmd: &str| -> ScriptResult<String> {
+        rt.with_host("run", |ctx| command::run(ctx, cmd))
+    });
+    let rt = runtime.clone();
+    engine.register_fn("test", move |cmd: &str| -> ScriptResult<bool> {
+        rt.with_host("test", |ctx| command::test(ctx, cmd))
+    });
+    let rt = runtime.clone();
+    engine.register_fn("cd", move |path: &str| -> ScriptResult<()> {
+        rt.with_host("cd", |ctx| command::cd(ctx, path))
+    });
+    let rt = runtime.clone();
+    engine.register_fn("prepare", move || -> ScriptResult<()> {
+        rt.with_host("prepare", |ctx| release::prepare(ctx))
+    });
+    let rt = runtime.clone();
+    engine.register_fn("lock", move || -> ScriptResult<()> {
+        rt.with_host("lock", lock::lock)
+    });
+    let rt = runtime.clone();
+    engine.register_fn("unlock", move || -> ScriptResult<()> {
+        rt.with_host("unlock", lock::unlock)
+    });
+    let rt = runtime.clone();
+    engine.register_fn("release", move || -> ScriptResult<String> {
+        rt.with_host("release", release::create)
+    });
+    let rt = runtime.clone();
+    engine.register_fn("clone", move || -> ScriptResult<String> {
+        rt.with_host("clone", update_code::clone)
+    });
+    let rt = runtime.clone();
+    engine.register_fn("link_shared", move || -> ScriptResult<()> {
+        rt.with_host("link_shared", shared::link)
+    });
+    let rt = runtime.clone();
+    engine.register_fn("writable", move || -> ScriptResult<()> {
+        rt.with_host("writable", writable::make_writable)
+    });
+    let rt = runtime.clone();
+    engine.register_fn("swap_symlink", move || -> ScriptResult<()> {
+        rt.with_host("swap_symlink", symlink::swap)
+    });
+    let rt = runtime.clone();
+    engine.register_fn("cleanup", move || -> ScriptResult<Array> {
+        rt.with_host("cleanup", |ctx| {
+            Ok(cleanup::cleanup(ctx)?
+                .into_iter()
+                .map(Dynamic::from)
+                .collect())
+        })
+    });
+    let rt = runtime.clone();
+    engine.register_fn("rollback", move || -> ScriptResult<String> {
+        rt.with_host("rollback", rollback::rollback)
+    });
+    let rt = runtime.clone();
+    engine.register_fn("discard_release", move || -> ScriptResult<()> {
+        rt.with_host("discard_release", |ctx| {
+            release::discard(ctx, "the deploy failed")
+        })
+    });
+    let rt = runtime.clone();
+    engine.register_fn("info", move |text: &str| -> ScriptResult<()> {
+        rt.with_host("info", |ctx| {
+            ctx.info(text);
+            Ok(())
+        })
+    });
+    let rt = runtime;
+    engine.register_fn("warn", move |text: &str| -> ScriptResult<()> {
+        rt.with_host("warn", |ctx| {
+            ctx.warn(text);
+            Ok(())
+        })
+    });
+}

@@ -1,0 +1,296 @@
+//! One function per subcommand, each: load the recipe, pick hosts, act, report.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use rhai::Dynamic;
+use serde::Serialize;
+
+use crate::arguments::{Command, Common};
+use crate::config;
+use crate::context::Deployment;
+use crate::error::Error;
+use crate::interrupt;
+use crate::plan;
+use crate::primitives::{lock, release_log};
+use crate::registry::{Host, TaskBody};
+use crate::reporter::{Reporter, Verbosity};
+use crate::runner::{self, RunError};
+use crate::script::{self, LoadError, Recipe};
+use crate::sources::Sources;
+
+pub fn execute(command: Command, sources: &Sources) -> Result<(), Error> {
+    match command {
+        Command::Run {
+            recipe,
+            task,
+            plan,
+            common,
+        } => {
+            let recipe = load(&recipe, &common, Vec::new(), sources)?;
+            if plan {
+                print_plan(&recipe, &task, &common)
+            } else {
+                run_task(&recipe, &task, &common)
+            }
+        }
+        Command::Rollback { recipe, to, common } => {
+            let extra = to
+                .map(|to| vec![("rollback_to".to_string(), Dynamic::from(to))])
+                .unwrap_or_default();
+            let recipe = load(&recipe, &common, extra, sources)?;
+            run_task(&recipe, "rollback", &common)
+        }
+        Command::Releases { recipe, common } => {
+            let recipe = load(&recipe, &common, Vec::new(), sources)?;
+            releases(&recipe, &common)
+        }
+        Command::Tasks { recipe, common } => {
+            let recipe = load(&recipe, &common, Vec::new(), sources)?;
+            tasks(&recipe);
+            Ok(())
+        }
+        Command::Check { recipe, common } => {
+            let recipe = load(&recipe, &common, Vec::new(), sources)?;
+            let hosts = select_hosts(&recipe, &common)?;
+            println!(
+                "{}: ok ({} tasks, {} host{})",
+                recipe.path,
+                recipe.registry.tasks.len(),
+                hosts.len(),
+                if hosts.len() == 1 { "" } else { "s" }
+            );
+            Ok(())
+        }
+        Command::Unlock { recipe, common } => {
+            let recipe = load(&recipe, &common, Vec::new(), sources)?;
+            unlock(&recipe, &common)
+        }
+    }
+}
+
+fn reporter(common: &Common) -> Arc<Reporter> {
+    let verbosity = match (common.quiet, common.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (false, 0) => Verbosity::Normal,
+        (false, 1) => Verbosity::Commands,
+        (false, _) => Verbosity::Output,
+    };
+    Arc::new(Reporter::new(verbosity, common.json))
+}
+
+fn load(
+    path: &std::path::Path,
+    common: &Common,
+    extra: Vec<(String, Dynamic)>,
+    sources: &Sources,
+) -> Result<Recipe, Error> {
+    let mut overrides = BTreeMap::new();
+    for option in &common.options {
+        let (key, value) = config::parse_override(option).map_err(|message| Error::Usage {
+            message: format!("invalid `-o {option}`: {message}"),
+            hint: Some("write options as `-o key=value`, e.g. `-o branch=main`".to_string()),
+        })?;
+        overrides.insert(key, value);
+    }
+    overrides.extend(extra);
+    let recipe =
+        script::load(path, overrides, reporter(common), sources.clone()).map_err(|e| match e {
+            LoadError::Read { path, error } => Error::Read { path, error },
+            LoadError::Script(error) => Error::Script {
+                error,
+                source: path.display().to_string(),
+            },
+        })?;
+    plan::validate(&recipe.registry).map_err(Error::Plan)?;
+    Ok(recipe)
+}
+
+fn select_hosts(recipe: &Recipe, common: &Common) -> Result<Vec<Host>, Error> {
+    let declared = &recipe.registry.hosts;
+    if declared.is_empty() {
+        return Err(Error::Usage {
+            message: format!("`{}` declares no host", recipe.path),
+            hint: Some("add `localhost();` (or `host(\"name\")`) to the recipe".to_string()),
+        });
+    }
+    let names: Vec<&str> = declared.iter().map(|h| h.name.as_str()).collect();
+    for wanted in &common.hosts {
+        if !names.contains(&wanted.as_str()) {
+            return Err(Error::Usage {
+                message: format!("no host `{wanted}` in `{}`", recipe.path),
+                hint: Some(
+                    match crate::suggest::closest(wanted, names.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("the hosts are: {}", names.join(", ")),
+                    },
+                ),
+            });
+        }
+    }
+    let selected: Vec<Host> = declared
+        .iter()
+        .filter(|h| common.hosts.is_empty() || common.hosts.contains(&h.name))
+        .filter(|h| common.roles.is_empty() || h.roles().iter().any(|r| common.roles.contains(r)))
+        .cloned()
+        .collect();
+    if selected.is_empty() {
+        return Err(Error::Usage {
+            message: format!(
+                "no host has the role{} {}",
+                if common.roles.len() == 1 { "" } else { "s" },
+                common
+                    .roles
+                    .iter()
+                    .map(|r| format!("`{r}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            hint: Some("set roles on hosts with `.set(\"roles\", [\"web\"])`".to_string()),
+        });
+    }
+    Ok(selected)
+}
+
+fn print_plan(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error> {
+    let steps = plan::steps(&recipe.registry, task).map_err(Error::Plan)?;
+    let hosts = select_hosts(recipe, common)?;
+    for (index, host) in hosts.iter().enumerate() {
+        let steps: Vec<&plan::Step> = steps.iter().filter(|s| !s.once || index == 0).collect();
+        if common.json {
+            #[derive(Serialize)]
+            struct PlannedStep<'a> {
+                task: &'a str,
+                declared: String,
+            }
+            let line = serde_json::json!({
+                "host": host.name,
+                "steps": steps.iter().map(|s| PlannedStep { task: &s.task, declared: s.origin.to_string() }).collect::<Vec<_>>(),
+            });
+            println!("{line}");
+        } else {
+            println!("{}", host.name);
+            let width = steps.iter().map(|s| s.task.len()).max().unwrap_or(0);
+            for (number, step) in steps.iter().enumerate() {
+                println!(
+                    "  {:>2}. {:<width$}  {}",
+                    number + 1,
+                    step.task,
+                    step.origin
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_task(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error> {
+    let steps = plan::steps(&recipe.registry, task).map_err(Error::Plan)?;
+    let hosts = select_hosts(recipe, common)?;
+    interrupt::install();
+    interrupt::reset();
+    let reporter = recipe.runtime.reporter.clone();
+    let deployment = Arc::new(Deployment::new(&recipe.path));
+    match runner::run(recipe, task, &steps, &hosts, reporter.clone(), deployment) {
+        Ok(summary) => {
+            reporter.say(&runner::describe_summary(task, &summary));
+            Ok(())
+        }
+        Err(RunError::Setup(message)) => Err(Error::usage(message)),
+        Err(RunError::Step(failure)) => Err(Error::Step(failure)),
+    }
+}
+
+/// A host's context for commands that act outside a task (`releases`, `unlock`).
+fn with_host_context<T>(
+    recipe: &Recipe,
+    host: &Host,
+    f: impl FnOnce(&mut crate::context::HostContext) -> Result<T, crate::failure::Failure>,
+) -> Result<T, Error> {
+    let deployment = Arc::new(Deployment::new(&recipe.path));
+    let ctx = runner::host_context(recipe, host, Arc::new(Reporter::silent()), deployment)
+        .map_err(Error::usage)?;
+    let ctx = Arc::new(Mutex::new(ctx));
+    let mut guard = ctx.lock().unwrap_or_else(|e| e.into_inner());
+    f(&mut guard).map_err(|failure| Error::Failed {
+        message: format!("on host `{}`: {failure}", host.name),
+        hint: failure.hint.clone(),
+    })
+}
+
+fn releases(recipe: &Recipe, common: &Common) -> Result<(), Error> {
+    for host in select_hosts(recipe, common)? {
+        let (list, current) = with_host_context(recipe, &host, |ctx| {
+            Ok((release_log::on_disk(ctx)?, ctx.current_release()?))
+        })?;
+        if common.json {
+            for release in &list {
+                let line = serde_json::json!({
+                    "host": host.name,
+                    "release": release.name,
+                    "status": release.status,
+                    "ref": release.reference,
+                    "commit": release.commit,
+                    "user": release.user,
+                    "time": release.time,
+                    "current": current.as_deref() == Some(release.name.as_str()),
+                });
+                println!("{line}");
+            }
+            continue;
+        }
+        println!("{}", host.name);
+        if list.is_empty() {
+            println!("  no releases");
+            continue;
+        }
+        println!(
+            "  {:<18} {:<12} {:<16} {:<12} {:<20} USER",
+            "RELEASE", "STATUS", "REF", "COMMIT", "CREATED"
+        );
+        for release in &list {
+            let marker = if current.as_deref() == Some(release.name.as_str()) {
+                "*"
+            } else {
+                " "
+            };
+            let commit = release.commit.as_deref().unwrap_or("-");
+            println!(
+                "{marker} {:<18} {:<12} {:<16} {:<12} {:<20} {}",
+                release.name,
+                release.status.as_str(),
+                release.reference.as_deref().unwrap_or("-"),
+                &commit[..commit.len().min(12)],
+                release.time.get(..19).unwrap_or(&release.time),
+                release.user
+            );
+        }
+    }
+    Ok(())
+}
+
+fn tasks(recipe: &Recipe) {
+    let tasks = &recipe.registry.tasks;
+    let width = tasks.keys().map(String::len).max().unwrap_or(0);
+    for task in tasks.values() {
+        let description = task
+            .description
+            .clone()
+            .unwrap_or_else(|| match &task.body {
+                TaskBody::Group(members) => members.join(", "),
+                TaskBody::Closure(_) => String::new(),
+            });
+        println!("{:<width$}  {description}", task.name);
+    }
+}
+
+fn unlock(recipe: &Recipe, common: &Common) -> Result<(), Error> {
+    for host in select_hosts(recipe, common)? {
+        let holder = with_host_context(recipe, &host, lock::force_unlock)?;
+        match holder {
+            Some(holder) => println!("{}: removed the lock held by {holder}", host.name),
+            None => println!("{}: not locked", host.name),
+        }
+    }
+    Ok(())
+}

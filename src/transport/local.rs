@@ -1,0 +1,188 @@
+//! The machine zdd runs on: std, nix and git2, no shell unless the recipe asked for one.
+
+use std::io::Write;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::{Checkout, Transport};
+use crate::git;
+use crate::process::{self, Invocation, LineSink, Output, ProcessError};
+
+/// The local host.
+pub struct Local {
+    shell: PathBuf,
+}
+
+impl Local {
+    pub fn new() -> anyhow::Result<Local> {
+        let shell = process::find_program("sh").context("cannot find `sh` on PATH")?;
+        Ok(Local { shell })
+    }
+}
+
+fn temp_sibling(path: &Path, purpose: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{purpose}.{}", std::process::id()))
+}
+
+impl Transport for Local {
+    fn exec(
+        &self,
+        script: &str,
+        cwd: Option<&str>,
+        display: &str,
+        sink: Option<LineSink>,
+    ) -> Result<Output, ProcessError> {
+        process::run(
+            &Invocation {
+                program: self.shell.clone(),
+                args: vec!["-c".into(), script.into()],
+                cwd: cwd.map(PathBuf::from),
+                display: display.to_string(),
+                ..Default::default()
+            },
+            sink,
+        )
+    }
+
+    fn read_file(&self, path: &str) -> anyhow::Result<Option<String>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read `{path}`")),
+        }
+    }
+
+    fn write_file(&self, path: &str, contents: &str) -> anyhow::Result<()> {
+        let temp = temp_sibling(Path::new(path), "tmp");
+        std::fs::write(&temp, contents)
+            .with_context(|| format!("cannot write `{}`", temp.display()))?;
+        std::fs::rename(&temp, path).with_context(|| format!("cannot write `{path}`"))
+    }
+
+    fn append_line(&self, path: &str, line: &str) -> anyhow::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open `{path}`"))?;
+        // One write(2) of the whole line so concurrent appenders never interleave.
+        file.write_all(format!("{line}\n").as_bytes())
+            .with_context(|| format!("cannot append to `{path}`"))
+    }
+
+    fn create_dir_all(&self, path: &str) -> anyhow::Result<()> {
+        std::fs::create_dir_all(path).with_context(|| format!("cannot create directory `{path}`"))
+    }
+
+    fn create_exclusive(&self, path: &str, contents: &str) -> anyhow::Result<bool> {
+        // Write the whole content first, then link(2) it into place: link fails if the name
+        // exists, so the file appears atomically and never half-written.
+        let temp = temp_sibling(Path::new(path), "new");
+        std::fs::write(&temp, contents)
+            .with_context(|| format!("cannot write `{}`", temp.display()))?;
+        let linked = std::fs::hard_link(&temp, path);
+        let _ = std::fs::remove_file(&temp);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("cannot create `{path}`")),
+        }
+    }
+
+    fn remove_file(&self, path: &str) -> anyhow::Result<()> {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove `{path}`"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn remove_dir_all(&self, path: &str) -> anyhow::Result<()> {
+        match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove `{path}`"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn exists(&self, path: &str) -> anyhow::Result<bool> {
+        Ok(std::fs::symlink_metadata(path).is_ok())
+    }
+
+    fn is_dir(&self, path: &str) -> anyhow::Result<bool> {
+        Ok(Path::new(path).is_dir())
+    }
+
+    fn list_dir(&self, path: &str) -> anyhow::Result<Vec<String>> {
+        let entries = match std::fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("cannot list `{path}`")),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list `{path}`"))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn read_link(&self, path: &str) -> anyhow::Result<Option<String>> {
+        match std::fs::read_link(path) {
+            Ok(target) => Ok(Some(target.to_string_lossy().into_owned())),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.kind() == std::io::ErrorKind::InvalidInput =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read link `{path}`")),
+        }
+    }
+
+    fn symlink(&self, target: &str, link: &str) -> anyhow::Result<()> {
+        symlink(target, link).with_context(|| format!("cannot link `{link}` to `{target}`"))
+    }
+
+    fn replace_symlink(&self, target: &str, link: &str) -> anyhow::Result<()> {
+        let temp = temp_sibling(Path::new(link), "swap");
+        let _ = std::fs::remove_file(&temp);
+        symlink(target, &temp).with_context(|| format!("cannot create `{}`", temp.display()))?;
+        if let Err(e) = std::fs::rename(&temp, link) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e).with_context(|| format!("cannot rename a link over `{link}`"));
+        }
+        let now = std::fs::read_link(link).with_context(|| format!("cannot read `{link}`"))?;
+        anyhow::ensure!(
+            now == Path::new(target),
+            "`{link}` points at `{}` after the swap, not at `{target}`",
+            now.display()
+        );
+        Ok(())
+    }
+
+    fn checkout(
+        &self,
+        repository: &str,
+        cache: &str,
+        reference: &str,
+        destination: &str,
+    ) -> anyhow::Result<Checkout> {
+        let commit = git::checkout(
+            repository,
+            Path::new(cache),
+            reference,
+            Path::new(destination),
+        )?;
+        Ok(Checkout { commit })
+    }
+}

@@ -1,0 +1,69 @@
+//! Where commands and file operations happen.
+//!
+//! A primitive never touches the file system or starts a process itself: it asks the host's
+//! [`Transport`]. The local transport uses std, nix and git2 directly; a remote transport (SSH)
+//! implements the same operations with the same meaning (atomic rename for the swap, exclusive
+//! create for the lock) so every primitive works on both.
+
+mod local;
+
+pub use local::Local;
+
+use crate::process::{LineSink, Output, ProcessError};
+
+/// The result of checking a ref out into a release directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    /// The full commit id that was checked out.
+    pub commit: String,
+}
+
+/// What every host can do.
+pub trait Transport: Send + Sync {
+    /// Run `script` with `sh -c` on the host. `display` is what errors and logs show.
+    fn exec(
+        &self,
+        script: &str,
+        cwd: Option<&str>,
+        display: &str,
+        sink: Option<LineSink>,
+    ) -> Result<Output, ProcessError>;
+
+    /// The contents of a file, or `None` when it does not exist.
+    fn read_file(&self, path: &str) -> anyhow::Result<Option<String>>;
+    /// Replace a file's contents atomically (temp file + rename).
+    fn write_file(&self, path: &str, contents: &str) -> anyhow::Result<()>;
+    /// Append one line (a newline is added) to a file, creating it.
+    fn append_line(&self, path: &str, line: &str) -> anyhow::Result<()>;
+    /// `mkdir -p`.
+    fn create_dir_all(&self, path: &str) -> anyhow::Result<()>;
+    /// Create `path` with `contents` only if nothing is there; `false` when something was.
+    fn create_exclusive(&self, path: &str, contents: &str) -> anyhow::Result<bool>;
+    /// Remove a file or symlink; missing is fine.
+    fn remove_file(&self, path: &str) -> anyhow::Result<()>;
+    /// Remove a directory tree; missing is fine.
+    fn remove_dir_all(&self, path: &str) -> anyhow::Result<()>;
+    /// Whether anything (file, dir, symlink, even dangling) is at `path`.
+    fn exists(&self, path: &str) -> anyhow::Result<bool>;
+    /// Whether `path` is a directory (following symlinks).
+    fn is_dir(&self, path: &str) -> anyhow::Result<bool>;
+    /// The names in a directory, sorted; empty when it does not exist.
+    fn list_dir(&self, path: &str) -> anyhow::Result<Vec<String>>;
+    /// Where a symlink points, or `None` when `path` is not a symlink.
+    fn read_link(&self, path: &str) -> anyhow::Result<Option<String>>;
+    /// Create a symlink `link` -> `target`.
+    fn symlink(&self, target: &str, link: &str) -> anyhow::Result<()>;
+    /// Point `link` at `target` atomically: a temporary link renamed over `link` (rename(2)),
+    /// then read back. At no moment is `link` missing.
+    fn replace_symlink(&self, target: &str, link: &str) -> anyhow::Result<()>;
+    /// Fetch `repository` into the bare cache `cache` and check `reference` (branch, tag, full
+    /// or short commit, or `HEAD`) out into `destination`, which must already exist and be empty.
+    /// Nothing is written into `destination` unless the ref resolves.
+    fn checkout(
+        &self,
+        repository: &str,
+        cache: &str,
+        reference: &str,
+        destination: &str,
+    ) -> anyhow::Result<Checkout>;
+}
