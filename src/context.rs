@@ -72,6 +72,10 @@ pub struct HostContext {
     pub cwd: Option<String>,
     pub release: Option<ReleaseState>,
     pub holds_lock: bool,
+    /// This run put `current` back on the release it had before (a failed deploy).
+    pub switched_back: bool,
+    /// Answers worth keeping for the rest of the run (e.g. the artisan commands an app has).
+    pub memo: BTreeMap<String, String>,
     pub deployment: Arc<Deployment>,
     pub reporter: Arc<Reporter>,
 }
@@ -262,16 +266,19 @@ impl HostContext {
         self.shell_raw(&command, template)
     }
 
-    /// Run an already-quoted command line.
+    /// Run an already-quoted command line in the `cd` directory.
     pub fn shell_raw(&self, command: &str, _template: &str) -> Result<Output, Failure> {
+        self.exec_in(command, self.cwd.as_deref())
+    }
+
+    /// Run an already-quoted command line in `cwd`.
+    pub fn exec_in(&self, command: &str, cwd: Option<&str>) -> Result<Output, Failure> {
         self.reporter.event(Event::Command {
             host: &self.host,
             command,
         });
         let sink = self.output_sink();
-        Ok(self
-            .transport
-            .exec(command, self.cwd.as_deref(), command, sink)?)
+        Ok(self.transport.exec(command, cwd, command, sink)?)
     }
 
     fn output_sink(&self) -> Option<LineSink> {

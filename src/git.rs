@@ -42,6 +42,13 @@ fn open_cache(cache: &Path) -> anyhow::Result<Repository> {
 }
 
 fn fetch(repo: &Repository, repository: &str) -> anyhow::Result<()> {
+    if repository.trim().is_empty() {
+        return Err(anyhow!("`repository` is empty"));
+    }
+    // git2 calls a path it cannot find an "unsupported URL protocol": say what is wrong.
+    if is_local_path(repository) && !Path::new(repository).exists() {
+        return Err(anyhow!("repository `{repository}` does not exist"));
+    }
     let mut remote = repo
         .remote_anonymous(repository)
         .with_context(|| format!("`{repository}` is not a repository address git can use"))?;
@@ -57,6 +64,18 @@ fn fetch(repo: &Repository, repository: &str) -> anyhow::Result<()> {
     remote
         .fetch(&refspecs, Some(&mut options), None)
         .map_err(|e| anyhow!("cannot fetch `{repository}`: {}", e.message()))
+}
+
+/// Whether `repository` is a path on this machine rather than a URL (`scheme://...`) or an
+/// scp-like address (`user@host:path`).
+fn is_local_path(repository: &str) -> bool {
+    if repository.contains("://") {
+        return false;
+    }
+    match repository.split_once(':') {
+        Some((before, _)) => before.contains('/'),
+        None => true,
+    }
 }
 
 fn resolve(repo: &Repository, reference: &str) -> anyhow::Result<Oid> {

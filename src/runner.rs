@@ -97,6 +97,8 @@ pub fn host_context(
         cwd: None,
         release: None,
         holds_lock: false,
+        switched_back: false,
+        memo: BTreeMap::new(),
         deployment,
         reporter,
     })

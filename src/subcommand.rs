@@ -259,7 +259,7 @@ fn releases(recipe: &Recipe, common: &Common) -> Result<(), Error> {
                 "{marker} {:<18} {:<12} {:<16} {:<12} {:<20} {}",
                 release.name,
                 release.status.as_str(),
-                release.reference.as_deref().unwrap_or("-"),
+                short_ref(release.reference.as_deref().unwrap_or("-")),
                 &commit[..commit.len().min(12)],
                 release.time.get(..19).unwrap_or(&release.time),
                 release.user
@@ -267,6 +267,15 @@ fn releases(recipe: &Recipe, common: &Common) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// A ref as the table shows it: a full commit id is cut to 12 digits, like the commit column.
+fn short_ref(reference: &str) -> &str {
+    if reference.len() == 40 && reference.chars().all(|c| c.is_ascii_hexdigit()) {
+        &reference[..12]
+    } else {
+        reference
+    }
 }
 
 fn tasks(recipe: &Recipe) {

@@ -1,10 +1,15 @@
 //! Typed operations a recipe calls. Each keeps the on-disk contract of DESIGN.md on whichever
 //! transport the host uses; the Rhai bindings in `script::primitive_bindings` are thin wrappers.
 
+pub mod artisan;
 pub mod cleanup;
 pub mod command;
+pub mod health;
 pub mod lock;
+pub mod package_managers;
 pub mod paths;
+pub mod php_fpm;
+pub mod programs;
 pub mod release;
 pub mod release_log;
 pub mod rollback;

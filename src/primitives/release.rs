@@ -131,6 +131,7 @@ pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
             Some(previous) => {
                 ctx.transport
                     .replace_symlink(&format!("releases/{previous}"), &current_link)?;
+                ctx.switched_back = true;
                 ctx.reporter.event(Event::SwitchedBack {
                     host: &ctx.host,
                     from: &release.name,

@@ -17,10 +17,18 @@ pub fn clone(ctx: &mut HostContext) -> Result<String, Failure> {
         .checkout(&repository, &cache, &reference, &release_path)
         .map_err(|e| {
             let failure = Failure::from(e);
-            if failure.to_string().starts_with("unknown ref") {
+            let message = failure.to_string();
+            if message.starts_with("unknown ref") {
                 failure.with_hint(format!(
                     "set `branch` to a branch, tag or commit of `{repository}`, e.g. `-o branch=main`"
                 ))
+            } else if message.starts_with("repository `")
+                || message.starts_with("`repository`")
+                || message.starts_with("cannot fetch")
+            {
+                failure.with_hint(
+                    "set `repository` to a git URL or the path of a git repository on this host",
+                )
             } else {
                 failure
             }

@@ -7,7 +7,8 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult};
 
 use super::Runtime;
 use crate::primitives::{
-    cleanup, command, lock, release, rollback, shared, symlink, update_code, writable,
+    artisan, cleanup, command, health, lock, package_managers, php_fpm, release, rollback, shared,
+    symlink, update_code, writable,
 };
 
 type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
@@ -76,6 +77,60 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
             release::discard(ctx, "the deploy failed")
         })
     });
+    let rt = runtime.clone();
+    engine.register_fn("switched_back", move || -> ScriptResult<bool> {
+        rt.with_host("switched_back", |ctx| Ok(ctx.switched_back))
+    });
+    let rt = runtime.clone();
+    engine.register_fn("artisan", move |cmd: &str| -> ScriptResult<String> {
+        rt.with_host("artisan", |ctx| artisan::artisan(ctx, cmd))
+    });
+    let rt = runtime.clone();
+    engine.register_fn("composer", move |args: &str| -> ScriptResult<String> {
+        rt.with_host("composer", |ctx| package_managers::composer(ctx, args))
+    });
+    let rt = runtime.clone();
+    engine.register_fn("npm", move |args: &str| -> ScriptResult<String> {
+        rt.with_host("npm", |ctx| package_managers::npm(ctx, args))
+    });
+    let rt = runtime.clone();
+    engine.register_fn("reload_fpm", move || -> ScriptResult<bool> {
+        rt.with_host("reload_fpm", |ctx| {
+            Ok(php_fpm::reload(ctx)? != php_fpm::Reload::Skipped)
+        })
+    });
+    let rt = runtime.clone();
+    engine.register_fn("octane_reload", move || -> ScriptResult<bool> {
+        rt.with_host("octane_reload", artisan::octane_reload)
+    });
+    let rt = runtime.clone();
+    engine.register_fn("horizon_terminate", move || -> ScriptResult<bool> {
+        rt.with_host("horizon_terminate", artisan::horizon_terminate)
+    });
+    let rt = runtime.clone();
+    engine.register_fn("queue_restart", move || -> ScriptResult<()> {
+        rt.with_host("queue_restart", artisan::queue_restart)
+    });
+    let rt = runtime.clone();
+    engine.register_fn("health_gate", move |url: &str| -> ScriptResult<i64> {
+        rt.with_host("health_gate", |ctx| Ok(health::gate(ctx, url)? as i64))
+    });
+    let rt = runtime.clone();
+    engine.register_fn(
+        "health_gate",
+        move |url: &str, options: rhai::Map| -> ScriptResult<i64> {
+            rt.with_host("health_gate", |ctx| {
+                // Options win over the `health_*` settings for this call only.
+                let saved = ctx.runtime.clone();
+                for (key, value) in options {
+                    ctx.runtime.insert(format!("health_{key}"), value);
+                }
+                let result = health::gate(ctx, url);
+                ctx.runtime = saved;
+                Ok(result? as i64)
+            })
+        },
+    );
     let rt = runtime.clone();
     engine.register_fn("info", move |text: &str| -> ScriptResult<()> {
         rt.with_host("info", |ctx| {

@@ -170,6 +170,21 @@ impl Transport for Local {
         Ok(())
     }
 
+    fn find_program(&self, program: &str) -> anyhow::Result<Option<String>> {
+        Ok(process::find_program(program)
+            .ok()
+            .map(|path| path.display().to_string()))
+    }
+
+    fn signal(&self, pid: i32, signal: Option<nix::sys::signal::Signal>) -> anyhow::Result<()> {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).with_context(
+            || match signal {
+                Some(signal) => format!("cannot send {signal} to process {pid}"),
+                None => format!("process {pid} is not running"),
+            },
+        )
+    }
+
     fn checkout(
         &self,
         repository: &str,

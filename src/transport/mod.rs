@@ -56,6 +56,11 @@ pub trait Transport: Send + Sync {
     /// Point `link` at `target` atomically: a temporary link renamed over `link` (rename(2)),
     /// then read back. At no moment is `link` missing.
     fn replace_symlink(&self, target: &str, link: &str) -> anyhow::Result<()>;
+    /// The path of `program` found on the host's PATH, if any.
+    fn find_program(&self, program: &str) -> anyhow::Result<Option<String>>;
+    /// Send `signal` (e.g. `SIGUSR2`) to process `pid` on the host; `None` only checks that
+    /// the process exists.
+    fn signal(&self, pid: i32, signal: Option<nix::sys::signal::Signal>) -> anyhow::Result<()>;
     /// Fetch `repository` into the bare cache `cache` and check `reference` (branch, tag, full
     /// or short commit, or `HEAD`) out into `destination`, which must already exist and be empty.
     /// Nothing is written into `destination` unless the ref resolves.

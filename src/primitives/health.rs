@@ -1,0 +1,151 @@
+//! `health_gate(url)`: N consecutive 2xx responses before the deploy counts as done. A check that
+//! passes while the old code still answers proves nothing, so with `health_expect_release` the
+//! response (body or `X-Release` header) must also name the new release or its commit.
+//!
+//! Settings: `health_checks` (20), `health_interval` (1 s, fractions allowed), `health_timeout`
+//! (5 s per request), `health_expect` (text the body must contain), `health_expect_release`
+//! (false), `health_host` (a Host header), `health_retries` (5: answers from the old release
+//! tolerated before giving up). A non-2xx answer or a connection error fails at once.
+
+use std::time::Duration;
+
+use crate::context::HostContext;
+use crate::failure::Failure;
+use crate::template::Mode;
+
+/// One answer of the health URL.
+#[derive(Debug, Clone)]
+struct Answer {
+    status: u16,
+    release_header: Option<String>,
+    body: String,
+}
+
+impl Answer {
+    fn describe(&self) -> String {
+        let body: String = self.body.trim().chars().take(200).collect();
+        format!("HTTP {} `{}`", self.status, body.replace('\n', " "))
+    }
+}
+
+fn seconds(ctx: &HostContext, key: &str, default: f64) -> Result<Duration, Failure> {
+    let value = match ctx.value(key)? {
+        Some(v) => v
+            .as_float()
+            .ok()
+            .or_else(|| v.as_int().ok().map(|i| i as f64))
+            .or_else(|| v.to_string().trim_end_matches('s').parse::<f64>().ok())
+            .ok_or_else(|| Failure::message(format!("`{key}` must be a number of seconds")))?,
+        None => default,
+    };
+    if !(0.0..=3600.0).contains(&value) {
+        return Err(Failure::message(format!(
+            "`{key}` must be between 0 and 3600 seconds"
+        )));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+pub fn gate(ctx: &HostContext, url: &str) -> Result<u64, Failure> {
+    let url = ctx.expand(url, Mode::Plain)?;
+    if !url.starts_with("http://") {
+        return Err(Failure::message(format!(
+            "health URL `{url}` must start with http:// (zdd checks the host directly, without TLS)"
+        )));
+    }
+    let checks = ctx.count("health_checks", 20)?.max(1);
+    let retries = ctx.count("health_retries", 5)?;
+    let interval = seconds(ctx, "health_interval", 1.0)?;
+    let timeout = seconds(ctx, "health_timeout", 5.0)?;
+    let expect = ctx.text_or("health_expect", "")?;
+    let expect_release = ctx.boolean("health_expect_release", false)?;
+    let host_header = ctx.text_or("health_host", "")?;
+    let (release, commit) = match (&ctx.release, expect_release) {
+        (Some(r), true) => (Some(r.name.clone()), r.commit.clone()),
+        (None, true) => {
+            return Err(Failure::message(
+                "`health_expect_release` is on but this run made no release",
+            ))
+        }
+        _ => (None, None),
+    };
+
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let mut good = 0;
+    let mut stale = 0;
+    loop {
+        let mut request = agent.get(&url);
+        if !host_header.is_empty() {
+            request = request.header("Host", &host_header);
+        }
+        let answer = match request.call() {
+            Ok(mut response) => Answer {
+                status: response.status().as_u16(),
+                release_header: response
+                    .headers()
+                    .get("x-release")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+                body: response
+                    .body_mut()
+                    .with_config()
+                    .limit(64 * 1024)
+                    .read_to_string()
+                    .unwrap_or_default(),
+            },
+            Err(e) => {
+                return Err(Failure::message(format!(
+                    "health check failed: GET {url}: {e} (after {good} good response{})",
+                    if good == 1 { "" } else { "s" }
+                )))
+            }
+        };
+        if !(200..300).contains(&answer.status) {
+            return Err(Failure::message(format!(
+                "health check failed: GET {url} answered {} (after {good} good response{})",
+                answer.describe(),
+                if good == 1 { "" } else { "s" }
+            )));
+        }
+        if !expect.is_empty() && !answer.body.contains(&expect) {
+            return Err(Failure::message(format!(
+                "health check failed: GET {url} answered {} without the expected text `{expect}`",
+                answer.describe()
+            )));
+        }
+        let names_release = |a: &Answer| {
+            let names = |text: &str| {
+                release.as_deref().is_some_and(|r| text.contains(r))
+                    || commit.as_deref().is_some_and(|c| text.contains(c))
+            };
+            a.release_header.as_deref().is_some_and(names) || names(&a.body)
+        };
+        if release.is_some() && !names_release(&answer) {
+            stale += 1;
+            good = 0;
+            if stale > retries {
+                return Err(Failure::message(format!(
+                    "health check failed: GET {url} still answers from another release, not `{}`: {}",
+                    release.as_deref().unwrap_or_default(),
+                    answer.describe()
+                ))
+                .with_hint("nginx must pass `$realpath_root` (not `$document_root`) to php-fpm, or php-fpm must be reloaded, for the new release to be served"));
+            }
+        } else {
+            good += 1;
+        }
+        if good >= checks {
+            ctx.info(&format!(
+                "health: {good} good responses from {url} (last: HTTP {})",
+                answer.status
+            ));
+            return Ok(good);
+        }
+        std::thread::sleep(interval);
+    }
+}

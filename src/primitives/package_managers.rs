@@ -1,0 +1,27 @@
+//! `composer` and `npm`, run in the release this run is making.
+
+use super::artisan::app_path;
+use super::programs::program;
+use crate::context::HostContext;
+use crate::failure::Failure;
+use crate::quote;
+use crate::template::Mode;
+
+fn run_tool(ctx: &HostContext, tool: &str, arguments: &str) -> Result<String, Failure> {
+    let binary = program(ctx, tool)?;
+    let line = format!(
+        "{} {}",
+        quote::word(&binary).map_err(|e| Failure::message(e.to_string()))?,
+        ctx.expand(arguments, Mode::Shell)?
+    );
+    let output = ctx.exec_in(&line, Some(&app_path(ctx)?))?;
+    Ok(output.stdout.trim_end().to_string())
+}
+
+pub fn composer(ctx: &HostContext, arguments: &str) -> Result<String, Failure> {
+    run_tool(ctx, "composer", arguments)
+}
+
+pub fn npm(ctx: &HostContext, arguments: &str) -> Result<String, Failure> {
+    run_tool(ctx, "npm", arguments)
+}
