@@ -6,8 +6,8 @@ use rhai::EvalAltResult;
 
 use crate::diagnostic;
 use crate::plan::PlanError;
-use crate::runner::{self, StepFailure};
 use crate::sources::Sources;
+use crate::step_failure::{self, StepFailure};
 
 /// Exit codes, as documented in `zdd --help` and the README.
 pub mod exit {
@@ -45,13 +45,6 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn usage(message: impl Into<String>) -> Error {
-        Error::Usage {
-            message: message.into(),
-            hint: None,
-        }
-    }
-
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage { .. } | Error::Read { .. } | Error::Script { .. } | Error::Plan(_) => {
@@ -74,7 +67,7 @@ impl Error {
                 let _ = writeln!(out, "error: cannot read recipe `{path}`: {error}");
             }
             Error::Script { error, source } => {
-                let (location, cause) = runner::classify(error, source);
+                let (location, cause) = step_failure::classify(error, source);
                 let _ = writeln!(out, "error: {cause}");
                 if let Some(location) = location {
                     diagnostic::snippet(&mut out, &location, sources);
@@ -99,8 +92,8 @@ impl Error {
                 for line in &failure.aftermath {
                     let _ = writeln!(out, "also: {line}");
                 }
-                if !failure.outcome.is_empty() {
-                    let _ = writeln!(out, "now: on `{}`, {}", failure.host, failure.outcome);
+                for (host, outcome) in &failure.outcomes {
+                    let _ = writeln!(out, "now: on `{host}`, {outcome}");
                 }
                 hint_line(&mut out, failure.cause.hint());
             }

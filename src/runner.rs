@@ -1,110 +1,98 @@
-//! Runs a plan: each selected host gets its context, the steps run in order, and a failure runs
-//! the fail hooks and then makes sure the host is as it was (release removed, `current`
-//! switched back, lock released).
+//! Runs a plan on the selected hosts.
+//!
+//! Every host is connected first (an unreachable host stops the run before anything changes).
+//! When the plan contains the cutover step (`cutover_task`, default `deploy:symlink`), the steps
+//! before it (the preparation) run on all hosts in parallel, at most `parallel` at a time; the
+//! cutover (the swap and everything after it) then walks the hosts `rollout_batch` at a time,
+//! `rollout_stagger` seconds apart. Without a cutover step all steps run on all hosts in parallel.
+//!
+//! A failure anywhere stops new steps everywhere; then every host runs its fail hooks and is put
+//! back as it was (release removed, `current` switched back, lock released).
 
-use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use rhai::{Dynamic, EvalAltResult, Position};
+use rhai::{Dynamic, EvalAltResult};
 
 use crate::config;
 use crate::context::{Deployment, HostContext};
-use crate::diagnostic;
 use crate::failure::{Failure, FailureKind};
+use crate::host_setup;
 use crate::interrupt;
 use crate::plan::{self, Step};
 use crate::primitives::{lock, release};
 use crate::registry::{Host, Origin};
 use crate::reporter::{format_duration, Event, Reporter};
 use crate::script::Recipe;
-use crate::transport::{Local, Transport};
+use crate::step_failure::{classify, Cause, StepFailure};
+use crate::transport::Ssh;
 
-/// Why a step failed, as the user is told.
-#[derive(Debug, Clone)]
-pub enum Cause {
-    Failure(Failure),
-    /// A script error (or `throw`), with a hint when zdd knows one.
-    Script(String, Option<String>),
-}
-
-impl Cause {
-    pub fn is_locked(&self) -> bool {
-        matches!(self, Cause::Failure(f) if f.is_locked())
-    }
-    pub fn hint(&self) -> Option<&str> {
-        match self {
-            Cause::Failure(f) => f.hint.as_deref(),
-            Cause::Script(_, hint) => hint.as_deref(),
-        }
-    }
-}
-
-impl std::fmt::Display for Cause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Cause::Failure(failure) => failure.fmt(f),
-            Cause::Script(text, _) => f.write_str(text),
-        }
-    }
-}
-
-/// A step that failed on a host, and what the host was left as.
-#[derive(Debug, Clone)]
-pub struct StepFailure {
-    pub host: String,
-    pub task: String,
-    /// Where the failing call is in the recipe or module (falls back to the task's declaration).
-    pub location: Origin,
-    pub cause: Cause,
-    /// Failures of fail hooks and of the clean-up, reported after the main one.
-    pub aftermath: Vec<String>,
-    /// What the host looks like now (`current` and the release).
-    pub outcome: String,
-}
-
-/// What a finished run did on each host.
+/// What a finished run did.
 pub struct Summary {
     pub hosts: Vec<String>,
     pub release: Option<String>,
     pub commit: Option<String>,
-    pub duration: std::time::Duration,
+    pub duration: Duration,
 }
 
-/// Build the context each host's steps run in.
-pub fn host_context(
-    recipe: &Recipe,
-    host: &Host,
-    reporter: Arc<Reporter>,
-    deployment: Arc<Deployment>,
-) -> Result<HostContext, String> {
-    if !host.local {
-        return Err(format!(
-            "host `{}` is a remote host, and this version of zdd deploys only to `localhost()`",
-            host.name
-        ));
+#[derive(Debug)]
+pub enum RunError {
+    /// A host could not be reached or set up; nothing ran anywhere.
+    Setup(Vec<String>),
+    Step(Box<StepFailure>),
+}
+
+/// A host while the run goes on.
+struct Slot {
+    name: String,
+    context: Arc<Mutex<HostContext>>,
+    ssh: Option<Arc<Ssh>>,
+    /// The failure of this host, if it failed.
+    failure: Mutex<Option<Box<StepFailure>>>,
+}
+
+/// Settings of the run as a whole (not per host).
+struct Rollout {
+    parallel: usize,
+    batch: usize,
+    stagger: Duration,
+    cutover_task: String,
+}
+
+impl Rollout {
+    fn read(recipe: &Recipe) -> Result<Rollout, String> {
+        let global = host_setup::merged_config(recipe, None);
+        let count = |key: &str, default: u64| -> Result<u64, String> {
+            global
+                .get(key)
+                .map(|v| config::count(v).map_err(|e| format!("`{key}`: {e}")))
+                .unwrap_or(Ok(default))
+        };
+        let stagger = match global.get("rollout_stagger") {
+            None => 10.0,
+            Some(v) => v
+                .as_float()
+                .ok()
+                .or_else(|| v.as_int().ok().map(|i| i as f64))
+                .or_else(|| v.to_string().parse().ok())
+                .filter(|s: &f64| (0.0..=3600.0).contains(s))
+                .ok_or_else(|| {
+                    format!("`rollout_stagger` must be seconds between 0 and 3600, not `{v}`")
+                })?,
+        };
+        Ok(Rollout {
+            parallel: count("parallel", 8)?.max(1) as usize,
+            batch: count("rollout_batch", 1)?.max(1) as usize,
+            stagger: Duration::from_secs_f64(stagger),
+            cutover_task: global
+                .get("cutover_task")
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "deploy:symlink".to_string()),
+        })
     }
-    let transport: Arc<dyn Transport> = Arc::new(Local::new().map_err(|e| format!("{e:#}"))?);
-    let mut merged: BTreeMap<String, Dynamic> = config::defaults();
-    merged.extend(recipe.registry.config.clone());
-    merged.extend(host.config.clone());
-    merged.extend(recipe.runtime.overrides.clone());
-    Ok(HostContext {
-        host: host.name.clone(),
-        transport,
-        config: merged,
-        runtime: BTreeMap::new(),
-        cwd: None,
-        release: None,
-        holds_lock: false,
-        switched_back: false,
-        memo: BTreeMap::new(),
-        deployment,
-        reporter,
-    })
 }
 
-/// Run `steps` on every host in turn; stop at the first host that fails.
 pub fn run(
     recipe: &Recipe,
     task: &str,
@@ -114,107 +102,187 @@ pub fn run(
     deployment: Arc<Deployment>,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
-    let mut summary = Summary {
-        hosts: Vec::new(),
-        release: None,
-        commit: None,
-        duration: Default::default(),
+    let rollout = Rollout::read(recipe).map_err(|e| RunError::Setup(vec![e]))?;
+    let control = crate::transport::ssh::control_directory()
+        .map_err(|e| RunError::Setup(vec![format!("{e:#}")]))?;
+    let slots = connect_all(
+        recipe,
+        hosts,
+        control.path(),
+        &reporter,
+        &deployment,
+        rollout.parallel,
+    )?;
+
+    let cutover = steps.iter().position(|s| s.task == rollout.cutover_task);
+    let (preparation, cutover_steps) = match cutover {
+        Some(index) => steps.split_at(index),
+        None => (steps, &steps[..0]),
     };
-    for (index, host) in hosts.iter().enumerate() {
-        let ctx = host_context(recipe, host, reporter.clone(), deployment.clone())
-            .map_err(RunError::Setup)?;
-        let ctx = Arc::new(Mutex::new(ctx));
-        let result = run_host(recipe, steps, index, &ctx, &reporter);
-        *recipe
-            .runtime
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
-        let ctx = ctx.lock().unwrap_or_else(|e| e.into_inner());
-        match result {
-            Ok(()) => {
-                summary.hosts.push(host.name.clone());
-                if let Some(release) = &ctx.release {
-                    summary.release = Some(release.name.clone());
-                    summary.commit = release.commit.clone();
+    let abort = AtomicBool::new(false);
+    let all: Vec<&Slot> = slots.iter().collect();
+    let first = slots.first().map(|s| s.name.clone()).unwrap_or_default();
+    let phase = Phase {
+        recipe,
+        parallel: rollout.parallel,
+        first_host: &first,
+        abort: &abort,
+        reporter: &reporter,
+    };
+    phase.run(&all, preparation);
+    if !abort.load(Ordering::SeqCst) && !cutover_steps.is_empty() {
+        for (number, batch) in slots.chunks(rollout.batch).enumerate() {
+            if number > 0 && !rollout.stagger.is_zero() {
+                reporter.say(&format!(
+                    "waiting {} before the next batch",
+                    format_duration(rollout.stagger)
+                ));
+                sleep_unless_interrupted(rollout.stagger);
+                if interrupt::should_stop() {
+                    abort.store(true, Ordering::SeqCst);
+                    break;
                 }
             }
-            Err(failure) => {
-                reporter.event(Event::Finished {
-                    task,
-                    status: "failed",
-                    duration_ms: started.elapsed().as_millis(),
-                });
-                return Err(RunError::Step(failure));
+            let batch: Vec<&Slot> = batch.iter().collect();
+            phase.run(&batch, cutover_steps);
+            if abort.load(Ordering::SeqCst) {
+                break;
             }
         }
     }
-    summary.duration = started.elapsed();
+
+    let result = if abort.load(Ordering::SeqCst) {
+        Err(fail_all(recipe, task, &slots, &reporter))
+    } else {
+        finish_all(&slots, started)
+    };
+    for slot in &slots {
+        if let Some(ssh) = &slot.ssh {
+            ssh.close();
+        }
+    }
     reporter.event(Event::Finished {
         task,
-        status: "success",
-        duration_ms: summary.duration.as_millis(),
+        status: if result.is_ok() { "success" } else { "failed" },
+        duration_ms: started.elapsed().as_millis(),
     });
-    Ok(summary)
+    result.map_err(RunError::Step)
 }
 
-#[derive(Debug)]
-pub enum RunError {
-    /// A host could not be set up (before anything ran on it).
-    Setup(String),
-    Step(Box<StepFailure>),
-}
-
-fn run_host(
+/// Connect every host, in parallel; any failure is reported for all hosts before anything runs.
+fn connect_all(
     recipe: &Recipe,
-    steps: &[Step],
-    host_index: usize,
-    ctx: &Arc<Mutex<HostContext>>,
-    reporter: &Reporter,
-) -> Result<(), Box<StepFailure>> {
-    *recipe
-        .runtime
-        .current
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(ctx.clone());
-    let host = ctx.lock().unwrap_or_else(|e| e.into_inner()).host.clone();
-    for step in steps {
-        if step.once && host_index > 0 {
-            continue;
+    hosts: &[Host],
+    control: &std::path::Path,
+    reporter: &Arc<Reporter>,
+    deployment: &Arc<Deployment>,
+    parallel: usize,
+) -> Result<Vec<Slot>, RunError> {
+    let results: Vec<Mutex<Option<Result<host_setup::Connected, String>>>> =
+        hosts.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.min(hosts.len()) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                let Some(host) = hosts.get(index) else { break };
+                let connected = host_setup::connect(
+                    recipe,
+                    host,
+                    index,
+                    control,
+                    reporter.clone(),
+                    deployment.clone(),
+                );
+                *results[index].lock().unwrap_or_else(|e| e.into_inner()) = Some(connected);
+            });
         }
-        if let Err(mut failure) = run_step(recipe, step, ctx, &host, reporter) {
-            if interrupt::interrupted() {
-                interrupt::begin_cleanup();
-                failure.cause = Cause::Failure(Failure {
-                    kind: FailureKind::Interrupted,
-                    hint: Some("the fail hooks ran and the lock was released".to_string()),
-                });
-            }
-            recover(recipe, step, ctx, &host, reporter, &mut failure);
-            return Err(failure);
+    });
+    let mut slots = Vec::new();
+    let mut errors = Vec::new();
+    for (host, result) in hosts.iter().zip(results) {
+        match result.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(Ok(connected)) => slots.push(Slot {
+                name: host.name.clone(),
+                context: Arc::new(Mutex::new(connected.context)),
+                ssh: connected.ssh,
+                failure: Mutex::new(None),
+            }),
+            Some(Err(message)) => errors.push(message),
+            None => errors.push(format!("host `{}` was not connected", host.name)),
         }
     }
-    let mut ctx = ctx.lock().unwrap_or_else(|e| e.into_inner());
-    release::finish(&mut ctx).map_err(|f| {
-        Box::new(StepFailure {
-            host: host.clone(),
-            task: "finish".to_string(),
-            location: Origin::default(),
-            cause: Cause::Failure(f),
-            aftermath: Vec::new(),
-            outcome: String::new(),
-        })
-    })
+    if errors.is_empty() {
+        return Ok(slots);
+    }
+    for slot in &slots {
+        if let Some(ssh) = &slot.ssh {
+            ssh.close();
+        }
+    }
+    Err(RunError::Setup(errors))
+}
+
+fn sleep_unless_interrupted(duration: Duration) {
+    let until = Instant::now() + duration;
+    while Instant::now() < until && !interrupt::should_stop() {
+        std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+    }
+}
+
+/// How a set of steps runs on a set of hosts.
+struct Phase<'a> {
+    recipe: &'a Recipe,
+    parallel: usize,
+    /// Where `once` tasks run.
+    first_host: &'a str,
+    /// Set by a failure; every host stops before its next step.
+    abort: &'a AtomicBool,
+    reporter: &'a Reporter,
+}
+
+impl Phase<'_> {
+    /// Run `steps` on each of `slots`, at most `parallel` hosts at once.
+    fn run(&self, slots: &[&Slot], steps: &[Step]) {
+        if steps.is_empty() || slots.is_empty() {
+            return;
+        }
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..self.parallel.min(slots.len()) {
+                scope.spawn(|| loop {
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(slot) = slots.get(index) else { break };
+                    self.recipe.runtime.enter(slot.context.clone());
+                    for step in steps {
+                        if self.abort.load(Ordering::SeqCst) || interrupt::should_stop() {
+                            self.abort.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                        if step.once && slot.name != self.first_host {
+                            continue;
+                        }
+                        if let Err(failure) = run_step(self.recipe, step, slot, self.reporter) {
+                            *slot.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure);
+                            self.abort.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                    }
+                    self.recipe.runtime.leave();
+                });
+            }
+        });
+    }
 }
 
 fn run_step(
     recipe: &Recipe,
     step: &Step,
-    ctx: &Arc<Mutex<HostContext>>,
-    host: &str,
+    slot: &Slot,
     reporter: &Reporter,
 ) -> Result<(), Box<StepFailure>> {
-    ctx.lock().unwrap_or_else(|e| e.into_inner()).cwd = None;
+    slot.context.lock().unwrap_or_else(|e| e.into_inner()).cwd = None;
+    let host = slot.name.as_str();
     reporter.event(Event::TaskStarted {
         host,
         task: &step.task,
@@ -233,14 +301,21 @@ fn run_step(
             Ok(())
         }
         Err(error) => {
-            let (location, cause) = classify(&error, &step.origin.source);
+            let (location, mut cause) = classify(&error, &step.origin.source);
+            if interrupt::interrupted() {
+                cause = Cause::Failure(Failure {
+                    kind: FailureKind::Interrupted,
+                    hint: Some("the fail hooks ran and the lock was released".to_string()),
+                });
+            }
             let failure = StepFailure {
                 host: host.to_string(),
                 task: step.task.clone(),
                 location: location.unwrap_or_else(|| step.origin.clone()),
                 cause,
+                ancestry: step.ancestry.clone(),
                 aftermath: Vec::new(),
-                outcome: String::new(),
+                outcomes: Vec::new(),
             };
             reporter.event(Event::TaskFailed {
                 host,
@@ -253,45 +328,143 @@ fn run_step(
     }
 }
 
-/// Run the fail hooks, then put the host back as it was, whatever the hooks did.
-fn recover(
-    recipe: &Recipe,
-    failed: &Step,
-    ctx: &Arc<Mutex<HostContext>>,
-    host: &str,
-    reporter: &Reporter,
-    failure: &mut Box<StepFailure>,
-) {
-    match plan::fail_steps(&recipe.registry, &failed.ancestry) {
+/// The run failed: every host runs its fail hooks (the failing ones for the task that failed,
+/// the others for the whole task), then is put back as it was.
+fn fail_all(recipe: &Recipe, task: &str, slots: &[Slot], reporter: &Reporter) -> Box<StepFailure> {
+    if interrupt::interrupted() {
+        interrupt::begin_cleanup();
+    }
+    let aftermath: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for slot in slots {
+            let aftermath = &aftermath;
+            scope.spawn(move || {
+                recipe.runtime.enter(slot.context.clone());
+                let ancestry = slot
+                    .failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|f| f.ancestry.clone())
+                    .unwrap_or_else(|| vec![task.to_string()]);
+                let notes = recover(recipe, &ancestry, slot, reporter);
+                aftermath
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(notes);
+                recipe.runtime.leave();
+            });
+        }
+    });
+    let mut failures: Vec<Box<StepFailure>> = slots
+        .iter()
+        .filter_map(|s| s.failure.lock().unwrap_or_else(|e| e.into_inner()).take())
+        .collect();
+    let mut primary = if failures.is_empty() {
+        // Stopped without a failing step: interrupted between steps.
+        Box::new(StepFailure {
+            host: slots.first().map(|s| s.name.clone()).unwrap_or_default(),
+            task: task.to_string(),
+            location: Origin::default(),
+            cause: Cause::Failure(Failure {
+                kind: FailureKind::Interrupted,
+                hint: Some("the fail hooks ran and the lock was released".to_string()),
+            }),
+            ancestry: vec![task.to_string()],
+            aftermath: Vec::new(),
+            outcomes: Vec::new(),
+        })
+    } else {
+        failures.remove(0)
+    };
+    for other in failures {
+        primary.aftermath.push(format!(
+            "task `{}` also failed on host `{}`: {}",
+            other.task, other.host, other.cause
+        ));
+    }
+    primary
+        .aftermath
+        .extend(aftermath.into_inner().unwrap_or_else(|e| e.into_inner()));
+    let failing_host = primary.host.clone();
+    let mut outcomes: Vec<(String, String)> = slots
+        .iter()
+        .map(|slot| {
+            let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+            (slot.name.clone(), describe(&ctx))
+        })
+        .collect();
+    outcomes.sort_by_key(|(host, _)| *host != failing_host);
+    primary.outcomes = outcomes;
+    primary
+}
+
+/// Run the fail hooks for `ancestry` on one host, then make sure the host is as it was,
+/// whatever the hooks did. Returns notes on what went wrong on the way.
+fn recover(recipe: &Recipe, ancestry: &[String], slot: &Slot, reporter: &Reporter) -> Vec<String> {
+    let mut notes = Vec::new();
+    match plan::fail_steps(&recipe.registry, ancestry) {
         Ok(hooks) => {
             for hook in &hooks {
-                if let Err(hook_failure) = run_step(recipe, hook, ctx, host, reporter) {
-                    failure.aftermath.push(format!(
-                        "fail hook `{}` also failed: {}",
-                        hook_failure.task, hook_failure.cause
+                if let Err(failure) = run_step(recipe, hook, slot, reporter) {
+                    notes.push(format!(
+                        "fail hook `{}` also failed on host `{}`: {}",
+                        failure.task, slot.name, failure.cause
                     ));
                 }
             }
         }
-        Err(e) => failure.aftermath.push(format!("fail hooks not run: {e}")),
+        Err(e) => notes.push(format!("fail hooks not run on host `{}`: {e}", slot.name)),
     }
-    let mut ctx = ctx.lock().unwrap_or_else(|e| e.into_inner());
-    let release = ctx.release.as_ref().map(|r| r.name.clone());
-    if release.is_some() {
-        if let Err(e) = release::discard(&mut ctx, &failure.cause.to_string()) {
-            failure
-                .aftermath
-                .push(format!("could not remove the unfinished release: {e}"));
+    let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+    if ctx.release.is_some() {
+        if let Err(e) = release::discard(&mut ctx, "the deploy failed") {
+            notes.push(format!(
+                "could not remove the unfinished release on host `{}`: {e}",
+                slot.name
+            ));
         }
     }
     if ctx.holds_lock {
         if let Err(e) = lock::unlock(&mut ctx) {
-            failure
-                .aftermath
-                .push(format!("could not release the lock: {e}"));
+            notes.push(format!(
+                "could not release the lock on host `{}`: {e}",
+                slot.name
+            ));
         }
     }
-    failure.outcome = describe(&ctx);
+    notes
+}
+
+/// Every host succeeded: their releases become good releases.
+fn finish_all(slots: &[Slot], started: Instant) -> Result<Summary, Box<StepFailure>> {
+    let mut summary = Summary {
+        hosts: Vec::new(),
+        release: None,
+        commit: None,
+        duration: Duration::default(),
+    };
+    for slot in slots {
+        let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(release) = &ctx.release {
+            summary.release = Some(release.name.clone());
+            summary.commit = release.commit.clone();
+        }
+        release::finish(&mut ctx).map_err(|f| {
+            Box::new(StepFailure {
+                host: slot.name.clone(),
+                task: "finish".to_string(),
+                location: Origin::default(),
+                cause: Cause::Failure(f),
+                ancestry: Vec::new(),
+                aftermath: Vec::new(),
+                outcomes: Vec::new(),
+            })
+        })?;
+        summary.hosts.push(slot.name.clone());
+    }
+    summary.duration = started.elapsed();
+    Ok(summary)
 }
 
 /// `current -> releases/X`, in words.
@@ -303,59 +476,7 @@ fn describe(ctx: &HostContext) -> String {
     }
 }
 
-/// Find the innermost error and where it happened.
-pub fn classify(error: &EvalAltResult, source: &str) -> (Option<Origin>, Cause) {
-    let at = |position: Position, source: &str| {
-        position.line().map(|line| Origin {
-            source: source.to_string(),
-            line,
-            column: position.position().unwrap_or(1),
-        })
-    };
-    match error {
-        EvalAltResult::ErrorInFunctionCall(_, fn_source, inner, position) => {
-            let inner_source = if fn_source.is_empty() {
-                source
-            } else {
-                fn_source.as_str()
-            };
-            let (location, cause) = classify(inner, inner_source);
-            (location.or_else(|| at(*position, source)), cause)
-        }
-        EvalAltResult::ErrorInModule(module, inner, position) => {
-            let (location, cause) = classify(inner, module);
-            (location.or_else(|| at(*position, source)), cause)
-        }
-        EvalAltResult::ErrorRuntime(value, position) => {
-            let cause = if let Some(failure) = value.clone().try_cast::<Failure>() {
-                Cause::Failure(failure)
-            } else if value.is_map() {
-                let map = value.clone().cast::<rhai::Map>();
-                let text = map
-                    .get("message")
-                    .map(|m| m.to_string())
-                    .unwrap_or_else(|| value.to_string());
-                Cause::Script(text, None)
-            } else {
-                Cause::Script(value.to_string(), None)
-            };
-            (at(*position, source), cause)
-        }
-        EvalAltResult::ErrorTerminated(_, position) => (
-            at(*position, source),
-            Cause::Failure(Failure {
-                kind: FailureKind::Interrupted,
-                hint: None,
-            }),
-        ),
-        other => {
-            let (message, hint) = diagnostic::explain(other);
-            (at(other.position(), source), Cause::Script(message, hint))
-        }
-    }
-}
-
-/// "deployed release X (commit abc1234) to localhost in 0.42 s".
+/// "deploy: release X (commit abc1234) on localhost in 0.42 s".
 pub fn describe_summary(task: &str, summary: &Summary) -> String {
     let hosts = summary.hosts.join(", ");
     let took = format_duration(summary.duration);

@@ -10,6 +10,7 @@ use crate::arguments::{Command, Common};
 use crate::config;
 use crate::context::Deployment;
 use crate::error::Error;
+use crate::host_setup;
 use crate::interrupt;
 use crate::plan;
 use crate::primitives::{lock, release_log};
@@ -196,7 +197,13 @@ fn run_task(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error> {
             reporter.say(&runner::describe_summary(task, &summary));
             Ok(())
         }
-        Err(RunError::Setup(message)) => Err(Error::usage(message)),
+        Err(RunError::Setup(messages)) => Err(Error::Failed {
+            message: format!(
+                "nothing was changed: {}",
+                messages.join("; ")
+            ),
+            hint: Some("check the host's settings (hostname, port, remote_user, identity_file) and that `ssh` reaches it".to_string()),
+        }),
         Err(RunError::Step(failure)) => Err(Error::Step(failure)),
     }
 }
@@ -208,14 +215,34 @@ fn with_host_context<T>(
     f: impl FnOnce(&mut crate::context::HostContext) -> Result<T, crate::failure::Failure>,
 ) -> Result<T, Error> {
     let deployment = Arc::new(Deployment::new(&recipe.path));
-    let ctx = runner::host_context(recipe, host, Arc::new(Reporter::silent()), deployment)
-        .map_err(Error::usage)?;
-    let ctx = Arc::new(Mutex::new(ctx));
-    let mut guard = ctx.lock().unwrap_or_else(|e| e.into_inner());
-    f(&mut guard).map_err(|failure| Error::Failed {
-        message: format!("on host `{}`: {failure}", host.name),
-        hint: failure.hint.clone(),
-    })
+    let control = crate::transport::ssh::control_directory().map_err(|e| Error::Failed {
+        message: format!("{e:#}"),
+        hint: None,
+    })?;
+    let connected = host_setup::connect(
+        recipe,
+        host,
+        0,
+        control.path(),
+        Arc::new(Reporter::silent()),
+        deployment,
+    )
+    .map_err(|message| Error::Failed {
+        message,
+        hint: None,
+    })?;
+    let ctx = Arc::new(Mutex::new(connected.context));
+    let result = {
+        let mut guard = ctx.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard).map_err(|failure| Error::Failed {
+            message: format!("on host `{}`: {failure}", host.name),
+            hint: failure.hint.clone(),
+        })
+    };
+    if let Some(ssh) = connected.ssh {
+        ssh.close();
+    }
+    result
 }
 
 fn releases(recipe: &Recipe, common: &Common) -> Result<(), Error> {

@@ -4,8 +4,11 @@
 //!
 //! Settings: `health_checks` (20), `health_interval` (1 s, fractions allowed), `health_timeout`
 //! (5 s per request), `health_expect` (text the body must contain), `health_expect_release`
-//! (false), `health_host` (a Host header), `health_retries` (5: answers from the old release
-//! tolerated before giving up). A non-2xx answer or a connection error fails at once.
+//! (false: the `X-Release` header or the body must name the new release directory),
+//! `health_expect_commit` (false: they must name the new commit — weaker, since redeploying a
+//! commit makes old and new answers alike), `health_host` (a Host header), `health_retries` (5:
+//! answers from another release tolerated before giving up). A non-2xx answer or a connection
+//! error fails at once.
 
 use std::time::Duration;
 
@@ -59,16 +62,22 @@ pub fn gate(ctx: &HostContext, url: &str) -> Result<u64, Failure> {
     let timeout = seconds(ctx, "health_timeout", 5.0)?;
     let expect = ctx.text_or("health_expect", "")?;
     let expect_release = ctx.boolean("health_expect_release", false)?;
+    let expect_commit = ctx.boolean("health_expect_commit", false)?;
     let host_header = ctx.text_or("health_host", "")?;
-    let (release, commit) = match (&ctx.release, expect_release) {
-        (Some(r), true) => (Some(r.name.clone()), r.commit.clone()),
+    let wanted = expect_release || expect_commit;
+    let (release, commit) = match (&ctx.release, wanted) {
+        (Some(r), true) => (
+            Some(r.name.clone()).filter(|_| expect_release),
+            r.commit.clone().filter(|_| expect_commit),
+        ),
         (None, true) => {
             return Err(Failure::message(
-                "`health_expect_release` is on but this run made no release",
+                "`health_expect_release` or `health_expect_commit` is on but this run made no release",
             ))
         }
         _ => (None, None),
     };
+    let expected = release.clone().or_else(|| commit.clone());
 
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
@@ -120,18 +129,18 @@ pub fn gate(ctx: &HostContext, url: &str) -> Result<u64, Failure> {
         }
         let names_release = |a: &Answer| {
             let names = |text: &str| {
-                release.as_deref().is_some_and(|r| text.contains(r))
-                    || commit.as_deref().is_some_and(|c| text.contains(c))
+                release.as_deref().is_none_or(|r| text.contains(r))
+                    && commit.as_deref().is_none_or(|c| text.contains(c))
             };
             a.release_header.as_deref().is_some_and(names) || names(&a.body)
         };
-        if release.is_some() && !names_release(&answer) {
+        if expected.is_some() && !names_release(&answer) {
             stale += 1;
             good = 0;
             if stale > retries {
                 return Err(Failure::message(format!(
                     "health check failed: GET {url} still answers from another release, not `{}`: {}",
-                    release.as_deref().unwrap_or_default(),
+                    expected.as_deref().unwrap_or_default(),
                     answer.describe()
                 ))
                 .with_hint("nginx must pass `$realpath_root` (not `$document_root`) to php-fpm, or php-fpm must be reloaded, for the new release to be served"));

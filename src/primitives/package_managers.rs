@@ -18,8 +18,19 @@ fn run_tool(ctx: &HostContext, tool: &str, arguments: &str) -> Result<String, Fa
     Ok(output.stdout.trim_end().to_string())
 }
 
+/// `{{bin/php}} {{bin/composer}} ARGS`: composer runs on the PHP the recipe names, as in
+/// Deployer (a missing PHP fails here, before anything else runs on it).
 pub fn composer(ctx: &HostContext, arguments: &str) -> Result<String, Failure> {
-    run_tool(ctx, "composer", arguments)
+    let php = program(ctx, "php")?;
+    let composer = program(ctx, "composer")?;
+    let line = format!(
+        "{} {} {}",
+        quote::word(&php).map_err(|e| Failure::message(e.to_string()))?,
+        quote::word(&composer).map_err(|e| Failure::message(e.to_string()))?,
+        ctx.expand(arguments, Mode::Shell)?
+    );
+    let output = ctx.exec_in(&line, Some(&app_path(ctx)?))?;
+    Ok(output.stdout.trim_end().to_string())
 }
 
 pub fn npm(ctx: &HostContext, arguments: &str) -> Result<String, Failure> {

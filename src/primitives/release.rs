@@ -119,8 +119,13 @@ pub fn finish(ctx: &mut HostContext) -> Result<(), Failure> {
     )
 }
 
-/// The run failed: put `current` back where it was and remove the unfinished release.
-/// Safe to call when nothing was created (it does nothing then).
+/// The run failed: put `current` back where it was, and remove the unfinished release.
+///
+/// A release that was never `current` is removed at once. One that was `current` for a while
+/// (the failure came after the swap) may still be running requests that started on it, and
+/// removing its files would break them: it is recorded as failed and left for the next deploy's
+/// cleanup, which removes it long after those requests ended. Either way it is never `current`
+/// again and never a rollback target. Safe to call when nothing was created.
 pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
     let Some(release) = ctx.release.take() else {
         return Ok(());
@@ -141,8 +146,10 @@ pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
             None => ctx.transport.remove_file(&current_link)?,
         }
     }
-    ctx.transport
-        .remove_dir_all(&ctx.path(&format!("releases/{}", release.name))?)?;
+    if !release.swapped {
+        ctx.transport
+            .remove_dir_all(&ctx.path(&format!("releases/{}", release.name))?)?;
+    }
     release_log::record(
         ctx,
         Entry {
@@ -152,11 +159,18 @@ pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
             ..Default::default()
         },
     )?;
-    ctx.reporter.event(Event::ReleaseRemoved {
-        host: &ctx.host,
-        release: &release.name,
-        reason: "the deploy failed",
-    });
+    if release.swapped {
+        ctx.info(&format!(
+            "releases/{} is marked failed; the next deploy removes it (requests that started on it may still be running)",
+            release.name
+        ));
+    } else {
+        ctx.reporter.event(Event::ReleaseRemoved {
+            host: &ctx.host,
+            release: &release.name,
+            reason: "the deploy failed",
+        });
+    }
     Ok(())
 }
 

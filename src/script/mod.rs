@@ -7,9 +7,10 @@ mod modules;
 mod primitive_bindings;
 mod recipe_api;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 
 use rhai::{Dynamic, Engine, EvalAltResult, AST};
 
@@ -26,7 +27,8 @@ pub use modules::EMBEDDED;
 pub struct Runtime {
     pub registry: Mutex<Registry>,
     pub overrides: BTreeMap<String, Dynamic>,
-    pub current: Mutex<Option<Arc<Mutex<HostContext>>>>,
+    /// The host each thread is running a task on (hosts run in parallel, one per thread).
+    pub current: Mutex<HashMap<ThreadId, Arc<Mutex<HostContext>>>>,
     /// The functions of every imported module, so closures they declared can be called later.
     pub module_functions: Mutex<Vec<AST>>,
     pub sources: Sources,
@@ -35,12 +37,29 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// The host the running task is on, if a task is running.
+    /// The host the running task is on, if this thread is running a task.
     pub fn host(&self) -> Option<Arc<Mutex<HostContext>>> {
         self.current
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .get(&std::thread::current().id())
+            .cloned()
+    }
+
+    /// This thread runs tasks on `host` from now on.
+    pub fn enter(&self, host: Arc<Mutex<HostContext>>) {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(std::thread::current().id(), host);
+    }
+
+    /// This thread is done with its host.
+    pub fn leave(&self) {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&std::thread::current().id());
     }
 
     /// Run `f` on the current host, or fail naming the function that needs one.
@@ -63,6 +82,17 @@ impl Runtime {
 /// Carry a primitive's failure through the script, position filled in by Rhai.
 pub fn into_script_error(failure: Failure) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(Dynamic::from(failure), rhai::Position::NONE).into()
+}
+
+/// A compile error as a script error. Strict variables make an unknown variable a compile
+/// error; it is reported as the unknown variable it is, not as a syntax error.
+pub fn compile_error(error: rhai::ParseError) -> Box<EvalAltResult> {
+    match *error.0 {
+        rhai::ParseErrorType::VariableUndefined(name) => {
+            Box::new(EvalAltResult::ErrorVariableNotFound(name, error.1))
+        }
+        kind => Box::new(EvalAltResult::ErrorParsing(kind, error.1)),
+    }
 }
 
 /// A compiled and evaluated recipe.
@@ -108,7 +138,7 @@ pub fn load(
     let runtime = Arc::new(Runtime {
         registry: Mutex::new(Registry::default()),
         overrides,
-        current: Mutex::new(None),
+        current: Mutex::new(HashMap::new()),
         module_functions: Mutex::new(Vec::new()),
         sources,
         reporter,
@@ -117,7 +147,7 @@ pub fn load(
     let engine = engine::build(runtime.clone());
     let mut ast = engine
         .compile(&text)
-        .map_err(|e| LoadError::Script(Box::new(EvalAltResult::ErrorParsing(*e.0, e.1))))?;
+        .map_err(|e| LoadError::Script(compile_error(e)))?;
     ast.set_source(display.as_str());
     engine.run_ast(&ast).map_err(LoadError::Script)?;
 

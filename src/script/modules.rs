@@ -53,7 +53,9 @@ impl RecipeModules {
                         Box::new(e),
                     ))
                 })?;
-                return Ok((file.display().to_string(), text));
+                // `./x.rhai` reads as `x.rhai`, the way the user named the recipe next to it.
+                let shown = file.strip_prefix(".").unwrap_or(&file);
+                return Ok((shown.display().to_string(), text));
             }
         }
         match EMBEDDED.iter().find(|(embedded, _)| *embedded == name) {
@@ -122,7 +124,7 @@ impl RecipeModules {
         };
         let mut ast = engine
             .compile(text)
-            .map_err(|e| wrap(Box::new(EvalAltResult::ErrorParsing(*e.0, e.1))))?;
+            .map_err(|e| wrap(super::compile_error(e)))?;
         ast.set_source(source);
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(wrap)?;
         self.runtime

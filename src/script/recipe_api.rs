@@ -169,15 +169,13 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
             check_task_name(name)?;
             let mut names = Vec::new();
             for member in members {
-                match member.into_immutable_string() {
-                    Ok(s) => names.push(s.to_string()),
-                    Err(kind) => {
-                        return Err(format!(
-                            "group `{name}` lists a {kind}; a group is a list of task names"
-                        )
-                        .into())
-                    }
+                if !member.is_string() {
+                    return Err(format!(
+                        "group `{name}` lists `{member}`, which is not a task name: a group is a list of task names in quotes"
+                    )
+                    .into());
                 }
+                names.push(member.to_string());
             }
             rt.registry
                 .lock()

@@ -6,8 +6,11 @@
 //! create for the lock) so every primitive works on both.
 
 mod local;
+mod remote_shell;
+pub mod ssh;
 
 pub use local::Local;
+pub use ssh::Ssh;
 
 use crate::process::{LineSink, Output, ProcessError};
 

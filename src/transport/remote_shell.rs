@@ -1,0 +1,199 @@
+//! One `sh` on a remote host, kept open for the whole run over one SSH connection, so a command
+//! costs a round trip on an open channel instead of a new SSH session.
+//!
+//! Protocol: each request is a line of shell that runs the command in a subshell with its
+//! output sent to two temporary files, then prints `MARKER STATUS OUT_BYTES ERR_BYTES` and the two
+//! files. Lengths, not delimiters, frame the output, so any bytes can come back.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::quote;
+
+/// What a remote command did.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub struct RemoteShell {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    /// What ssh itself printed (connection errors, host key problems).
+    ssh_errors: Arc<Mutex<Vec<u8>>>,
+    marker: String,
+}
+
+impl RemoteShell {
+    /// Connect with `ssh ARGS` (the last argument is the remote command, `sh`) and wait until
+    /// the remote shell answers.
+    pub fn open(ssh: &Path, args: &[OsString], label: &str) -> anyhow::Result<RemoteShell> {
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(ssh)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a terminal's Ctrl-C must not cut the connection the
+            // fail hooks still need.
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start `{}`", ssh.display()))?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let ssh_errors = Arc::new(Mutex::new(Vec::new()));
+        let mut stderr = child.stderr.take().expect("piped");
+        let sink = ssh_errors.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&buffer[..n]);
+            }
+        });
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let marker = format!("ZDD-{}-{nanos}", std::process::id());
+        let mut shell = RemoteShell {
+            child,
+            stdin,
+            stdout,
+            ssh_errors,
+            marker,
+        };
+        let init = format!(
+            "umask 022; zdd_tmp=$(mktemp -d \"${{TMPDIR:-/tmp}}/zdd.XXXXXX\") || exit 1; trap 'rm -rf \"$zdd_tmp\"' EXIT; printf '%s READY\\n' {}\n",
+            shell.marker
+        );
+        shell
+            .send(&init)
+            .and_then(|_| shell.wait_ready())
+            .map_err(|e| shell.explain(e, label))?;
+        Ok(shell)
+    }
+
+    fn send(&mut self, text: &str) -> anyhow::Result<()> {
+        self.stdin.write_all(text.as_bytes())?;
+        self.stdin.flush()?;
+        Ok(())
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let ready = format!("{} READY", self.marker);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.stdout.read_line(&mut line)? == 0 {
+                bail!("the connection closed before the remote shell started");
+            }
+            // Login files may print; everything before the marker is ignored.
+            if line.trim_end() == ready {
+                return Ok(());
+            }
+        }
+    }
+
+    /// ssh's own words, when the connection is the problem.
+    fn explain(&mut self, error: anyhow::Error, label: &str) -> anyhow::Error {
+        // Give ssh a moment to exit and say why.
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let said =
+            String::from_utf8_lossy(&self.ssh_errors.lock().unwrap_or_else(|e| e.into_inner()))
+                .trim()
+                .to_string();
+        if said.is_empty() {
+            anyhow!("cannot reach host `{label}`: {error}")
+        } else {
+            anyhow!("cannot reach host `{label}`: {said}")
+        }
+    }
+
+    /// Run `script` with `sh -c` in `cwd` on the remote host.
+    pub fn run(&mut self, script: &str, cwd: Option<&str>, label: &str) -> anyhow::Result<Reply> {
+        let command = quote::word(script)?;
+        let cd = match cwd {
+            Some(dir) => format!("cd -- {} && ", quote::word(dir)?),
+            None => String::new(),
+        };
+        let request = format!(
+            "({cd}exec sh -c {command}) </dev/null >\"$zdd_tmp/o\" 2>\"$zdd_tmp/e\"; zdd_s=$?; \
+             printf '%s %s %s %s\\n' {marker} \"$zdd_s\" \"$(wc -c <\"$zdd_tmp/o\")\" \"$(wc -c <\"$zdd_tmp/e\")\"; \
+             cat \"$zdd_tmp/o\" \"$zdd_tmp/e\"\n",
+            marker = self.marker
+        );
+        let result = self.send(&request).and_then(|_| self.read_reply());
+        result.map_err(|e| self.explain(e, label))
+    }
+
+    fn read_reply(&mut self) -> anyhow::Result<Reply> {
+        let mut header = String::new();
+        if self.stdout.read_line(&mut header)? == 0 {
+            bail!("the connection closed");
+        }
+        let mut fields = header.split_whitespace();
+        if fields.next() != Some(self.marker.as_str()) {
+            bail!(
+                "unexpected output from the remote shell: `{}`",
+                header.trim()
+            );
+        }
+        let mut number = || -> anyhow::Result<i64> {
+            fields
+                .next()
+                .and_then(|f| f.parse().ok())
+                .ok_or_else(|| anyhow!("malformed reply `{}`", header.trim()))
+        };
+        let status = number()? as i32;
+        let out_len = number()? as usize;
+        let err_len = number()? as usize;
+        let mut out = vec![0u8; out_len];
+        self.stdout.read_exact(&mut out)?;
+        let mut err = vec![0u8; err_len];
+        self.stdout.read_exact(&mut err)?;
+        Ok(Reply {
+            status,
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        })
+    }
+
+    /// Leave the remote shell and wait for ssh to end (closing the master connection).
+    pub fn close(&mut self) {
+        let _ = self.send("exit 0\n");
+        for _ in 0..200 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RemoteShell {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.close();
+        }
+    }
+}
