@@ -19,6 +19,8 @@ use crate::transport::Transport;
 pub struct Deployment {
     /// One release name for the whole deploy.
     pub release_name: Mutex<Option<String>>,
+    /// One commit for the whole deploy: the first host to resolve the ref pins it.
+    pub commit: Mutex<Option<String>>,
     /// Who deploys (for the lock and the log).
     pub user: String,
     /// This machine's name (for the lock).
@@ -44,6 +46,7 @@ impl Deployment {
             .unwrap_or_else(|_| "unknown".to_string());
         Deployment {
             release_name: Mutex::new(None),
+            commit: Mutex::new(None),
             user,
             machine,
             recipe: recipe.to_string(),
@@ -74,6 +77,10 @@ pub struct HostContext {
     pub holds_lock: bool,
     /// This run put `current` back on the release it had before (a failed deploy).
     pub switched_back: bool,
+    /// Old releases `cleanup()` decided to remove, removed once the deploy has succeeded.
+    pub pending_removals: Vec<String>,
+    /// Why the run failed, once it has (for the release log).
+    pub failure: Option<String>,
     /// Answers worth keeping for the rest of the run (e.g. the artisan commands an app has).
     pub memo: BTreeMap<String, String>,
     pub deployment: Arc<Deployment>,

@@ -55,12 +55,15 @@ pub fn explain(error: &EvalAltResult) -> (String, Option<String>) {
         EvalAltResult::ErrorParsing(kind, _) => (format!("syntax error: {kind}"), None),
         EvalAltResult::ErrorFunctionNotFound(signature, _) => {
             let name = signature.split(" (").next().unwrap_or(signature).trim();
+            if FUNCTIONS.contains(&name) {
+                return (
+                    format!("`{name}` cannot take these arguments: `{signature}`"),
+                    Some("the README lists each function with its arguments".to_string()),
+                );
+            }
             let hint = match suggest::closest(name, FUNCTIONS.iter().copied()) {
-                Some(s) if s != name => Some(format!("did you mean `{s}`?")),
-                _ if FUNCTIONS.contains(&name) => Some(format!(
-                    "`{name}` exists but not with these arguments: `{signature}`"
-                )),
-                _ => Some("the recipe functions are listed in the README".to_string()),
+                Some(s) => Some(format!("did you mean `{s}`?")),
+                None => Some("the recipe functions are listed in the README".to_string()),
             };
             (format!("unknown function `{name}`"), hint)
         }

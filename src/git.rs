@@ -8,18 +8,25 @@ use git2::{build::CheckoutBuilder, FetchOptions, FetchPrune, Oid, Repository};
 /// Where the remote's default branch is kept in the cache.
 const REMOTE_HEAD: &str = "refs/zdd/HEAD";
 
-/// Fetch `repository` into the bare cache at `cache` (created on first use), resolve `reference`
-/// and write its tree into `destination`. Returns the full commit id.
-pub fn checkout(
+/// Fetch `repository` into the bare cache at `cache` (created on first use) and resolve
+/// `reference` to a full commit id.
+pub fn fetch_and_resolve(
     repository: &str,
     cache: &Path,
     reference: &str,
-    destination: &Path,
 ) -> anyhow::Result<String> {
     let repo = open_cache(cache)?;
     fetch(&repo, repository)?;
-    let oid = resolve(&repo, reference)?;
-    let commit = repo.find_commit(oid)?;
+    Ok(resolve(&repo, reference)?.to_string())
+}
+
+/// Write the tree of `commit` (from the cache) into `destination`.
+pub fn export(cache: &Path, commit: &str, destination: &Path) -> anyhow::Result<()> {
+    let repo = open_cache(cache)?;
+    let oid = Oid::from_str(commit).with_context(|| format!("`{commit}` is not a commit id"))?;
+    let commit = repo
+        .find_commit(oid)
+        .with_context(|| format!("commit {oid} is not in the repository cache"))?;
     let mut options = CheckoutBuilder::new();
     options
         .target_dir(destination)
@@ -28,7 +35,7 @@ pub fn checkout(
         .recreate_missing(true);
     repo.checkout_tree(commit.as_object(), Some(&mut options))
         .with_context(|| format!("cannot check out {oid} into `{}`", destination.display()))?;
-    Ok(oid.to_string())
+    Ok(())
 }
 
 fn open_cache(cache: &Path) -> anyhow::Result<Repository> {
@@ -49,6 +56,11 @@ fn fetch(repo: &Repository, repository: &str) -> anyhow::Result<()> {
     if is_local_path(repository) && !Path::new(repository).exists() {
         return Err(anyhow!("repository `{repository}` does not exist"));
     }
+    if !is_local_path(repository) && !repository.starts_with("file://") {
+        // git2 is built without SSH and TLS: network remotes go through the `git` client,
+        // which also honours the user's ~/.ssh/config, agent and credential helpers.
+        return fetch_with_git_client(repo.path(), repository);
+    }
     let mut remote = repo
         .remote_anonymous(repository)
         .with_context(|| format!("`{repository}` is not a repository address git can use"))?;
@@ -64,6 +76,33 @@ fn fetch(repo: &Repository, repository: &str) -> anyhow::Result<()> {
     remote
         .fetch(&refspecs, Some(&mut options), None)
         .map_err(|e| anyhow!("cannot fetch `{repository}`: {}", e.message()))
+}
+
+fn fetch_with_git_client(cache: &Path, repository: &str) -> anyhow::Result<()> {
+    let git = crate::process::find_program("git").map_err(|_| {
+        anyhow!("fetching `{repository}` needs the `git` client, which is not installed")
+    })?;
+    let invocation = crate::process::Invocation {
+        program: git,
+        args: vec![
+            format!("--git-dir={}", cache.display()).into(),
+            "fetch".into(),
+            "--quiet".into(),
+            "--prune".into(),
+            "--no-tags".into(),
+            "--".into(),
+            repository.into(),
+            "+refs/heads/*:refs/heads/*".into(),
+            "+refs/tags/*:refs/tags/*".into(),
+            format!("+HEAD:{REMOTE_HEAD}").into(),
+        ],
+        env: vec![("GIT_TERMINAL_PROMPT".into(), "0".into())],
+        display: format!("git fetch {repository}"),
+        ..Default::default()
+    };
+    crate::process::run(&invocation, None)
+        .map(|_| ())
+        .map_err(|e| anyhow!("cannot fetch `{repository}`: {e}"))
 }
 
 /// Whether `repository` is a path on this machine rather than a URL (`scheme://...`) or an
@@ -84,8 +123,8 @@ fn resolve(repo: &Repository, reference: &str) -> anyhow::Result<Oid> {
             "unknown ref `{reference}`: no branch, tag or commit of that name in the repository"
         )
     };
-    if reference.is_empty() {
-        return Err(unknown());
+    if reference.trim().is_empty() {
+        return Err(anyhow!("`branch` is empty: name a branch, tag or commit"));
     }
     let candidates = if reference == "HEAD" {
         vec![REMOTE_HEAD.to_string()]

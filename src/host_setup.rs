@@ -123,6 +123,8 @@ pub fn connect(
             release: None,
             holds_lock: false,
             switched_back: false,
+            pending_removals: Vec::new(),
+            failure: None,
             memo: BTreeMap::new(),
             deployment,
             reporter,

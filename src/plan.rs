@@ -41,6 +41,9 @@ pub enum PlanError {
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            PlanError::UnknownTask { name, referrer, .. } if referrer == "the command line" => {
+                write!(f, "unknown task `{name}` on the command line")
+            }
             PlanError::UnknownTask { name, referrer, .. } => {
                 write!(f, "unknown task `{name}` in {referrer}")
             }

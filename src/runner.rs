@@ -21,7 +21,7 @@ use crate::failure::{Failure, FailureKind};
 use crate::host_setup;
 use crate::interrupt;
 use crate::plan::{self, Step};
-use crate::primitives::{lock, release};
+use crate::primitives::{cleanup, lock, release};
 use crate::registry::{Host, Origin};
 use crate::reporter::{format_duration, Event, Reporter};
 use crate::script::Recipe;
@@ -340,6 +340,17 @@ fn fail_all(recipe: &Recipe, task: &str, slots: &[Slot], reporter: &Reporter) ->
             let aftermath = &aftermath;
             scope.spawn(move || {
                 recipe.runtime.enter(slot.context.clone());
+                let reason = slot
+                    .failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|f| format!("task `{}` failed: {}", f.task, f.cause))
+                    .unwrap_or_else(|| "the deploy failed on another host".to_string());
+                slot.context
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .failure = Some(reason);
                 let ancestry = slot
                     .failure
                     .lock()
@@ -389,9 +400,9 @@ fn fail_all(recipe: &Recipe, task: &str, slots: &[Slot], reporter: &Reporter) ->
     let failing_host = primary.host.clone();
     let mut outcomes: Vec<(String, String)> = slots
         .iter()
-        .map(|slot| {
+        .filter_map(|slot| {
             let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
-            (slot.name.clone(), describe(&ctx))
+            describe(&ctx).map(|text| (slot.name.clone(), text))
         })
         .collect();
     outcomes.sort_by_key(|(host, _)| *host != failing_host);
@@ -418,7 +429,11 @@ fn recover(recipe: &Recipe, ancestry: &[String], slot: &Slot, reporter: &Reporte
     }
     let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
     if ctx.release.is_some() {
-        if let Err(e) = release::discard(&mut ctx, "the deploy failed") {
+        let reason = ctx
+            .failure
+            .clone()
+            .unwrap_or_else(|| "the deploy failed".to_string());
+        if let Err(e) = release::discard(&mut ctx, &reason) {
             notes.push(format!(
                 "could not remove the unfinished release on host `{}`: {e}",
                 slot.name
@@ -450,29 +465,31 @@ fn finish_all(slots: &[Slot], started: Instant) -> Result<Summary, Box<StepFailu
             summary.release = Some(release.name.clone());
             summary.commit = release.commit.clone();
         }
-        release::finish(&mut ctx).map_err(|f| {
-            Box::new(StepFailure {
-                host: slot.name.clone(),
-                task: "finish".to_string(),
-                location: Origin::default(),
-                cause: Cause::Failure(f),
-                ancestry: Vec::new(),
-                aftermath: Vec::new(),
-                outcomes: Vec::new(),
-            })
-        })?;
+        release::finish(&mut ctx)
+            .and_then(|()| cleanup::remove_pending(&mut ctx))
+            .map_err(|f| {
+                Box::new(StepFailure {
+                    host: slot.name.clone(),
+                    task: "finish".to_string(),
+                    location: Origin::default(),
+                    cause: Cause::Failure(f),
+                    ancestry: Vec::new(),
+                    aftermath: Vec::new(),
+                    outcomes: Vec::new(),
+                })
+            })?;
         summary.hosts.push(slot.name.clone());
     }
     summary.duration = started.elapsed();
     Ok(summary)
 }
 
-/// `current -> releases/X`, in words.
-fn describe(ctx: &HostContext) -> String {
+/// `current -> releases/X`, in words; nothing when it cannot be known (no `deploy_path`).
+fn describe(ctx: &HostContext) -> Option<String> {
     match ctx.current_release() {
-        Ok(Some(name)) => format!("`current` points at releases/{name}"),
-        Ok(None) => "there is no `current` release".to_string(),
-        Err(e) => format!("`current` could not be read: {e}"),
+        Ok(Some(name)) => Some(format!("`current` points at releases/{name}")),
+        Ok(None) => Some("there is no `current` release".to_string()),
+        Err(_) => None,
     }
 }
 

@@ -4,3 +4,15 @@
 mod support;
 
 mod smoke;
+
+mod deploy;
+mod failures;
+
+mod bad_input;
+mod cli;
+mod concurrency;
+mod laravel;
+mod laravel_harness;
+mod laravel_support;
+mod ssh_harness;
+mod ssh_support;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -164,4 +165,219 @@ pub fn basic_recipe(repository: &str, deploy_path: &str) -> String {
     format!(
         "import \"deploy\";\nset(\"repository\", \"{repository}\");\nset(\"deploy_path\", \"{deploy_path}\");\nlocalhost();\n"
     )
+}
+
+/// What one run of `zdd` did: exit code, and its output with the sandbox path replaced.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Panic with the whole output unless zdd exited with `code`.
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit code {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "zdd panicked:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn success(&self) -> &Run {
+        self.expect(0)
+    }
+
+    /// The JSON objects of stdout, one per line (each line must be JSON).
+    #[track_caller]
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"))
+            })
+            .collect()
+    }
+}
+
+impl Sandbox {
+    /// Run `zdd ARGS` to completion; output normalized with [`Sandbox::normalize`].
+    pub fn run(&self, args: &[&str]) -> Run {
+        let output = self.zdd(args).output().expect("zdd runs");
+        Run {
+            code: output.status.code(),
+            stdout: self.normalize(&String::from_utf8_lossy(&output.stdout)),
+            stderr: self.normalize(&String::from_utf8_lossy(&output.stderr)),
+        }
+    }
+
+    /// Every file, directory and symlink under `relative` (recursively, symlinks not followed),
+    /// with file contents and link targets: two snapshots are equal when nothing changed.
+    /// Paths under `relative` that start with one of `skip` are left out.
+    pub fn tree(&self, relative: &str, skip: &[&str]) -> BTreeMap<String, String> {
+        fn walk(root: &Path, dir: &Path, skip: &[&str], out: &mut BTreeMap<String, String>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                let name = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                if skip.iter().any(|s| name.starts_with(s)) {
+                    continue;
+                }
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                if meta.file_type().is_symlink() {
+                    let target = std::fs::read_link(&path).unwrap();
+                    out.insert(name, format!("-> {}", target.display()));
+                } else if meta.is_dir() {
+                    out.insert(name, "dir".to_string());
+                    walk(root, &path, skip, out);
+                } else {
+                    let bytes = std::fs::read(&path).unwrap();
+                    out.insert(name, String::from_utf8_lossy(&bytes).into_owned());
+                }
+            }
+        }
+        let root = self.path(relative);
+        let mut out = BTreeMap::new();
+        walk(&root, &root, skip, &mut out);
+        out
+    }
+
+    /// The events of `deploy`/.zdd/releases.jsonl, parsed (every line must be JSON).
+    pub fn log(&self, deploy: &str) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.path(&format!("{deploy}/.zdd/releases.jsonl")))
+            .unwrap_or_default();
+        text.lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    }
+}
+
+/// `zdd` output with what changes from run to run replaced: release names
+/// (`20261126T130003Z` -> `[RELEASE]`) and durations (`(12 ms)` -> `([DURATION])`,
+/// `in 1.25 s` -> `in [DURATION]`).
+pub fn scrub(text: &str) -> String {
+    let text = replace_release_names(text);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    // A duration is digits (maybe with a decimal part), a space and `ms` or `s`.
+    while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
+        let before_is_word = rest[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '.' || c == '_');
+        let digits = rest[start..]
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .map(|n| start + n)
+            .unwrap_or(rest.len());
+        let after = &rest[digits..];
+        let unit = [" ms", " s"].into_iter().find(|u| {
+            after.starts_with(u)
+                && !after[u.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphanumeric())
+        });
+        match unit {
+            Some(unit) if !before_is_word => {
+                out.push_str(&rest[..start]);
+                out.push_str("[DURATION]");
+                rest = &after[unit.len()..];
+            }
+            _ => {
+                out.push_str(&rest[..digits]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Replace every `YYYYMMDDTHHMMSSZ` with `[RELEASE]`.
+pub fn replace_release_names(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut copied = 0;
+    while i + 16 <= bytes.len() {
+        let candidate = &bytes[i..i + 16];
+        if is_release_name(candidate) {
+            out.push_str(&text[copied..i]);
+            out.push_str("[RELEASE]");
+            i += 16;
+            copied = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+fn is_release_name(bytes: &[u8]) -> bool {
+    bytes.len() == 16
+        && bytes[..8].iter().all(u8::is_ascii_digit)
+        && bytes[8] == b'T'
+        && bytes[9..15].iter().all(u8::is_ascii_digit)
+        && bytes[15] == b'Z'
+}
+
+/// Whether `name` looks like a release name (`20261126T130003Z`).
+pub fn is_release(name: &str) -> bool {
+    is_release_name(name.as_bytes())
+}
+
+/// This machine's name, as zdd records it in the lock.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A recipe: the stdlib deploy of `repository` into `deploy_path`, then `extra` lines.
+pub fn recipe(repository: &str, deploy_path: &str, extra: &str) -> String {
+    format!("{}{extra}", basic_recipe(repository, deploy_path))
+}
+
+/// Panic with the entries that differ unless two [`Sandbox::tree`] snapshots are equal.
+#[track_caller]
+pub fn assert_same_tree(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+    context: &str,
+) {
+    if before == after {
+        return;
+    }
+    let mut differences = Vec::new();
+    for (path, old) in before {
+        match after.get(path) {
+            None => differences.push(format!("  removed: {path}")),
+            Some(new) if new != old => differences.push(format!("  changed: {path}")),
+            _ => {}
+        }
+    }
+    for path in after.keys().filter(|p| !before.contains_key(*p)) {
+        differences.push(format!("  added:   {path}"));
+    }
+    panic!("{context}: files changed\n{}", differences.join("\n"));
 }

@@ -70,11 +70,9 @@ pub fn gate(ctx: &HostContext, url: &str) -> Result<u64, Failure> {
             Some(r.name.clone()).filter(|_| expect_release),
             r.commit.clone().filter(|_| expect_commit),
         ),
-        (None, true) => {
-            return Err(Failure::message(
-                "`health_expect_release` or `health_expect_commit` is on but this run made no release",
-            ))
-        }
+        (None, true) => return Err(Failure::message(
+            "`health_expect_release` or `health_expect_commit` is on but this run made no release",
+        )),
         _ => (None, None),
     };
     let expected = release.clone().or_else(|| commit.clone());

@@ -17,13 +17,20 @@ pub fn rollback(ctx: &mut HostContext) -> Result<String, Failure> {
                 Some(c) => format!("nothing to roll back to: no good release older than `{c}`"),
                 None => "nothing to roll back to: there is no release".to_string(),
             })
-            .with_hint("`zdd releases RECIPE` lists the releases and their status")
+            .with_hint(format!(
+                "`zdd releases {}` lists the releases and their status",
+                ctx.deployment.recipe
+            ))
         })?
     } else {
         let Some(found) = releases.iter().find(|r| r.name == requested) else {
             return Err(
-                Failure::message(format!("no release `{requested}` on this host"))
-                    .with_hint("`zdd releases RECIPE` lists the releases that can be picked"),
+                Failure::message(format!("no release `{requested}` on this host")).with_hint(
+                    format!(
+                        "`zdd releases {}` lists the releases that can be picked",
+                        ctx.deployment.recipe
+                    ),
+                ),
             );
         };
         if matches!(found.status, Status::Failed | Status::Pending) {

@@ -12,9 +12,9 @@ pub fn clone(ctx: &mut HostContext) -> Result<String, Failure> {
     let reference = ctx.expand(&ctx.text("branch")?, Mode::Plain)?;
     let release_path = ctx.release_path()?;
     let cache = ctx.path("repo.git")?;
-    let checkout = ctx
+    let resolved = ctx
         .transport
-        .checkout(&repository, &cache, &reference, &release_path)
+        .resolve(&repository, &cache, &reference)
         .map_err(|e| {
             let failure = Failure::from(e);
             let message = failure.to_string();
@@ -33,12 +33,26 @@ pub fn clone(ctx: &mut HostContext) -> Result<String, Failure> {
                 failure
             }
         })?;
+    // Every host checks out the same commit, even if the branch moves during the deploy.
+    let commit = ctx
+        .deployment
+        .commit
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(|| resolved.clone())
+        .clone();
+    if commit != resolved {
+        ctx.warn(&format!(
+            "`{reference}` is {resolved} here, but the deploy pinned {commit} on the first host: checking that out"
+        ));
+    }
+    ctx.transport.export(&cache, &commit, &release_path)?;
     ctx.transport.write_file(
         &format!("{release_path}/REVISION"),
-        &format!("{}\n", checkout.commit),
+        &format!("{}\n", commit),
     )?;
     if let Some(release) = ctx.release.as_mut() {
-        release.commit = Some(checkout.commit.clone());
+        release.commit = Some(commit.clone());
     }
     let name = ctx.release()?.name.clone();
     release_log::record(
@@ -47,13 +61,13 @@ pub fn clone(ctx: &mut HostContext) -> Result<String, Failure> {
             event: "checked_out".into(),
             release: name,
             reference: Some(reference.clone()),
-            commit: Some(checkout.commit.clone()),
+            commit: Some(commit.clone()),
             ..Default::default()
         },
     )?;
     ctx.info(&format!(
         "checked out `{reference}` at {}",
-        &checkout.commit[..checkout.commit.len().min(12)]
+        &commit[..commit.len().min(12)]
     ));
-    Ok(checkout.commit)
+    Ok(commit)
 }

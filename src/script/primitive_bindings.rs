@@ -74,7 +74,11 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
     let rt = runtime.clone();
     engine.register_fn("discard_release", move || -> ScriptResult<()> {
         rt.with_host("discard_release", |ctx| {
-            release::discard(ctx, "the deploy failed")
+            let reason = ctx
+                .failure
+                .clone()
+                .unwrap_or_else(|| "the deploy failed".to_string());
+            release::discard(ctx, &reason)
         })
     });
     let rt = runtime.clone();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{Checkout, Transport};
+use super::Transport;
 use crate::git;
 use crate::process::{self, Invocation, LineSink, Output, ProcessError};
 
@@ -185,19 +185,11 @@ impl Transport for Local {
         )
     }
 
-    fn checkout(
-        &self,
-        repository: &str,
-        cache: &str,
-        reference: &str,
-        destination: &str,
-    ) -> anyhow::Result<Checkout> {
-        let commit = git::checkout(
-            repository,
-            Path::new(cache),
-            reference,
-            Path::new(destination),
-        )?;
-        Ok(Checkout { commit })
+    fn resolve(&self, repository: &str, cache: &str, reference: &str) -> anyhow::Result<String> {
+        git::fetch_and_resolve(repository, Path::new(cache), reference)
+    }
+
+    fn export(&self, cache: &str, commit: &str, destination: &str) -> anyhow::Result<()> {
+        git::export(Path::new(cache), commit, Path::new(destination))
     }
 }

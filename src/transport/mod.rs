@@ -14,13 +14,6 @@ pub use ssh::Ssh;
 
 use crate::process::{LineSink, Output, ProcessError};
 
-/// The result of checking a ref out into a release directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checkout {
-    /// The full commit id that was checked out.
-    pub commit: String,
-}
-
 /// What every host can do.
 pub trait Transport: Send + Sync {
     /// Run `script` with `sh -c` on the host. `display` is what errors and logs show.
@@ -64,14 +57,9 @@ pub trait Transport: Send + Sync {
     /// Send `signal` (e.g. `SIGUSR2`) to process `pid` on the host; `None` only checks that
     /// the process exists.
     fn signal(&self, pid: i32, signal: Option<nix::sys::signal::Signal>) -> anyhow::Result<()>;
-    /// Fetch `repository` into the bare cache `cache` and check `reference` (branch, tag, full
-    /// or short commit, or `HEAD`) out into `destination`, which must already exist and be empty.
-    /// Nothing is written into `destination` unless the ref resolves.
-    fn checkout(
-        &self,
-        repository: &str,
-        cache: &str,
-        reference: &str,
-        destination: &str,
-    ) -> anyhow::Result<Checkout>;
+    /// Fetch `repository` into the bare cache `cache` (created on first use) and resolve
+    /// `reference` (branch, tag, full or short commit, or `HEAD`) to a full commit id.
+    fn resolve(&self, repository: &str, cache: &str, reference: &str) -> anyhow::Result<String>;
+    /// Write the tree of `commit` from the cache into `destination`, which must exist.
+    fn export(&self, cache: &str, commit: &str, destination: &str) -> anyhow::Result<()>;
 }

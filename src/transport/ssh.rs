@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use anyhow::{anyhow, bail, Context};
 
 use super::remote_shell::{RemoteShell, Reply};
-use super::{Checkout, Transport};
+use super::Transport;
 use crate::process::{self, LineSink, Output, ProcessError, ProcessErrorKind, TAIL_LINES};
 use crate::quote::word;
 
@@ -313,6 +313,14 @@ impl Transport for Ssh {
             .map(|p| p.trim().to_string()))
     }
 
+    fn resolve(&self, repository: &str, cache: &str, reference: &str) -> anyhow::Result<String> {
+        self.remote_resolve(repository, cache, reference)
+    }
+
+    fn export(&self, cache: &str, commit: &str, destination: &str) -> anyhow::Result<()> {
+        self.remote_export(cache, commit, destination)
+    }
+
     fn signal(&self, pid: i32, signal: Option<nix::sys::signal::Signal>) -> anyhow::Result<()> {
         let name = signal.map(|s| s.as_str().trim_start_matches("SIG").to_string());
         let script = match name {
@@ -322,23 +330,11 @@ impl Transport for Ssh {
         self.must(&script, &format!("cannot signal process {pid}"))?;
         Ok(())
     }
-
-    fn checkout(
-        &self,
-        repository: &str,
-        cache: &str,
-        reference: &str,
-        destination: &str,
-    ) -> anyhow::Result<Checkout> {
-        let commit = self.resolve(repository, cache, reference)?;
-        self.export(cache, &commit, destination)?;
-        Ok(Checkout { commit })
-    }
 }
 
 impl Ssh {
     /// Fetch into the bare cache with the remote's `git`, then resolve `reference` to a commit.
-    pub fn resolve(
+    fn remote_resolve(
         &self,
         repository: &str,
         cache: &str,
@@ -356,7 +352,10 @@ impl Ssh {
         let unknown = || {
             anyhow!("unknown ref `{reference}`: no branch, tag or commit of that name in the repository")
         };
-        if reference.is_empty() || reference.starts_with('-') {
+        if reference.trim().is_empty() {
+            return Err(anyhow!("`branch` is empty: name a branch, tag or commit"));
+        }
+        if reference.starts_with('-') {
             return Err(unknown());
         }
         let candidates: Vec<String> = if reference == "HEAD" {
@@ -388,7 +387,7 @@ impl Ssh {
 
     /// Write `commit`'s tree into `destination` (git archive | tar: the cache has no work tree
     /// and no index to disturb).
-    pub fn export(&self, cache: &str, commit: &str, destination: &str) -> anyhow::Result<()> {
+    fn remote_export(&self, cache: &str, commit: &str, destination: &str) -> anyhow::Result<()> {
         self.must(
             &format!(
                 "git --git-dir={} archive --format=tar {} | tar -x -C {}",
