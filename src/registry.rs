@@ -97,6 +97,33 @@ impl Host {
     }
 }
 
+/// `web[1:3]` is `web1`, `web2`, `web3`; `db[01:10].example.com` keeps the zero padding. A name
+/// without brackets is itself.
+pub fn expand_host_range(name: &str) -> Result<Vec<String>, String> {
+    let (Some(open), Some(close)) = (name.find('['), name.find(']')) else {
+        return Ok(vec![name.to_string()]);
+    };
+    let bad = || format!("host range `{name}` must look like `web[1:4]`");
+    if close < open {
+        return Err(bad());
+    }
+    let (prefix, rest) = (&name[..open], &name[close + 1..]);
+    let (from, to) = name[open + 1..close].split_once(':').ok_or_else(bad)?;
+    let width = if from.starts_with('0') { from.len() } else { 0 };
+    let (from, to): (u32, u32) = (
+        from.parse().map_err(|_| bad())?,
+        to.parse().map_err(|_| bad())?,
+    );
+    if from > to || to - from >= 1000 {
+        return Err(format!(
+            "host range `{name}` must go up, and name at most 1000 hosts"
+        ));
+    }
+    Ok((from..=to)
+        .map(|n| format!("{prefix}{n:0width$}{rest}"))
+        .collect())
+}
+
 /// Everything the recipe declared.
 #[derive(Clone, Default)]
 pub struct Registry {
@@ -153,5 +180,25 @@ impl Registry {
             config: BTreeMap::new(),
         });
         self.hosts.last_mut().expect("just pushed")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand_host_range;
+
+    #[test]
+    fn host_ranges_expand() {
+        assert_eq!(expand_host_range("web1").unwrap(), ["web1"]);
+        assert_eq!(
+            expand_host_range("web[1:3]").unwrap(),
+            ["web1", "web2", "web3"]
+        );
+        assert_eq!(
+            expand_host_range("db[08:10].example.com").unwrap(),
+            ["db08.example.com", "db09.example.com", "db10.example.com"]
+        );
+        assert!(expand_host_range("web[3:1]").is_err());
+        assert!(expand_host_range("web[a:b]").is_err());
     }
 }

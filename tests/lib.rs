@@ -14,5 +14,6 @@ mod concurrency;
 mod laravel;
 mod laravel_harness;
 mod laravel_support;
+mod remote;
 mod ssh_harness;
 mod ssh_support;

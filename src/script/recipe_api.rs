@@ -36,7 +36,8 @@ fn check_settable(key: &str) -> ScriptResult<()> {
 /// A host being declared: `host("web1").set("hostname", "10.0.0.1")`.
 #[derive(Clone)]
 pub struct HostBuilder {
-    name: String,
+    /// One host, or several from a range (`web[1:4]`).
+    names: Vec<String>,
     runtime: Arc<Runtime>,
 }
 
@@ -130,7 +131,13 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
         if name.is_empty() {
             return Err("a host name cannot be empty".into());
         }
-        Ok(declare_host(&rt, name, false))
+        let names = crate::registry::expand_host_range(name)
+            .map_err(|e| -> Box<EvalAltResult> { e.into() })?;
+        let mut builder = declare_host(&rt, &names[0], false);
+        for other in &names[1..] {
+            builder.names.extend(declare_host(&rt, other, false).names);
+        }
+        Ok(builder)
     });
     engine.register_fn(
         "set",
@@ -142,8 +149,12 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
                     .registry
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
-                if let Some(host) = registry.hosts.iter_mut().find(|h| h.name == builder.name) {
-                    host.config.insert(key.to_string(), value);
+                for host in registry
+                    .hosts
+                    .iter_mut()
+                    .filter(|h| builder.names.contains(&h.name))
+                {
+                    host.config.insert(key.to_string(), value.clone());
                 }
             }
             Ok(builder.clone())
@@ -256,7 +267,7 @@ fn declare_host(runtime: &Arc<Runtime>, name: &str, local: bool) -> HostBuilder 
         .unwrap_or_else(|e| e.into_inner())
         .host_mut(name, local);
     HostBuilder {
-        name: name.to_string(),
+        names: vec![name.to_string()],
         runtime: runtime.clone(),
     }
 }

@@ -1,0 +1,485 @@
+//! Deploying to several hosts over SSH: real OpenSSH servers on loopback (see `ssh_support`),
+//! each host with its own deploy path. Parallel preparation, staggered cutover, failures during
+//! preparation and cutover, an unreachable host, host selection, quoting, rollback.
+
+use std::collections::BTreeSet;
+
+use crate::ssh_support::{rhai_string, SshHosts};
+use crate::support::{Repo, Sandbox};
+
+/// The stdlib deploy of `repo` to every host, plus `extra` recipe lines.
+fn recipe(sandbox: &Sandbox, hosts: &SshHosts, repo: &Repo, extra: &str) {
+    sandbox.write(
+        "app.rhai",
+        &format!(
+            "import \"deploy\";\nset(\"repository\", {});\nset(\"shared_dirs\", [\"storage\"]);\n{}{extra}",
+            rhai_string(&repo.str()),
+            hosts.recipe_hosts()
+        ),
+    );
+}
+
+fn repo(sandbox: &Sandbox) -> Repo {
+    let repo = sandbox.repo("repo");
+    repo.commit(&[("index.html", "one\n"), ("storage/.keep", "")], "one");
+    repo
+}
+
+fn run(sandbox: &Sandbox, args: &[&str]) -> (i32, String) {
+    let output = sandbox.zdd(args).output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        sandbox.normalize(&String::from_utf8_lossy(&output.stderr)),
+    )
+}
+
+/// (event, release, time) of every line of a host's release log.
+fn events(sandbox: &Sandbox, hosts: &SshHosts, i: usize) -> Vec<(String, String, String)> {
+    sandbox
+        .read(&format!("{}/.zdd/releases.jsonl", hosts.deploy_rel(i)))
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                value["event"].as_str().unwrap().to_string(),
+                value["release"].as_str().unwrap().to_string(),
+                value["time"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn time_of(events: &[(String, String, String)], event: &str) -> String {
+    events
+        .iter()
+        .find(|(e, _, _)| e == event)
+        .map(|(_, _, t)| t.clone())
+        .unwrap_or_else(|| panic!("no `{event}` event in {events:?}"))
+}
+
+/// Seconds between two RFC 3339 times of the release log.
+fn seconds_between(a: &str, b: &str) -> f64 {
+    let parse = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    (parse(b) - parse(a)).as_seconds_f64()
+}
+
+#[test]
+fn three_hosts_prepare_in_parallel_and_switch_one_at_a_time() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 3);
+    let repo = repo(&sandbox);
+    let commit = repo.commit(&[("index.html", "two\n")], "two");
+    recipe(&sandbox, &hosts, &repo, "");
+
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai", "-o", "rollout_stagger=1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("waiting 1.00 s before the next batch")
+            .count(),
+        2,
+        "{stderr}"
+    );
+
+    let mut releases = BTreeSet::new();
+    let logs: Vec<_> = (1..=3).map(|i| events(&sandbox, &hosts, i)).collect();
+    for i in 1..=3 {
+        let deploy = hosts.deploy_rel(i);
+        let current = sandbox.current(&deploy).expect("current");
+        releases.insert(current.clone());
+        assert_eq!(
+            sandbox.read(&format!("{deploy}/current/REVISION")),
+            format!("{commit}\n")
+        );
+        assert_eq!(
+            sandbox.read(&format!("{deploy}/current/index.html")),
+            "two\n"
+        );
+        assert!(sandbox
+            .path(&format!("{deploy}/current/storage"))
+            .is_symlink());
+        assert!(!sandbox.path(&format!("{deploy}/.zdd/lock")).exists());
+        let kinds: Vec<&str> = logs[i - 1].iter().map(|(e, _, _)| e.as_str()).collect();
+        assert_eq!(kinds, ["created", "checked_out", "swapped", "finished"]);
+    }
+    assert_eq!(
+        releases.len(),
+        1,
+        "one release name on every host: {releases:?}"
+    );
+
+    // Preparation everywhere before any swap; swaps at least the stagger apart, in host order.
+    let last_checkout = (0..3)
+        .map(|h| time_of(&logs[h], "checked_out"))
+        .max()
+        .unwrap();
+    let swaps: Vec<String> = (0..3).map(|h| time_of(&logs[h], "swapped")).collect();
+    assert!(
+        last_checkout < swaps[0],
+        "preparation ended before the first swap"
+    );
+    assert!(seconds_between(&swaps[0], &swaps[1]) >= 1.0, "{swaps:?}");
+    assert!(seconds_between(&swaps[1], &swaps[2]) >= 1.0, "{swaps:?}");
+}
+
+#[test]
+fn a_failure_during_preparation_on_one_host_switches_no_host() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 3);
+    let repo = repo(&sandbox);
+    recipe(&sandbox, &hosts, &repo, "");
+    assert_eq!(
+        run(&sandbox, &["run", "app.rhai", "-o", "rollout_stagger=0"]).0,
+        0
+    );
+    let before: Vec<_> = (1..=3)
+        .map(|i| sandbox.tree(&hosts.deploy_rel(i), &["repo.git", ".zdd/releases.jsonl"]))
+        .collect();
+
+    repo.commit(&[("index.html", "two\n")], "two");
+    recipe(
+        &sandbox,
+        &hosts,
+        &repo,
+        "before(\"deploy:shared\", || { if get(\"host\") == \"web2\" { run(\"echo disk full >&2; exit 5\"); } });\n",
+    );
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai", "-o", "rollout_stagger=0"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error: task `before deploy:shared` failed on host `web2`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("exited with status 5"), "{stderr}");
+    assert!(stderr.contains("  | disk full"), "{stderr}");
+    for i in 1..=3 {
+        assert!(
+            stderr.contains(&format!("now: on `web{i}`, `current` points at releases/")),
+            "{stderr}"
+        );
+        // Nothing switched, no release left, no lock: only the log grew.
+        let after = sandbox.tree(&hosts.deploy_rel(i), &["repo.git", ".zdd/releases.jsonl"]);
+        assert!(after == before[i - 1], "host web{i} changed");
+    }
+}
+
+#[test]
+fn a_failed_health_gate_on_the_second_host_switches_the_first_back() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 3);
+    let repo = repo(&sandbox);
+    recipe(&sandbox, &hosts, &repo, "");
+    assert_eq!(
+        run(&sandbox, &["run", "app.rhai", "-o", "rollout_stagger=0"]).0,
+        0
+    );
+    let good = sandbox.current(&hosts.deploy_rel(1)).unwrap();
+
+    repo.commit(&[("index.html", "two\n")], "two");
+    recipe(
+        &sandbox,
+        &hosts,
+        &repo,
+        "task(\"health\", || { if get(\"host\") == \"web2\" { throw \"health check failed on web2\"; } });\nafter(\"deploy:symlink\", \"health\");\n",
+    );
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai", "-o", "rollout_stagger=0"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error: task `health` failed on host `web2`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[web1] switched back: current -> releases/"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[web2] switched back: current -> releases/"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("[web3] current -> releases/"),
+        "web3 was never switched: {stderr}"
+    );
+    for i in 1..=3 {
+        let deploy = hosts.deploy_rel(i);
+        assert_eq!(sandbox.current(&deploy).unwrap(), good, "web{i}");
+        assert_eq!(
+            sandbox.read(&format!("{deploy}/current/index.html")),
+            "one\n"
+        );
+        assert!(!sandbox.path(&format!("{deploy}/.zdd/lock")).exists());
+        assert!(
+            stderr.contains(&format!(
+                "now: on `web{i}`, `current` points at releases/{good}"
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_host_stops_the_deploy_before_anything_changes() {
+    let sandbox = Sandbox::new();
+    let mut hosts = SshHosts::start(&sandbox, 3);
+    let repo = repo(&sandbox);
+    recipe(&sandbox, &hosts, &repo, "");
+    hosts.stop(3);
+    let port = hosts.port(3);
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: nothing was changed: cannot reach host `web3`: ssh: connect to host 127.0.0.1 port {port}: Connection refused (ssh root@127.0.0.1:{port})\n\nhint: check the host's settings (hostname, port, remote_user, identity_file) and that `ssh` reaches it\n"
+        )
+    );
+    for i in 1..=3 {
+        assert!(!hosts.deploy_path(i).exists(), "web{i} was touched");
+    }
+}
+
+#[test]
+fn hosts_and_roles_select_where_to_deploy() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 3);
+    let repo = repo(&sandbox);
+    let lines = format!(
+        "{}.set(\"roles\", [\"web\"]);\n{}.set(\"roles\", [\"web\", \"worker\"]);\n{}.set(\"roles\", [\"worker\"]);\n",
+        hosts.recipe_host(1),
+        hosts.recipe_host(2),
+        hosts.recipe_host(3)
+    );
+    sandbox.write(
+        "app.rhai",
+        &format!(
+            "import \"deploy\";\nset(\"repository\", {});\n{lines}",
+            rhai_string(&repo.str())
+        ),
+    );
+    assert_eq!(run(&sandbox, &["run", "app.rhai", "--hosts", "web3"]).0, 0);
+    assert!(sandbox.current(&hosts.deploy_rel(3)).is_some());
+    assert!(!hosts.deploy_path(1).exists() && !hosts.deploy_path(2).exists());
+
+    assert_eq!(
+        run(
+            &sandbox,
+            &[
+                "run",
+                "app.rhai",
+                "--roles",
+                "web",
+                "-o",
+                "rollout_stagger=0"
+            ]
+        )
+        .0,
+        0
+    );
+    assert!(sandbox.current(&hosts.deploy_rel(1)).is_some());
+    assert!(sandbox.current(&hosts.deploy_rel(2)).is_some());
+    assert_eq!(sandbox.releases(&hosts.deploy_rel(3)).len(), 1);
+
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai", "--hosts", "web4"]);
+    assert_eq!(
+        (code, stderr.as_str()),
+        (
+            2,
+            "error: no host `web4` in `app.rhai`\n\nhint: did you mean `web1`?\n"
+        )
+    );
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai", "--roles", "db"]);
+    assert_eq!(
+        (code, stderr.as_str()),
+        (2, "error: no host has the role `db`\n\nhint: set roles on hosts with `.set(\"roles\", [\"web\"])`\n")
+    );
+}
+
+#[test]
+fn rollback_switches_every_host_back() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 2);
+    let repo = repo(&sandbox);
+    recipe(&sandbox, &hosts, &repo, "");
+    assert_eq!(
+        run(&sandbox, &["run", "app.rhai", "-o", "rollout_stagger=0"]).0,
+        0
+    );
+    let first = sandbox.current(&hosts.deploy_rel(1)).unwrap();
+    repo.commit(&[("index.html", "two\n")], "two");
+    assert_eq!(
+        run(&sandbox, &["run", "app.rhai", "-o", "rollout_stagger=0"]).0,
+        0
+    );
+    assert_ne!(sandbox.current(&hosts.deploy_rel(1)).unwrap(), first);
+
+    let (code, stderr) = run(&sandbox, &["rollback", "app.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    for i in 1..=2 {
+        assert_eq!(sandbox.current(&hosts.deploy_rel(i)).unwrap(), first);
+        assert!(
+            stderr.contains(&format!(
+                "[web{i}] rolled back: current -> releases/{first}"
+            )),
+            "{stderr}"
+        );
+    }
+    let listing = sandbox.zdd(&["releases", "app.rhai"]).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.starts_with("web1\n"), "{listing}");
+    assert!(listing.contains("\nweb2\n"), "{listing}");
+    assert_eq!(listing.matches("rolled back").count(), 2, "{listing}");
+}
+
+/// Values with spaces, quotes, `$()`, backticks, `;`, newlines and non-ASCII go through every
+/// primitive over SSH as data: paths are created as named, commands print them literally, and
+/// nothing they contain is executed.
+#[test]
+fn hostile_values_are_data_over_ssh() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let canary = sandbox.path("PWNED");
+    let evil = format!(
+        "a b 'q' \"d\" $(touch {c}) `touch {c}`; touch {c} ü",
+        c = canary.display()
+    );
+    let repo = sandbox.repo("repo");
+    repo.commit(&[("index.html", "one\n"), ("data/.keep", "")], "one");
+    let deploy = format!("{}/dir {evil}", hosts.deploy_str(1));
+    let host = hosts
+        .recipe_host(1)
+        .replace(&rhai_string(&hosts.deploy_str(1)), &rhai_string(&deploy));
+    let evil_dir = "we ird;$(touch PWNED)`x`\nü";
+    sandbox.write(
+        "app.rhai",
+        &format!(
+            "import \"deploy\";\nset(\"repository\", {repo});\nset(\"shared_dirs\", [{dir}]);\nset(\"writable_dirs\", [{dir}]);\nset(\"evil\", {evil});\n{host};\n\
+             task(\"echo\", || {{ let out = run(\"printf '%s' {{{{evil}}}}\"); if out != get(\"evil\") {{ throw `got ${{out}}`; }} cd(\"{{{{release_path}}}}\"); run(\"test -d {{{{release_path}}}}\"); }});\nafter(\"deploy:writable\", \"echo\");\n",
+            repo = rhai_string(&repo.str()),
+            dir = rhai_string(evil_dir),
+            evil = rhai_string(&evil),
+        ),
+    );
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    let current = std::path::Path::new(&deploy).join("current");
+    assert_eq!(
+        std::fs::read_to_string(current.join("index.html")).unwrap(),
+        "one\n"
+    );
+    assert!(
+        current.join(evil_dir).is_symlink(),
+        "the shared dir is linked under its own name"
+    );
+    assert!(std::path::Path::new(&deploy)
+        .join("shared")
+        .join(evil_dir)
+        .is_dir());
+    // A hostile branch is one argument: an unknown ref, nothing run.
+    for branch in [evil.as_str(), "--upload-pack=touch PWNED", "x\ny"] {
+        let (code, stderr) = run(
+            &sandbox,
+            &["run", "app.rhai", "-o", &format!("branch={branch}")],
+        );
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("Caused by: unknown ref `"), "{stderr}");
+    }
+    assert!(!canary.exists(), "a value was executed");
+    assert!(!sandbox.path("PWNED").exists());
+    assert!(!hosts.home(1).join("PWNED").exists());
+    assert!(!std::path::Path::new("/root/PWNED").exists());
+}
+
+/// The Laravel recipe on two hosts over SSH, each with its own real php-fpm and nginx: both
+/// prepare in parallel, migrations run once, both switch to the same release and commit, and a
+/// load on both sites sees no failed, stale or mixed request.
+#[test]
+fn the_laravel_recipe_deploys_to_two_hosts_under_load() {
+    use crate::laravel_support::{fixture_repo, shared_env, Load, Stack, StackOptions};
+    use std::time::{Duration, Instant};
+
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 2);
+    let fixture = fixture_repo(&sandbox, "repo");
+    let options = || StackOptions {
+        process_control_timeout: Some(10),
+        document_root: false,
+    };
+    let stacks: Vec<Stack> = (1..=2)
+        .map(|i| {
+            shared_env(&sandbox, hosts.deploy_path(i));
+            Stack::start(&sandbox, hosts.deploy_path(i), options())
+        })
+        .collect();
+    let mut lines = String::new();
+    for (i, stack) in (1..=2).zip(&stacks) {
+        lines.push_str(&format!(
+            "{}.set(\"roles\", [\"web\"]).set(\"health_url\", {}).set(\"fpm_pid_file\", {}).set(\"fpm_socket\", {});\n",
+            hosts.recipe_host(i),
+            rhai_string(&stack.url("/health")),
+            rhai_string(&stack.fpm_pid_file.display().to_string()),
+            rhai_string(&stack.fpm_socket.display().to_string()),
+        ));
+    }
+    let recipe = format!("{}/recipes/laravel", env!("CARGO_MANIFEST_DIR"));
+    sandbox.write(
+        "app.rhai",
+        &format!(
+            "import {};\nset(\"repository\", {});\n{lines}",
+            rhai_string(&recipe),
+            rhai_string(&fixture.str())
+        ),
+    );
+    let deploy = |branch: &str| {
+        run(
+            &sandbox,
+            &[
+                "run",
+                "app.rhai",
+                "--roles",
+                "web",
+                "-o",
+                &format!("branch={branch}"),
+                "-o",
+                "health_checks=3",
+                "-o",
+                "health_interval=0.1",
+                "-o",
+                "health_expect_release=true",
+                "-o",
+                "rollout_stagger=0.5",
+            ],
+        )
+    };
+    let (code, stderr) = deploy("v1");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("[web1] artisan:migrate ... ok"), "{stderr}");
+    assert!(
+        !stderr.contains("[web2] artisan:migrate"),
+        "migrations run once: {stderr}"
+    );
+
+    let loads: Vec<Load> = stacks.iter().map(Load::start).collect();
+    for load in &loads {
+        load.wait_for(10, Duration::from_secs(30));
+    }
+    let (code, stderr) = deploy("v2");
+    assert_eq!(code, 0, "{stderr}");
+    let done = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let release = sandbox.current(&hosts.deploy_rel(1)).unwrap();
+    assert_eq!(sandbox.current(&hosts.deploy_rel(2)).unwrap(), release);
+    for i in 1..=2 {
+        assert_eq!(
+            sandbox.read(&format!("{}/current/REVISION", hosts.deploy_rel(i))),
+            format!("{}\n", fixture.commit_of("v2"))
+        );
+    }
+    for (load, stack) in loads.into_iter().zip(&stacks) {
+        let report = load.stop();
+        report.assert_clean();
+        report.assert_from_after(done, &release);
+        let (_, _, body) = stack.get("/version");
+        assert_eq!(body.trim(), format!("v2 {release}"));
+    }
+}
