@@ -42,6 +42,22 @@ pub const FUNCTIONS: &[&str] = &[
     "warn",
     "print",
     "debug",
+    "switched_back",
+    "artisan",
+    "composer",
+    "npm",
+    "reload_fpm",
+    "octane_reload",
+    "horizon_terminate",
+    "queue_restart",
+    "health_gate",
+    "secret",
+    "run_tests",
+    "audit",
+    "check_queued_jobs",
+    "check_app_key",
+    "check_migrations",
+    "check_disk",
 ];
 
 /// The stdlib modules (for "did you mean" on imports).
