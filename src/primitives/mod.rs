@@ -4,6 +4,7 @@
 pub mod artisan;
 pub mod cleanup;
 pub mod command;
+pub mod gates;
 pub mod health;
 pub mod lock;
 pub mod package_managers;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rhai::{Array, Dynamic, Engine, EvalAltResult};
 
 use super::Runtime;
+use crate::primitives::gates::{app_key, audit, disk, migrations, queued_jobs, test_suite};
 use crate::primitives::{
     artisan, cleanup, command, health, lock, package_managers, php_fpm, release, rollback, shared,
     symlink, update_code, writable,
@@ -135,6 +136,32 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
             })
         },
     );
+    let rt = runtime.clone();
+    engine.register_fn("run_tests", move || -> ScriptResult<bool> {
+        rt.with_host("run_tests", |ctx| test_suite::run_tests(ctx))
+    });
+    let rt = runtime.clone();
+    engine.register_fn("audit", move || -> ScriptResult<()> {
+        rt.with_host("audit", |ctx| audit::audit(ctx))
+    });
+    let rt = runtime.clone();
+    engine.register_fn("check_queued_jobs", move || -> ScriptResult<()> {
+        rt.with_host("check_queued_jobs", |ctx| {
+            queued_jobs::check_queued_jobs(ctx)
+        })
+    });
+    let rt = runtime.clone();
+    engine.register_fn("check_app_key", move || -> ScriptResult<()> {
+        rt.with_host("check_app_key", |ctx| app_key::check_app_key(ctx))
+    });
+    let rt = runtime.clone();
+    engine.register_fn("check_migrations", move || -> ScriptResult<()> {
+        rt.with_host("check_migrations", |ctx| migrations::check_migrations(ctx))
+    });
+    let rt = runtime.clone();
+    engine.register_fn("check_disk", move || -> ScriptResult<()> {
+        rt.with_host("check_disk", |ctx| disk::check_disk(ctx))
+    });
     let rt = runtime.clone();
     engine.register_fn("info", move |text: &str| -> ScriptResult<()> {
         rt.with_host("info", |ctx| {

@@ -1,0 +1,66 @@
+//! `check_app_key()`: a changed APP_KEY logs every user out and breaks every encrypted cookie
+//! and payload. Each release remembers a hash of the APP_KEY it was built with (never the key)
+//! in `.zdd-app-key`; the gate refuses when the shared `.env` now holds another key than the
+//! running release used, unless `allow_key_rotation` is true.
+
+use crate::context::HostContext;
+use crate::failure::Failure;
+use crate::primitives::artisan::app_path;
+use crate::quote;
+
+const RECORD: &str = ".zdd-app-key";
+
+pub fn check_app_key(ctx: &HostContext) -> Result<(), Failure> {
+    let env_file = ctx.path("shared/.env")?;
+    if !ctx.transport.exists(&env_file)? {
+        ctx.info("app key: skipped (no shared .env)");
+        return Ok(());
+    }
+    let new = key_hash(ctx, &env_file)?;
+    let Some(new) = new else {
+        return Err(
+            Failure::message(format!("`{env_file}` sets no APP_KEY")).with_hint(
+                "set APP_KEY in the shared .env (`php artisan key:generate --show` makes one)",
+            ),
+        );
+    };
+    let release = app_path(ctx)?;
+    let running = ctx
+        .transport
+        .read_file(&format!("{}/{RECORD}", ctx.path("current")?))?
+        .map(|t| t.trim().to_string());
+    ctx.transport
+        .write_file(&format!("{release}/{RECORD}"), &format!("{new}\n"))?;
+    match running {
+        Some(old) if old != new => {
+            if ctx.boolean("allow_key_rotation", false)? {
+                ctx.warn("app key: APP_KEY changed (allowed by allow_key_rotation): every user will be logged out");
+                return Ok(());
+            }
+            Err(Failure::message(
+                "APP_KEY in the shared .env differs from the one the running release uses: deploying would log every user out and break encrypted data",
+            )
+            .with_hint("put the old APP_KEY back, or rotate on purpose with `-o allow_key_rotation=true`"))
+        }
+        Some(_) => {
+            ctx.info("app key: unchanged");
+            Ok(())
+        }
+        None => {
+            ctx.info("app key: recorded (the running release has no record to compare with)");
+            Ok(())
+        }
+    }
+}
+
+/// The sha256 of the APP_KEY value in `env_file`, computed on the host: the key never leaves it.
+fn key_hash(ctx: &HostContext, env_file: &str) -> Result<Option<String>, Failure> {
+    let line = format!(
+        "key=$(sed -n 's/^[[:space:]]*APP_KEY[[:space:]]*=[[:space:]]*//p' -- {} | tail -n 1 | tr -d '\\r' | sed 's/^\"\\(.*\\)\"$/\\1/; s/^'\"'\"'\\(.*\\)'\"'\"'$/\\1/'); \
+         [ -n \"$key\" ] || exit 0; printf '%s' \"$key\" | sha256sum | cut -d' ' -f1",
+        quote::word(env_file).map_err(|e| Failure::message(e.to_string()))?
+    );
+    let output = ctx.exec_in(&line, None)?;
+    let hash = output.stdout.trim().to_string();
+    Ok(Some(hash).filter(|h| !h.is_empty()))
+}
