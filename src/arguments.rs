@@ -74,6 +74,14 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Check, per host, what zero downtime needs (nginx, php-fpm, OPcache, shared files,
+    /// writable dirs, disk, lock, SSH) and say how to fix it; changes nothing. Exits 1 when
+    /// any check finds a problem
+    Doctor {
+        recipe: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 /// Options every subcommand takes.

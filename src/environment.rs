@@ -1,4 +1,5 @@
-//! Environment variables zdd reads, each the twin of a command-line option.
+//! Environment variables zdd reads: the twins of command-line options, and those of the
+//! places zdd runs in.
 
 /// Same as `--json`: one JSON event per line on stdout.
 pub const JSON: &str = "ZDD_JSON";
@@ -10,3 +11,15 @@ pub const ROLES: &str = "ZDD_ROLES";
 pub const QUIET: &str = "ZDD_QUIET";
 /// A `tracing` filter for zdd's own diagnostics (`debug`, `zdd=trace`); off by default.
 pub const LOG: &str = "ZDD_LOG";
+/// Set to `true` by GitHub Actions: each task's lines are folded into a `::group::[host] task`
+/// ... `::endgroup::` block on stderr, and the error is repeated as an `::error::` annotation.
+pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
+/// The `NO_COLOR` convention (no-color.org). zdd prints no colour at all, so there is nothing to
+/// turn off; should colour ever be added, it must check this first and never carry meaning alone.
+#[allow(dead_code)]
+pub const NO_COLOR: &str = "NO_COLOR";
+
+/// Whether zdd runs in GitHub Actions.
+pub fn github_actions() -> bool {
+    std::env::var(GITHUB_ACTIONS).is_ok_and(|value| value == "true")
+}

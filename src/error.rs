@@ -6,6 +6,7 @@ use rhai::EvalAltResult;
 
 use crate::diagnostic;
 use crate::plan::PlanError;
+use crate::secrets::Secrets;
 use crate::sources::Sources;
 use crate::step_failure::{self, StepFailure};
 
@@ -55,8 +56,20 @@ impl Error {
         }
     }
 
-    /// The whole message, as printed on stderr.
-    pub fn render(&self, sources: &Sources) -> String {
+    /// The whole message, as printed on stderr, with every secret value taken out.
+    pub fn render(&self, sources: &Sources, secrets: &Secrets) -> String {
+        secrets.redact(&self.render_text(sources)).into_owned()
+    }
+
+    /// The message as a GitHub Actions annotation (`::error::...`, one line).
+    pub fn annotation(rendered: &str) -> String {
+        format!(
+            "::error::{}",
+            crate::reporter::workflow_message(rendered.strip_prefix("error: ").unwrap_or(rendered))
+        )
+    }
+
+    fn render_text(&self, sources: &Sources) -> String {
         let mut out = String::new();
         match self {
             Error::Usage { message, hint } | Error::Failed { message, hint } => {

@@ -17,7 +17,46 @@ pub fn fetch_and_resolve(
 ) -> anyhow::Result<String> {
     let repo = open_cache(cache)?;
     fetch(&repo, repository)?;
+    compact(cache);
     Ok(resolve(&repo, reference)?.to_string())
+}
+
+/// Packs that make `compact` repack the cache.
+const MAX_PACKS: usize = 32;
+
+/// libgit2 writes one pack per fetch and never repacks; reading objects slows down as packs
+/// pile up (measured: +25% checkout time after ~160 deploys). Repack with the git client when
+/// there are many; without it, the cache just stays as it is.
+fn compact(cache: &Path) {
+    let packs = std::fs::read_dir(cache.join("objects/pack"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".pack"))
+                .count()
+        })
+        .unwrap_or(0);
+    if packs <= MAX_PACKS {
+        return;
+    }
+    let Ok(git) = crate::process::find_program("git") else {
+        return;
+    };
+    let invocation = crate::process::Invocation {
+        program: git,
+        args: vec![
+            format!("--git-dir={}", cache.display()).into(),
+            "repack".into(),
+            "-a".into(),
+            "-d".into(),
+            "-q".into(),
+        ],
+        display: "git repack -a -d".to_string(),
+        ..Default::default()
+    };
+    if let Err(e) = crate::process::run(&invocation, None) {
+        tracing::warn!("could not repack the repository cache: {e}");
+    }
 }
 
 /// Write the tree of `commit` (from the cache) into `destination`.
@@ -36,6 +75,37 @@ pub fn export(cache: &Path, commit: &str, destination: &Path) -> anyhow::Result<
     repo.checkout_tree(commit.as_object(), Some(&mut options))
         .with_context(|| format!("cannot check out {oid} into `{}`", destination.display()))?;
     Ok(())
+}
+
+/// `git log --oneline from..to` in the cache (see `Transport::log_oneline`), newest first.
+pub fn log_oneline(
+    cache: &Path,
+    from: Option<&str>,
+    to: &str,
+    limit: usize,
+) -> anyhow::Result<Vec<String>> {
+    let repo = Repository::open_bare(cache)
+        .with_context(|| format!("cannot open the repository cache `{}`", cache.display()))?;
+    let oid = |id: &str| Oid::from_str(id).with_context(|| format!("`{id}` is not a commit id"));
+    let mut walk = repo.revwalk()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
+    walk.push(oid(to)?)
+        .with_context(|| format!("commit {to} is not in the repository cache"))?;
+    if let Some(from) = from {
+        walk.hide(oid(from)?)
+            .with_context(|| format!("commit {from} is not in the repository cache"))?;
+    }
+    let mut lines = Vec::new();
+    for id in walk.take(limit) {
+        let commit = repo.find_commit(id?)?;
+        let short = commit.as_object().short_id()?;
+        lines.push(format!(
+            "{} {}",
+            short.as_str().unwrap_or_default(),
+            commit.summary().unwrap_or_default()
+        ));
+    }
+    Ok(lines)
 }
 
 fn open_cache(cache: &Path) -> anyhow::Result<Repository> {

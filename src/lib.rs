@@ -5,12 +5,14 @@ mod arguments;
 mod config;
 mod context;
 mod diagnostic;
+mod doctor;
 mod environment;
 mod error;
 mod failure;
 mod git;
 mod host_setup;
 mod interrupt;
+mod notify;
 mod plan;
 mod primitives;
 mod process;
@@ -19,6 +21,7 @@ mod registry;
 mod reporter;
 mod runner;
 mod script;
+mod secrets;
 mod sources;
 mod step_failure;
 mod subcommand;
@@ -47,10 +50,15 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     };
     init_tracing();
     let sources = sources::Sources::default();
-    match subcommand::execute(arguments.command, &sources) {
+    let secrets = std::sync::Arc::new(secrets::Secrets::default());
+    match subcommand::execute(arguments.command, &sources, &secrets) {
         Ok(()) => exit::SUCCESS,
         Err(error) => {
-            eprint!("{}", error.render(&sources));
+            let rendered = error.render(&sources, &secrets);
+            eprint!("{rendered}");
+            if environment::github_actions() {
+                eprintln!("{}", error::Error::annotation(&rendered));
+            }
             error.exit_code()
         }
     }

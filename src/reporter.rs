@@ -1,11 +1,16 @@
 //! What the user sees while a run goes on: progress on stderr, or one JSON event per line on
-//! stdout with `--json`.
+//! stdout with `--json`. Everything goes through [`Secrets::redact`] first. In GitHub Actions
+//! the lines of each task are folded into a `::group::` (collected per host and printed when the
+//! task ends, so hosts running in parallel never interleave inside a group).
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::secrets::Secrets;
 
 /// How much to say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,17 +80,41 @@ pub enum Event<'a> {
         level: &'a str,
         text: &'a str,
     },
+    /// A notification (`slack_webhook`, `webhook_url`) was delivered.
+    NotificationSent {
+        setting: &'a str,
+        status: u16,
+    },
+    /// A notification could not be delivered; the deploy goes on regardless.
+    NotificationFailed {
+        setting: &'a str,
+        error: &'a str,
+    },
     Finished {
         task: &'a str,
         status: &'a str,
         duration_ms: u128,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        release: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        commit: Option<&'a str>,
     },
 }
 
 pub struct Reporter {
     pub verbosity: Verbosity,
     pub json: bool,
-    lock: Mutex<()>,
+    /// `::group::` folding per task (GitHub Actions).
+    github: bool,
+    secrets: Arc<Secrets>,
+    /// The lines of the task each host is running, while folding into groups.
+    groups: Mutex<HashMap<String, Group>>,
+}
+
+/// A task whose lines are being collected for its `::group::`.
+struct Group {
+    task: String,
+    lines: Vec<String>,
 }
 
 impl Reporter {
@@ -93,8 +122,27 @@ impl Reporter {
         Reporter {
             verbosity,
             json,
-            lock: Mutex::new(()),
+            github: false,
+            secrets: Arc::default(),
+            groups: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Redact with `secrets` (shared with the error renderer).
+    pub fn with_secrets(mut self, secrets: Arc<Secrets>) -> Reporter {
+        self.secrets = secrets;
+        self
+    }
+
+    /// Fold each task's lines into a GitHub Actions `::group::`.
+    pub fn with_github_groups(mut self, on: bool) -> Reporter {
+        self.github = on;
+        self
+    }
+
+    /// The values this reporter never prints.
+    pub fn secrets(&self) -> &Arc<Secrets> {
+        &self.secrets
     }
 
     /// A reporter that says nothing (for `check`, `tasks` and tests).
@@ -103,17 +151,63 @@ impl Reporter {
     }
 
     pub fn event(&self, event: Event) {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         if self.json {
             if let Ok(line) = serde_json::to_string(&event) {
                 let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
+                let _ = writeln!(out, "{}", self.secrets.redact_serialized(&line));
                 let _ = out.flush();
             }
             return;
         }
-        if let Some(line) = self.human(&event) {
-            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        let line = self
+            .human(&event)
+            .map(|line| self.secrets.redact(&line).into_owned());
+        if !self.github {
+            if let Some(line) = line {
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
+            return;
+        }
+        let mut lines = Vec::new();
+        match event {
+            Event::TaskStarted { host, task } => {
+                // The group's title says what `-v` would print here.
+                groups.insert(
+                    host.to_string(),
+                    Group {
+                        task: task.to_string(),
+                        lines: Vec::new(),
+                    },
+                );
+            }
+            Event::TaskFinished { host, .. } | Event::TaskFailed { host, .. } => {
+                if let Some(group) = groups.remove(host) {
+                    fold(&mut lines, host, group, &self.secrets);
+                }
+                lines.extend(line);
+            }
+            Event::Finished { .. } => {
+                let mut open: Vec<(String, Group)> = groups.drain().collect();
+                open.sort_by(|a, b| a.0.cmp(&b.0));
+                for (host, group) in open {
+                    fold(&mut lines, &host, group, &self.secrets);
+                }
+                lines.extend(line);
+            }
+            _ => {
+                let host = host_of(&event);
+                match (line, host.and_then(|h| groups.get_mut(h))) {
+                    (Some(line), Some(group)) => group.lines.push(line),
+                    (line, _) => lines.extend(line),
+                }
+            }
+        }
+        if !lines.is_empty() {
+            let mut err = std::io::stderr().lock();
+            for line in lines {
+                let _ = writeln!(err, "{line}");
+            }
         }
     }
 
@@ -159,6 +253,12 @@ impl Reporter {
                 }
                 None => format!("[{host}] rolled back: current -> releases/{to}"),
             }),
+            Event::NotificationSent { setting, status } if v >= Verbosity::Commands => {
+                Some(format!("notified `{setting}` (HTTP {status})"))
+            }
+            Event::NotificationFailed { setting, error } => Some(format!(
+                "warning: notification to `{setting}` failed: {error}"
+            )),
             Event::Message { host, level, text } => match level {
                 "warning" => Some(format!("[{host}] warning: {text}")),
                 _ if v >= Verbosity::Normal => Some(format!("[{host}] {text}")),
@@ -173,9 +273,51 @@ impl Reporter {
         if self.json || self.verbosity == Verbosity::Quiet {
             return;
         }
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(std::io::stderr().lock(), "{text}");
+        let _guard = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(std::io::stderr().lock(), "{}", self.secrets.redact(text));
     }
+}
+
+/// The host an event is about, if any.
+fn host_of<'a>(event: &Event<'a>) -> Option<&'a str> {
+    match *event {
+        Event::TaskStarted { host, .. }
+        | Event::TaskFinished { host, .. }
+        | Event::TaskFailed { host, .. }
+        | Event::Command { host, .. }
+        | Event::Output { host, .. }
+        | Event::ReleaseCreated { host, .. }
+        | Event::Swapped { host, .. }
+        | Event::SwitchedBack { host, .. }
+        | Event::ReleaseRemoved { host, .. }
+        | Event::RolledBack { host, .. }
+        | Event::Message { host, .. } => Some(host),
+        Event::NotificationSent { .. }
+        | Event::NotificationFailed { .. }
+        | Event::Finished { .. } => None,
+    }
+}
+
+/// A task's collected lines as a GitHub Actions group; nothing when it printed nothing.
+fn fold(out: &mut Vec<String>, host: &str, group: Group, secrets: &Secrets) {
+    if group.lines.is_empty() {
+        return;
+    }
+    out.push(format!(
+        "::group::{}",
+        secrets.redact(&format!("[{host}] {}", group.task))
+    ));
+    out.extend(group.lines);
+    out.push("::endgroup::".to_string());
+}
+
+/// `text` as the message of a GitHub Actions workflow command (`::error::text`): `%`, CR and LF
+/// escaped so that a message of several lines stays one annotation.
+pub fn workflow_message(text: &str) -> String {
+    text.trim_end()
+        .replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// `12 ms`, `1.25 s`.

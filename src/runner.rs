@@ -8,6 +8,10 @@
 //!
 //! A failure anywhere stops new steps everywhere; then every host runs its fail hooks and is put
 //! back as it was (release removed, `current` switched back, lock released).
+//!
+//! When every host is connected, each host's secret values (its `.env` included) are learned;
+//! at the end the run's notification (`crate::notify`) is read from the first host and sent,
+//! and a successful run is summed up (`describe_summary`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,12 +24,14 @@ use crate::context::{Deployment, HostContext};
 use crate::failure::{Failure, FailureKind};
 use crate::host_setup;
 use crate::interrupt;
+use crate::notify::{self, Notification};
 use crate::plan::{self, Step};
-use crate::primitives::{cleanup, lock, release};
+use crate::primitives::{cleanup, lock, release, release_log};
 use crate::registry::{Host, Origin};
 use crate::reporter::{format_duration, Event, Reporter};
 use crate::script::Recipe;
 use crate::step_failure::{classify, Cause, StepFailure};
+use crate::template::Mode;
 use crate::transport::Ssh;
 
 /// What a finished run did.
@@ -34,6 +40,8 @@ pub struct Summary {
     pub release: Option<String>,
     pub commit: Option<String>,
     pub duration: Duration,
+    /// How long the preparation and the cutover took, when the run had a cutover.
+    pub phases: Option<(Duration, Duration)>,
 }
 
 #[derive(Debug)]
@@ -103,16 +111,38 @@ pub fn run(
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let rollout = Rollout::read(recipe).map_err(|e| RunError::Setup(vec![e]))?;
+    let global = host_setup::merged_config(recipe, None);
+    let notifier = notify::Settings::read(&global)
+        .map_err(|e| RunError::Setup(vec![e]))?
+        .filter(|settings| settings.wants(task));
     let control = crate::transport::ssh::control_directory()
         .map_err(|e| RunError::Setup(vec![format!("{e:#}")]))?;
-    let slots = connect_all(
+    let slots = match connect_all(
         recipe,
         hosts,
         control.path(),
         &reporter,
         &deployment,
         rollout.parallel,
-    )?;
+    ) {
+        Ok(slots) => slots,
+        Err(error) => {
+            if let (Some(settings), RunError::Setup(messages)) = (&notifier, &error) {
+                let notification = describe_setup_failure(
+                    recipe,
+                    task,
+                    settings,
+                    hosts,
+                    &deployment,
+                    messages,
+                    started,
+                );
+                notify::send(settings, &notification, &reporter);
+            }
+            return Err(error);
+        }
+    };
+    let before = start_all(&slots, notifier.is_some(), rollout.parallel);
 
     let cutover = steps.iter().position(|s| s.task == rollout.cutover_task);
     let (preparation, cutover_steps) = match cutover {
@@ -129,7 +159,10 @@ pub fn run(
         abort: &abort,
         reporter: &reporter,
     };
+    let preparation_started = Instant::now();
     phase.run(&all, preparation);
+    let preparation_took = preparation_started.elapsed();
+    let cutover_started = Instant::now();
     if !abort.load(Ordering::SeqCst) && !cutover_steps.is_empty() {
         for (number, batch) in slots.chunks(rollout.batch).enumerate() {
             if number > 0 && !rollout.stagger.is_zero() {
@@ -151,20 +184,47 @@ pub fn run(
         }
     }
 
-    let result = if abort.load(Ordering::SeqCst) {
+    let phases = (!cutover_steps.is_empty()).then(|| (preparation_took, cutover_started.elapsed()));
+
+    let mut result = if abort.load(Ordering::SeqCst) {
         Err(fail_all(recipe, task, &slots, &reporter))
     } else {
         finish_all(&slots, started)
     };
+    if let Ok(summary) = &mut result {
+        summary.phases = phases;
+    }
+    // Read what the notification says while the hosts are still connected; send it after.
+    let notification = notifier.as_ref().map(|settings| {
+        describe_run(
+            recipe,
+            task,
+            settings,
+            &slots,
+            &deployment,
+            before,
+            &result,
+            started,
+        )
+    });
     for slot in &slots {
         if let Some(ssh) = &slot.ssh {
             ssh.close();
         }
     }
+    if let (Some(settings), Some(notification)) = (&notifier, &notification) {
+        notify::send(settings, notification, &reporter);
+    }
+    let (release, commit) = match &result {
+        Ok(summary) => (summary.release.as_deref(), summary.commit.as_deref()),
+        Err(_) => (None, None),
+    };
     reporter.event(Event::Finished {
         task,
         status: if result.is_ok() { "success" } else { "failed" },
         duration_ms: started.elapsed().as_millis(),
+        release,
+        commit,
     });
     result.map_err(RunError::Step)
 }
@@ -291,6 +351,13 @@ fn run_step(
     let result: Result<Dynamic, Box<EvalAltResult>> =
         step.body.call(&recipe.engine, &recipe.functions, ());
     let elapsed = started.elapsed().as_millis();
+    {
+        // Secret keys `set` inside the task: their values are known from now on.
+        let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+        if !ctx.runtime.is_empty() {
+            reporter.secrets().learn(&ctx.runtime);
+        }
+    }
     match result {
         Ok(_) => {
             reporter.event(Event::TaskFinished {
@@ -347,6 +414,8 @@ fn fail_all(recipe: &Recipe, task: &str, slots: &[Slot], reporter: &Reporter) ->
                     .as_ref()
                     .map(|f| format!("task `{}` failed: {}", f.task, f.cause))
                     .unwrap_or_else(|| "the deploy failed on another host".to_string());
+                // The reason goes into the release log: no secret in it.
+                let reason = reporter.secrets().redact(&reason).into_owned();
                 slot.context
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -458,6 +527,7 @@ fn finish_all(slots: &[Slot], started: Instant) -> Result<Summary, Box<StepFailu
         release: None,
         commit: None,
         duration: Duration::default(),
+        phases: None,
     };
     for slot in slots {
         let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
@@ -493,16 +563,239 @@ fn describe(ctx: &HostContext) -> Option<String> {
     }
 }
 
-/// "deploy: release X (commit abc1234) on localhost in 0.42 s".
+/// What a successful run did, for stderr:
+///
+/// ```text
+/// deploy: release 20261126T130003Z (commit 1a2b3c4d5e6f) on web1, web2 in 12.40 s
+///   preparation 2.31 s, cutover 10.09 s
+/// ```
+///
+/// The second line only when the run had a cutover (the steps from `cutover_task` on).
 pub fn describe_summary(task: &str, summary: &Summary) -> String {
     let hosts = summary.hosts.join(", ");
     let took = format_duration(summary.duration);
-    match (&summary.release, &summary.commit) {
+    let mut text = match (&summary.release, &summary.commit) {
         (Some(release), Some(commit)) => format!(
             "{task}: release {release} (commit {}) on {hosts} in {took}",
             &commit[..commit.len().min(12)]
         ),
         (Some(release), None) => format!("{task}: release {release} on {hosts} in {took}"),
         _ => format!("{task}: done on {hosts} in {took}"),
+    };
+    if let Some((preparation, cutover)) = summary.phases {
+        text.push_str(&format!(
+            "\n  preparation {}, cutover {}",
+            format_duration(preparation),
+            format_duration(cutover)
+        ));
     }
+    text
+}
+
+/// Once every host is connected: learn each host's secret values (expanded) and the values of
+/// its shared `.env`; return the release `current` points at on the first host when a
+/// notification will need it.
+fn start_all(slots: &[Slot], notify: bool, parallel: usize) -> Option<String> {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.min(slots.len()) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                let Some(slot) = slots.get(index) else { break };
+                let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+                learn_secrets(&ctx);
+            });
+        }
+    });
+    let first = slots.first()?;
+    if !notify {
+        return None;
+    }
+    let ctx = first.context.lock().unwrap_or_else(|e| e.into_inner());
+    ctx.current_release().ok().flatten()
+}
+
+/// The secret values of one host: its secret keys expanded, and every value of the shared
+/// `.env` files the recipe links (`shared_files` entries named `.env`).
+fn learn_secrets(ctx: &HostContext) {
+    let secrets = ctx.reporter.secrets();
+    for key in ctx.config.keys().filter(|key| secrets.is_secret(key)) {
+        if let Ok(Some(value)) = ctx.value(key) {
+            if value.is_string() {
+                if let Ok(expanded) = ctx.expand(&value.to_string(), Mode::Plain) {
+                    secrets.add(&expanded);
+                }
+            }
+        }
+    }
+    let Ok(files) = ctx.list("shared_files") else {
+        return;
+    };
+    for file in files {
+        if file.trim_end_matches('/').rsplit('/').next() != Some(".env") {
+            continue;
+        }
+        let Ok(path) = ctx.path(&format!("shared/{file}")) else {
+            continue;
+        };
+        match ctx.transport.read_file(&path) {
+            Ok(Some(text)) => secrets.learn_env_file(&text),
+            Ok(None) => {}
+            Err(e) => tracing::debug!("cannot read `{path}` for its secrets: {e:#}"),
+        }
+    }
+}
+
+/// The recipe's file name without `.rhai`: the application's name when nothing better is known.
+fn recipe_name(recipe: &Recipe) -> String {
+    let path = std::path::Path::new(&recipe.path);
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| recipe.path.clone())
+}
+
+/// The notification of a run that never started: a host could not be reached or set up.
+fn describe_setup_failure(
+    recipe: &Recipe,
+    task: &str,
+    settings: &notify::Settings,
+    hosts: &[Host],
+    deployment: &Deployment,
+    messages: &[String],
+    started: Instant,
+) -> Notification {
+    let global = host_setup::merged_config(recipe, None);
+    Notification {
+        event: notify::event_name(task, false),
+        app: settings.application(
+            global.get("repository").map(|r| r.to_string()).as_deref(),
+            &recipe_name(recipe),
+        ),
+        task: task.to_string(),
+        hosts: hosts.iter().map(|h| h.name.clone()).collect(),
+        reference: global
+            .get("branch")
+            .filter(|_| task != "rollback")
+            .map(|b| b.to_string()),
+        commit: None,
+        previous_commit: None,
+        commits: Vec::new(),
+        commits_truncated: false,
+        duration_ms: started.elapsed().as_millis(),
+        user: deployment.user.clone(),
+        release: None,
+        previous_release: None,
+        error: Some(format!("nothing was changed: {}", messages.join("; "))),
+    }
+}
+
+/// What the notification of this run says, read from the first host (its release log, its
+/// `REVISION` files, its repository cache) while it is still connected.
+#[allow(clippy::too_many_arguments)]
+fn describe_run(
+    recipe: &Recipe,
+    task: &str,
+    settings: &notify::Settings,
+    slots: &[Slot],
+    deployment: &Deployment,
+    before: Option<String>,
+    result: &Result<Summary, Box<StepFailure>>,
+    started: Instant,
+) -> Notification {
+    let succeeded = result.is_ok();
+    let rollback = task == "rollback";
+    let made = deployment
+        .release_name
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let pinned = deployment
+        .commit
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let global = host_setup::merged_config(recipe, None);
+    let mut notification = Notification {
+        event: notify::event_name(task, succeeded),
+        app: String::new(),
+        task: task.to_string(),
+        hosts: slots.iter().map(|s| s.name.clone()).collect(),
+        reference: None,
+        commit: None,
+        previous_commit: None,
+        commits: Vec::new(),
+        commits_truncated: false,
+        duration_ms: started.elapsed().as_millis(),
+        user: deployment.user.clone(),
+        release: None,
+        previous_release: before.clone(),
+        error: result.as_ref().err().map(|failure| {
+            format!(
+                "task `{}` failed on host `{}`: {}",
+                failure.task, failure.host, failure.cause
+            )
+        }),
+    };
+    let mut repository = global.get("repository").map(|r| r.to_string());
+    if let Some(slot) = slots.first() {
+        let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(text) = ctx.text("repository") {
+            repository = ctx.expand(&text, Mode::Plain).ok().or(Some(text));
+        }
+        let known = release_log::read(&ctx)
+            .map(|entries| release_log::releases(&entries))
+            .unwrap_or_default();
+        let commit_of = |name: &str| -> Option<String> {
+            known
+                .get(name)
+                .and_then(|info| info.commit.clone())
+                .or_else(|| {
+                    let path = ctx.path(&format!("releases/{name}/REVISION")).ok()?;
+                    let text = ctx.transport.read_file(&path).ok()??;
+                    Some(text.trim().to_string()).filter(|c| !c.is_empty())
+                })
+        };
+        if rollback {
+            let after = ctx.current_release().ok().flatten();
+            if succeeded && after != before {
+                notification.release = after;
+            }
+            notification.commit = notification.release.as_deref().and_then(commit_of);
+            notification.reference = notification
+                .release
+                .as_ref()
+                .and_then(|name| known.get(name))
+                .and_then(|info| info.reference.clone());
+        } else {
+            notification.release = made;
+            notification.commit = pinned;
+            notification.reference = ctx
+                .text("branch")
+                .ok()
+                .and_then(|branch| ctx.expand(&branch, Mode::Plain).ok());
+        }
+        notification.previous_commit = before.as_deref().and_then(commit_of);
+        let range = match (&notification.commit, &notification.previous_commit) {
+            (Some(commit), previous) if previous.as_ref() != Some(commit) => match previous {
+                Some(previous) if rollback => Some((Some(commit.clone()), previous.clone())),
+                previous => Some((previous.clone(), commit.clone())),
+            },
+            _ => None,
+        };
+        if let (Some((from, to)), Ok(cache)) = (range, ctx.path("repo.git")) {
+            match ctx
+                .transport
+                .log_oneline(&cache, from.as_deref(), &to, notify::COMMIT_LIMIT + 1)
+            {
+                Ok(mut lines) => {
+                    notification.commits_truncated = lines.len() > notify::COMMIT_LIMIT;
+                    lines.truncate(notify::COMMIT_LIMIT);
+                    notification.commits = lines;
+                }
+                Err(e) => tracing::debug!("no commit log for the notification: {e:#}"),
+            }
+        }
+    }
+    notification.app = settings.application(repository.as_deref(), &recipe_name(recipe));
+    notification
 }

@@ -18,9 +18,10 @@ use crate::registry::{Host, TaskBody};
 use crate::reporter::{Reporter, Verbosity};
 use crate::runner::{self, RunError};
 use crate::script::{self, LoadError, Recipe};
+use crate::secrets::Secrets;
 use crate::sources::Sources;
 
-pub fn execute(command: Command, sources: &Sources) -> Result<(), Error> {
+pub fn execute(command: Command, sources: &Sources, secrets: &Arc<Secrets>) -> Result<(), Error> {
     match command {
         Command::Run {
             recipe,
@@ -28,7 +29,7 @@ pub fn execute(command: Command, sources: &Sources) -> Result<(), Error> {
             plan,
             common,
         } => {
-            let recipe = load(&recipe, &common, Vec::new(), sources)?;
+            let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
             if plan {
                 print_plan(&recipe, &task, &common)
             } else {
@@ -39,20 +40,20 @@ pub fn execute(command: Command, sources: &Sources) -> Result<(), Error> {
             let extra = to
                 .map(|to| vec![("rollback_to".to_string(), Dynamic::from(to))])
                 .unwrap_or_default();
-            let recipe = load(&recipe, &common, extra, sources)?;
+            let recipe = load(&recipe, &common, extra, sources, secrets)?;
             run_task(&recipe, "rollback", &common)
         }
         Command::Releases { recipe, common } => {
-            let recipe = load(&recipe, &common, Vec::new(), sources)?;
+            let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
             releases(&recipe, &common)
         }
         Command::Tasks { recipe, common } => {
-            let recipe = load(&recipe, &common, Vec::new(), sources)?;
+            let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
             tasks(&recipe);
             Ok(())
         }
         Command::Check { recipe, common } => {
-            let recipe = load(&recipe, &common, Vec::new(), sources)?;
+            let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
             let hosts = select_hosts(&recipe, &common)?;
             println!(
                 "{}: ok ({} tasks, {} host{})",
@@ -64,20 +65,29 @@ pub fn execute(command: Command, sources: &Sources) -> Result<(), Error> {
             Ok(())
         }
         Command::Unlock { recipe, common } => {
-            let recipe = load(&recipe, &common, Vec::new(), sources)?;
+            let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
             unlock(&recipe, &common)
+        }
+        Command::Doctor { recipe, common } => {
+            let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
+            let hosts = select_hosts(&recipe, &common)?;
+            crate::doctor::run(&recipe, &hosts, common.json)
         }
     }
 }
 
-fn reporter(common: &Common) -> Arc<Reporter> {
+fn reporter(common: &Common, secrets: &Arc<Secrets>) -> Arc<Reporter> {
     let verbosity = match (common.quiet, common.verbose) {
         (true, _) => Verbosity::Quiet,
         (false, 0) => Verbosity::Normal,
         (false, 1) => Verbosity::Commands,
         (false, _) => Verbosity::Output,
     };
-    Arc::new(Reporter::new(verbosity, common.json))
+    Arc::new(
+        Reporter::new(verbosity, common.json)
+            .with_secrets(secrets.clone())
+            .with_github_groups(crate::environment::github_actions()),
+    )
 }
 
 fn load(
@@ -85,6 +95,7 @@ fn load(
     common: &Common,
     extra: Vec<(String, Dynamic)>,
     sources: &Sources,
+    secrets: &Arc<Secrets>,
 ) -> Result<Recipe, Error> {
     let mut overrides = BTreeMap::new();
     for option in &common.options {
@@ -95,14 +106,19 @@ fn load(
         overrides.insert(key, value);
     }
     overrides.extend(extra);
-    let recipe =
-        script::load(path, overrides, reporter(common), sources.clone()).map_err(|e| match e {
+    let recipe = script::load(path, overrides, reporter(common, secrets), sources.clone())
+        .map_err(|e| match e {
             LoadError::Read { path, error } => Error::Read { path, error },
             LoadError::Script(error) => Error::Script {
                 error,
                 source: path.display().to_string(),
             },
         })?;
+    // Secret values are known before anything runs: the recipe's, each host's and `-o`'s.
+    secrets.learn(&host_setup::merged_config(&recipe, None));
+    for host in &recipe.registry.hosts {
+        secrets.learn(&host_setup::merged_config(&recipe, Some(host)));
+    }
     plan::validate(&recipe.registry).map_err(Error::Plan)?;
     Ok(recipe)
 }

@@ -58,7 +58,10 @@ fn assert_refused(sandbox: &Sandbox, output: &Output, task: &str, message: &str,
     assert_eq!(sandbox.current(DEPLOY).unwrap(), current);
     // The refused release is gone: nothing newer than `current` is left.
     let releases = sandbox.releases(DEPLOY);
-    assert!(releases.iter().all(|r| r.as_str() <= current), "{releases:?}");
+    assert!(
+        releases.iter().all(|r| r.as_str() <= current),
+        "{releases:?}"
+    );
 }
 
 fn assert_deployed(output: &Output) {

@@ -358,7 +358,7 @@ fn failures_before_the_swap_leave_current_alone() {
         (
             "v2",
             &["bin/php=/nonexistent/php"],
-            "deploy:vendors",
+            "gate:audit",
             "Caused by: `bin/php` is `/nonexistent/php`, which does not exist on host `localhost`",
         ),
         (
@@ -367,11 +367,12 @@ fn failures_before_the_swap_leave_current_alone() {
             "deploy:vendors",
             "Caused by: command `",
         ),
+        // `migrate --pretend` (the migrations gate) already runs the broken migration's up().
         (
             "broken-migration",
             &[],
-            "artisan:migrate",
-            "artisan migrate --force` exited with status 1",
+            "gate:migrations",
+            "artisan migrate --pretend --force --no-interaction` exited with status 1",
         ),
     ];
     for (branch, extra, task, message) in cases {

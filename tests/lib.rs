@@ -11,6 +11,7 @@ mod failures;
 mod bad_input;
 mod cli;
 mod concurrency;
+mod doctor;
 mod gates;
 mod laravel;
 mod laravel_harness;

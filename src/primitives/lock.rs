@@ -21,7 +21,7 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         format!(
             "{} on {} (pid {}, since {}, deploying `{}`)",
             self.user, self.machine, self.pid, self.time, self.reference
@@ -108,7 +108,8 @@ pub fn force_unlock(ctx: &mut HostContext) -> Result<Option<String>, Failure> {
     ))
 }
 
-fn alive(pid: u32) -> bool {
+/// Whether process `pid` of this machine is running.
+pub fn alive(pid: u32) -> bool {
     use nix::errno::Errno;
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
         Ok(()) => true,

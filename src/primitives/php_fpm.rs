@@ -80,7 +80,7 @@ pub fn reload(ctx: &mut HostContext) -> Result<Reload, Failure> {
 }
 
 /// The master's pid, from `fpm_pid_file`.
-fn master_pid(ctx: &HostContext) -> Result<i32, Failure> {
+pub fn master_pid(ctx: &HostContext) -> Result<i32, Failure> {
     let pid_file = ctx.expand(&ctx.text("fpm_pid_file")?, Mode::Plain)?;
     let text = ctx.transport.read_file(&pid_file)?.ok_or_else(|| {
         Failure::message(format!("php-fpm's pid file `{pid_file}` does not exist"))
@@ -96,7 +96,7 @@ fn master_pid(ctx: &HostContext) -> Result<i32, Failure> {
 
 /// The config file the master runs with: `fpm_config`, else its command line
 /// (`--fpm-config FILE` / `-y FILE`), else Debian's default path.
-fn config_path(ctx: &HostContext, master: Option<i32>) -> Option<String> {
+pub fn config_path(ctx: &HostContext, master: Option<i32>) -> Option<String> {
     if let Ok(Some(value)) = ctx.value("fpm_config") {
         let text = crate::config::text(&value).ok()?;
         return ctx.expand(&text, Mode::Plain).ok();
@@ -104,24 +104,32 @@ fn config_path(ctx: &HostContext, master: Option<i32>) -> Option<String> {
     if let Some(pid) = master {
         if let Ok(Some(cmdline)) = ctx.transport.read_file(&format!("/proc/{pid}/cmdline")) {
             let args: Vec<&str> = cmdline.split('\0').collect();
-            for (index, arg) in args.iter().enumerate() {
-                if let Some(path) = arg.strip_prefix("--fpm-config=") {
-                    return Some(path.to_string());
-                }
-                if (*arg == "--fpm-config" || *arg == "-y") && index + 1 < args.len() {
-                    return Some(args[index + 1].to_string());
-                }
-            }
-            if let Some(path) = args.iter().find_map(|a| {
-                a.strip_prefix("php-fpm: master process (")
-                    .and_then(|rest| rest.strip_suffix(')'))
-            }) {
-                return Some(path.to_string());
+            if let Some(path) = config_from_command_line(&args) {
+                return Some(path);
             }
         }
     }
     let version = ctx.text_or("php_version", "8.2").ok()?;
     Some(format!("/etc/php/{version}/fpm/php-fpm.conf"))
+}
+
+/// The config file named by a php-fpm master's command line (its arguments, as
+/// `/proc/PID/cmdline` splits them): `--fpm-config FILE`, `-y FILE`, or the title
+/// `php-fpm: master process (FILE)` the master gives itself.
+pub fn config_from_command_line(args: &[&str]) -> Option<String> {
+    for (index, arg) in args.iter().enumerate() {
+        if let Some(path) = arg.strip_prefix("--fpm-config=") {
+            return Some(path.to_string());
+        }
+        if (*arg == "--fpm-config" || *arg == "-y") && index + 1 < args.len() {
+            return Some(args[index + 1].to_string());
+        }
+    }
+    args.iter().find_map(|a| {
+        a.strip_prefix("php-fpm: master process (")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .map(str::to_string)
+    })
 }
 
 /// `process_control_timeout` in seconds, or `None` when the config cannot be read.

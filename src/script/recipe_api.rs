@@ -1,5 +1,6 @@
 //! The recipe language: `set`, `get`, `has`, `add`, `localhost`, `host`, `task`, `desc`,
-//! `before`, `after`, `fail`, `quote`. These only declare or read; nothing here touches a host.
+//! `before`, `after`, `fail`, `quote`, `secret`. These only declare or read; nothing here
+//! touches a host.
 
 use std::sync::Arc;
 
@@ -115,6 +116,23 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
 
     engine.register_fn("quote", |value: &str| -> ScriptResult<String> {
         crate::quote::word(value).map_err(|e| e.to_string().into())
+    });
+
+    // `secret("key")`: the key's value never appears in output, errors or notifications. Inside
+    // a task the value the key has now on this host is taken out at once.
+    let rt = runtime.clone();
+    engine.register_fn("secret", move |key: &str| -> ScriptResult<()> {
+        if key.is_empty() {
+            return Err("a configuration key cannot be empty".into());
+        }
+        let secrets = rt.reporter.secrets();
+        secrets.declare(key);
+        if let Some(value) = lookup(&rt, key).ok().flatten() {
+            let mut values = std::collections::BTreeMap::new();
+            values.insert(key.to_string(), value);
+            secrets.learn(&values);
+        }
+        Ok(())
     });
 
     engine.register_type_with_name::<HostBuilder>("Host");

@@ -192,4 +192,14 @@ impl Transport for Local {
     fn export(&self, cache: &str, commit: &str, destination: &str) -> anyhow::Result<()> {
         git::export(Path::new(cache), commit, Path::new(destination))
     }
+
+    fn log_oneline(
+        &self,
+        cache: &str,
+        from: Option<&str>,
+        to: &str,
+        limit: usize,
+    ) -> anyhow::Result<Vec<String>> {
+        git::log_oneline(Path::new(cache), from, to, limit)
+    }
 }

@@ -62,4 +62,23 @@ pub trait Transport: Send + Sync {
     fn resolve(&self, repository: &str, cache: &str, reference: &str) -> anyhow::Result<String>;
     /// Write the tree of `commit` from the cache into `destination`, which must exist.
     fn export(&self, cache: &str, commit: &str, destination: &str) -> anyhow::Result<()>;
+    /// `git log --oneline from..to` in the cache: the commits `to` has and `from` has not (all of
+    /// `to`'s history without `from`), newest first, at most `limit`, each as `abbrev subject`.
+    /// `from` and `to` are commit ids.
+    fn log_oneline(
+        &self,
+        cache: &str,
+        from: Option<&str>,
+        to: &str,
+        limit: usize,
+    ) -> anyhow::Result<Vec<String>>;
+}
+
+/// Refuse anything but a commit id (hex), so that no revision can be read as an option.
+pub fn check_commit_id(id: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (4..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_hexdigit()),
+        "`{id}` is not a commit id"
+    );
+    Ok(())
 }

@@ -321,6 +321,28 @@ impl Transport for Ssh {
         self.remote_export(cache, commit, destination)
     }
 
+    fn log_oneline(
+        &self,
+        cache: &str,
+        from: Option<&str>,
+        to: &str,
+        limit: usize,
+    ) -> anyhow::Result<Vec<String>> {
+        super::check_commit_id(to)?;
+        let mut script = format!(
+            "git --git-dir={} log --oneline --no-decorate --no-color -n {limit} {}",
+            word(cache)?,
+            word(to)?
+        );
+        if let Some(from) = from {
+            super::check_commit_id(from)?;
+            script.push_str(&format!(" --not {}", word(from)?));
+        }
+        script.push_str(" --");
+        let out = self.must(&script, "cannot read the commit log")?;
+        Ok(out.lines().map(str::to_string).collect())
+    }
+
     fn signal(&self, pid: i32, signal: Option<nix::sys::signal::Signal>) -> anyhow::Result<()> {
         let name = signal.map(|s| s.as_str().trim_start_matches("SIG").to_string());
         let script = match name {
