@@ -177,16 +177,33 @@ fn a_failed_health_gate_on_the_second_host_switches_the_first_back() {
     let good = sandbox.current(&hosts.deploy_rel(1)).unwrap();
 
     repo.commit(&[("index.html", "two\n")], "two");
+    // A health URL that answers 200 (web1, web3) and one where nothing listens (web2): the real
+    // health_gate() primitive fails on the second host of the cutover.
+    let healthy = healthy_server();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
     recipe(
         &sandbox,
         &hosts,
         &repo,
-        "task(\"health\", || { if get(\"host\") == \"web2\" { throw \"health check failed on web2\"; } });\nafter(\"deploy:symlink\", \"health\");\n",
+        &format!(
+            "set(\"health_url\", \"http://{healthy}/health\");\n\
+             task(\"health\", || {{ if get(\"host\") == \"web2\" {{ set(\"health_url\", \"http://{closed}/health\"); }} health_gate(get(\"health_url\"), #{{checks: 2, interval: 0.05}}); }});\n\
+             after(\"deploy:symlink\", \"health\");\n"
+        ),
     );
     let (code, stderr) = run(&sandbox, &["run", "app.rhai", "-o", "rollout_stagger=0"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("error: task `health` failed on host `web2`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "Caused by: health check failed: GET http://{closed}/health: "
+        )),
         "{stderr}"
     );
     assert!(
@@ -482,4 +499,22 @@ fn the_laravel_recipe_deploys_to_two_hosts_under_load() {
         let (_, _, body) = stack.get("/version");
         assert_eq!(body.trim(), format!("v2 {release}"));
     }
+}
+
+/// A tiny HTTP server on loopback answering `200 ok` to every request (for health gates); it
+/// lives until the test process ends.
+fn healthy_server() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buffer = [0u8; 2048];
+            let _ = stream.read(&mut buffer);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    address
 }
