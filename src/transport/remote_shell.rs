@@ -76,7 +76,7 @@ impl RemoteShell {
             marker,
         };
         let init = format!(
-            "umask 022; zdd_tmp=$(mktemp -d \"${{TMPDIR:-/tmp}}/zdd.XXXXXX\") || exit 1; trap 'rm -rf \"$zdd_tmp\"' EXIT; printf '%s READY\\n' {}\n",
+            "umask 022; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap 'rm -rf \"$zdd_tmp\"' EXIT; printf '%s READY\\n' {}\n",
             shell.marker
         );
         shell
@@ -134,10 +134,14 @@ impl RemoteShell {
             Some(dir) => format!("cd -- {} && ", quote::word(dir)?),
             None => String::new(),
         };
+        // The command runs in a subshell (`eval`: no exec of another sh); the lengths are
+        // only counted when there is output, so a quiet command costs one fork on the host.
         let request = format!(
-            "({cd}exec sh -c {command}) </dev/null >\"$zdd_tmp/o\" 2>\"$zdd_tmp/e\"; zdd_s=$?; \
-             printf '%s %s %s %s\\n' {marker} \"$zdd_s\" \"$(wc -c <\"$zdd_tmp/o\")\" \"$(wc -c <\"$zdd_tmp/e\")\"; \
-             cat \"$zdd_tmp/o\" \"$zdd_tmp/e\"\n",
+            "({cd}eval {command}) </dev/null >\"$zdd_tmp/o\" 2>\"$zdd_tmp/e\"; zdd_s=$?; \
+             if [ -s \"$zdd_tmp/o\" ] || [ -s \"$zdd_tmp/e\" ]; then \
+             set -- $(wc -c \"$zdd_tmp/o\" \"$zdd_tmp/e\"); \
+             printf '%s %s %s %s\\n' {marker} \"$zdd_s\" \"$1\" \"$3\"; cat \"$zdd_tmp/o\" \"$zdd_tmp/e\"; \
+             else printf '%s %s 0 0\\n' {marker} \"$zdd_s\"; fi\n",
             marker = self.marker
         );
         let result = self.send(&request).and_then(|_| self.read_reply());
