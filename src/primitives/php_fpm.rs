@@ -169,8 +169,12 @@ fn parse_duration(raw: &str) -> Option<u64> {
     })
 }
 
-/// After SIGUSR2 the master re-executes itself; wait until its pid file names a live process
-/// again (and its socket exists, when `fpm_socket` is set).
+const PING: &str = include_str!("../../stdlib/php/fpm_ping.php");
+
+/// After SIGUSR2 the master waits for its workers (up to process_control_timeout), re-executes
+/// itself and forks new workers; requests wait in the socket's backlog meanwhile. Wait until
+/// the pid file names a live master again and, when `fpm_socket` is set, until a worker answers
+/// a FastCGI request on it (a `php -r` probe on the host, so it works over SSH too).
 fn wait_until_answering(ctx: &HostContext) -> Result<(), Failure> {
     let timeout = Duration::from_secs(ctx.count("fpm_reload_timeout", 20)?);
     let socket = match ctx.value("fpm_socket")? {
@@ -180,6 +184,22 @@ fn wait_until_answering(ctx: &HostContext) -> Result<(), Failure> {
         )?),
         None => None,
     };
+    let probe = match &socket {
+        Some(socket) => {
+            let address = if socket.contains('/') {
+                format!("unix://{socket}")
+            } else {
+                format!("tcp://{socket}")
+            };
+            let php = crate::primitives::programs::program(ctx, "php")?;
+            let code = PING.trim_start_matches("<?php").trim_start();
+            Some(
+                quote::command(&[php.as_str(), "-r", code, address.as_str()])
+                    .map_err(|e| Failure::message(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
     let started = Instant::now();
     std::thread::sleep(Duration::from_millis(20));
     loop {
@@ -187,16 +207,17 @@ fn wait_until_answering(ctx: &HostContext) -> Result<(), Failure> {
             .ok()
             .map(|pid| ctx.transport.signal(pid, None).is_ok())
             .unwrap_or(false);
-        let listening = match &socket {
-            Some(path) => ctx.transport.exists(path)?,
-            None => true,
-        };
-        if alive && listening {
+        let answering = alive
+            && match &probe {
+                Some(line) => ctx.transport.exec(line, None, "php-fpm ping", None).is_ok(),
+                None => true,
+            };
+        if answering {
             return Ok(());
         }
         if started.elapsed() > timeout {
             return Err(Failure::message(format!(
-                "php-fpm did not come back within {} s of the reload",
+                "php-fpm did not answer within {} s of the reload",
                 timeout.as_secs()
             )));
         }
