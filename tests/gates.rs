@@ -188,9 +188,52 @@ fn audit_gate_refuses_critical_advisories_and_says_when_it_cannot_run() {
 #[test]
 fn queued_jobs_gate_refuses_a_release_without_their_class() {
     let (sandbox, fixture) = setup();
-    assert_deployed(&deploy(&sandbox, &fixture, "v1", &[]));
+    queued_jobs_gate(&sandbox, &fixture, "database");
+}
+
+/// The same with the Redis queue driver: a real redis-server on a loopback port (php-redis).
+#[test]
+fn queued_jobs_gate_reads_the_redis_queue() {
+    let (sandbox, fixture) = setup();
+    let port = crate::laravel_support::free_port();
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let env = deploy_dir(&sandbox, DEPLOY).join("shared/.env");
+    let text = std::fs::read_to_string(&env)
+        .unwrap()
+        .replace("QUEUE_CONNECTION=database", "QUEUE_CONNECTION=redis");
+    std::fs::write(&env, format!("{text}\nREDIS_PORT={port}\n")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    queued_jobs_gate(&sandbox, &fixture, "redis");
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
+
+/// Jobs of class RecordVersion wait in the queue; a release that renamed the class in one step
+/// is refused, the two-release rename deploys. `driver` names the queue in the messages.
+fn queued_jobs_gate(sandbox: &Sandbox, fixture: &FixtureRepo, driver: &str) {
+    assert_deployed(&deploy(sandbox, fixture, "v1", &[]));
     let good = sandbox.current(DEPLOY).unwrap();
-    let current = deploy_dir(&sandbox, DEPLOY).join("current");
+    let current = deploy_dir(sandbox, DEPLOY).join("current");
     run_in(&current, "php", &["artisan", "app:dispatch", "3"]);
 
     // Version 2 renames the job class in one step: the waiting jobs would all fail.
@@ -211,9 +254,9 @@ fn queued_jobs_gate_refuses_a_release_without_their_class() {
             ("app/Console/Commands/DispatchJobs.php", &command),
         ],
     );
-    let output = deploy(&sandbox, &fixture, "renamed", &[]);
+    let output = deploy(sandbox, fixture, "renamed", &[]);
     assert_refused(
-        &sandbox,
+        sandbox,
         &output,
         "gate:queued_jobs",
         "Caused by: jobs waiting in the queue use classes the new release does not have:\n  | App\\Jobs\\RecordVersion: 3 jobs\n",
@@ -222,13 +265,13 @@ fn queued_jobs_gate_refuses_a_release_without_their_class() {
     assert!(stderr(&output).contains("hint: rename a job class in two releases"));
 
     // The two-release pattern: keep the old class next to the new one, and it deploys.
-    let old = read_at(&fixture, "v1", "app/Jobs/RecordVersion.php");
+    let old = read_at(fixture, "v1", "app/Jobs/RecordVersion.php");
     fixture.version("renamed-safely", &[("app/Jobs/RecordVersion.php", &old)]);
-    let output = deploy(&sandbox, &fixture, "renamed-safely", &[]);
+    let output = deploy(sandbox, fixture, "renamed-safely", &[]);
     assert_deployed(&output);
-    assert!(stderr(&output).contains(
-        "queued jobs: 3 waiting (database queue), every class exists in the new release"
-    ));
+    assert!(stderr(&output).contains(&format!(
+        "queued jobs: 3 waiting ({driver} queue), every class exists in the new release"
+    )));
 }
 
 fn read_at(fixture: &FixtureRepo, commit: &str, path: &str) -> String {

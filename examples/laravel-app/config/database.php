@@ -25,4 +25,14 @@ return [
 
     'migrations' => 'migrations',
 
+    // Used when QUEUE_CONNECTION=redis (needs the php-redis extension).
+    'redis' => [
+        'client' => env('REDIS_CLIENT', 'phpredis'),
+        'default' => [
+            'host' => env('REDIS_HOST', '127.0.0.1'),
+            'port' => env('REDIS_PORT', 6379),
+            'database' => env('REDIS_DB', 0),
+        ],
+    ],
+
 ];

@@ -19,6 +19,16 @@ return [
             'after_commit' => false,
         ],
 
+        // QUEUE_CONNECTION=redis: the lists queues:<name> in the Redis of config/database.php.
+        'redis' => [
+            'driver' => 'redis',
+            'connection' => 'default',
+            'queue' => env('REDIS_QUEUE', 'default'),
+            'retry_after' => 90,
+            'block_for' => null,
+            'after_commit' => false,
+        ],
+
     ],
 
     'failed' => [
