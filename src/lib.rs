@@ -19,6 +19,7 @@ mod process;
 mod quote;
 mod registry;
 mod reporter;
+mod run_notification;
 mod runner;
 mod script;
 mod secrets;

@@ -24,14 +24,14 @@ use crate::context::{Deployment, HostContext};
 use crate::failure::{Failure, FailureKind};
 use crate::host_setup;
 use crate::interrupt;
-use crate::notify::{self, Notification};
+use crate::notify;
 use crate::plan::{self, Step};
-use crate::primitives::{cleanup, lock, release, release_log};
+use crate::primitives::{cleanup, lock, release};
 use crate::registry::{Host, Origin};
 use crate::reporter::{format_duration, Event, Reporter};
+use crate::run_notification;
 use crate::script::Recipe;
 use crate::step_failure::{classify, Cause, StepFailure};
-use crate::template::Mode;
 use crate::transport::Ssh;
 
 /// What a finished run did.
@@ -128,11 +128,12 @@ pub fn run(
         Ok(slots) => slots,
         Err(error) => {
             if let (Some(settings), RunError::Setup(messages)) = (&notifier, &error) {
-                let notification = describe_setup_failure(
+                let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+                let notification = run_notification::setup_failure(
                     recipe,
                     task,
                     settings,
-                    hosts,
+                    &names,
                     &deployment,
                     messages,
                     started,
@@ -196,14 +197,22 @@ pub fn run(
     }
     // Read what the notification says while the hosts are still connected; send it after.
     let notification = notifier.as_ref().map(|settings| {
-        describe_run(
+        let names: Vec<String> = slots.iter().map(|s| s.name.clone()).collect();
+        let error = result.as_ref().err().map(|failure| {
+            format!(
+                "task `{}` failed on host `{}`: {}",
+                failure.task, failure.host, failure.cause
+            )
+        });
+        run_notification::describe(
             recipe,
             task,
             settings,
-            &slots,
+            &names,
+            slots.first().map(|s| s.context.as_ref()),
             &deployment,
             before,
-            &result,
+            error,
             started,
         )
     });
@@ -625,7 +634,7 @@ fn start_all(slots: &[Slot], notify: bool, parallel: usize) -> Option<String> {
                 let index = next.fetch_add(1, Ordering::SeqCst);
                 let Some(slot) = slots.get(index) else { break };
                 let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
-                learn_secrets(&ctx);
+                crate::secrets::learn_from_host(&ctx);
             });
         }
     });
@@ -635,189 +644,4 @@ fn start_all(slots: &[Slot], notify: bool, parallel: usize) -> Option<String> {
     }
     let ctx = first.context.lock().unwrap_or_else(|e| e.into_inner());
     ctx.current_release().ok().flatten()
-}
-
-/// The secret values of one host: its secret keys expanded, and every value of the shared
-/// `.env` files the recipe links (`shared_files` entries named `.env`).
-fn learn_secrets(ctx: &HostContext) {
-    let secrets = ctx.reporter.secrets();
-    for key in ctx.config.keys().filter(|key| secrets.is_secret(key)) {
-        if let Ok(Some(value)) = ctx.value(key) {
-            if value.is_string() {
-                if let Ok(expanded) = ctx.expand(&value.to_string(), Mode::Plain) {
-                    secrets.add(&expanded);
-                }
-            }
-        }
-    }
-    let Ok(files) = ctx.list("shared_files") else {
-        return;
-    };
-    for file in files {
-        if file.trim_end_matches('/').rsplit('/').next() != Some(".env") {
-            continue;
-        }
-        let Ok(path) = ctx.path(&format!("shared/{file}")) else {
-            continue;
-        };
-        match ctx.transport.read_file(&path) {
-            Ok(Some(text)) => secrets.learn_env_file(&text),
-            Ok(None) => {}
-            Err(e) => tracing::debug!("cannot read `{path}` for its secrets: {e:#}"),
-        }
-    }
-}
-
-/// The recipe's file name without `.rhai`: the application's name when nothing better is known.
-fn recipe_name(recipe: &Recipe) -> String {
-    let path = std::path::Path::new(&recipe.path);
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| recipe.path.clone())
-}
-
-/// The notification of a run that never started: a host could not be reached or set up.
-fn describe_setup_failure(
-    recipe: &Recipe,
-    task: &str,
-    settings: &notify::Settings,
-    hosts: &[Host],
-    deployment: &Deployment,
-    messages: &[String],
-    started: Instant,
-) -> Notification {
-    let global = host_setup::merged_config(recipe, None);
-    Notification {
-        event: notify::event_name(task, false),
-        app: settings.application(
-            global.get("repository").map(|r| r.to_string()).as_deref(),
-            &recipe_name(recipe),
-        ),
-        task: task.to_string(),
-        hosts: hosts.iter().map(|h| h.name.clone()).collect(),
-        reference: global
-            .get("branch")
-            .filter(|_| task != "rollback")
-            .map(|b| b.to_string()),
-        commit: None,
-        previous_commit: None,
-        commits: Vec::new(),
-        commits_truncated: false,
-        duration_ms: started.elapsed().as_millis(),
-        user: deployment.user.clone(),
-        release: None,
-        previous_release: None,
-        error: Some(format!("nothing was changed: {}", messages.join("; "))),
-    }
-}
-
-/// What the notification of this run says, read from the first host (its release log, its
-/// `REVISION` files, its repository cache) while it is still connected.
-#[allow(clippy::too_many_arguments)]
-fn describe_run(
-    recipe: &Recipe,
-    task: &str,
-    settings: &notify::Settings,
-    slots: &[Slot],
-    deployment: &Deployment,
-    before: Option<String>,
-    result: &Result<Summary, Box<StepFailure>>,
-    started: Instant,
-) -> Notification {
-    let succeeded = result.is_ok();
-    let rollback = task == "rollback";
-    let made = deployment
-        .release_name
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let pinned = deployment
-        .commit
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let global = host_setup::merged_config(recipe, None);
-    let mut notification = Notification {
-        event: notify::event_name(task, succeeded),
-        app: String::new(),
-        task: task.to_string(),
-        hosts: slots.iter().map(|s| s.name.clone()).collect(),
-        reference: None,
-        commit: None,
-        previous_commit: None,
-        commits: Vec::new(),
-        commits_truncated: false,
-        duration_ms: started.elapsed().as_millis(),
-        user: deployment.user.clone(),
-        release: None,
-        previous_release: before.clone(),
-        error: result.as_ref().err().map(|failure| {
-            format!(
-                "task `{}` failed on host `{}`: {}",
-                failure.task, failure.host, failure.cause
-            )
-        }),
-    };
-    let mut repository = global.get("repository").map(|r| r.to_string());
-    if let Some(slot) = slots.first() {
-        let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
-        if let Ok(text) = ctx.text("repository") {
-            repository = ctx.expand(&text, Mode::Plain).ok().or(Some(text));
-        }
-        let known = release_log::read(&ctx)
-            .map(|entries| release_log::releases(&entries))
-            .unwrap_or_default();
-        let commit_of = |name: &str| -> Option<String> {
-            known
-                .get(name)
-                .and_then(|info| info.commit.clone())
-                .or_else(|| {
-                    let path = ctx.path(&format!("releases/{name}/REVISION")).ok()?;
-                    let text = ctx.transport.read_file(&path).ok()??;
-                    Some(text.trim().to_string()).filter(|c| !c.is_empty())
-                })
-        };
-        if rollback {
-            let after = ctx.current_release().ok().flatten();
-            if succeeded && after != before {
-                notification.release = after;
-            }
-            notification.commit = notification.release.as_deref().and_then(commit_of);
-            notification.reference = notification
-                .release
-                .as_ref()
-                .and_then(|name| known.get(name))
-                .and_then(|info| info.reference.clone());
-        } else {
-            notification.release = made;
-            notification.commit = pinned;
-            notification.reference = ctx
-                .text("branch")
-                .ok()
-                .and_then(|branch| ctx.expand(&branch, Mode::Plain).ok());
-        }
-        notification.previous_commit = before.as_deref().and_then(commit_of);
-        let range = match (&notification.commit, &notification.previous_commit) {
-            (Some(commit), previous) if previous.as_ref() != Some(commit) => match previous {
-                Some(previous) if rollback => Some((Some(commit.clone()), previous.clone())),
-                previous => Some((previous.clone(), commit.clone())),
-            },
-            _ => None,
-        };
-        if let (Some((from, to)), Ok(cache)) = (range, ctx.path("repo.git")) {
-            match ctx
-                .transport
-                .log_oneline(&cache, from.as_deref(), &to, notify::COMMIT_LIMIT + 1)
-            {
-                Ok(mut lines) => {
-                    notification.commits_truncated = lines.len() > notify::COMMIT_LIMIT;
-                    lines.truncate(notify::COMMIT_LIMIT);
-                    notification.commits = lines;
-                }
-                Err(e) => tracing::debug!("no commit log for the notification: {e:#}"),
-            }
-        }
-    }
-    notification.app = settings.application(repository.as_deref(), &recipe_name(recipe));
-    notification
 }
