@@ -107,6 +107,20 @@ pub fn boolean(value: &Dynamic) -> Result<bool, String> {
     }
 }
 
+/// A value as a duration in seconds between 0 and 3600 (`1`, `0.5`, `"2s"`).
+pub fn seconds(value: &Dynamic) -> Result<std::time::Duration, String> {
+    let number = value
+        .as_float()
+        .ok()
+        .or_else(|| value.as_int().ok().map(|i| i as f64))
+        .or_else(|| value.to_string().trim_end_matches('s').parse::<f64>().ok())
+        .ok_or_else(|| format!("`{value}` is not a number of seconds"))?;
+    if !(0.0..=3600.0).contains(&number) {
+        return Err(format!("`{value}` must be between 0 and 3600 seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(number))
+}
+
 /// A value as a non-negative integer.
 pub fn count(value: &Dynamic) -> Result<u64, String> {
     if let Ok(i) = value.as_int() {

@@ -270,11 +270,11 @@ impl HostContext {
     /// Run a shell command on the host: `{{key}}` values quoted, in the `cd` directory.
     pub fn shell(&self, template: &str) -> Result<Output, Failure> {
         let command = self.expand(template, Mode::Shell)?;
-        self.shell_raw(&command, template)
+        self.shell_raw(&command)
     }
 
     /// Run an already-quoted command line in the `cd` directory.
-    pub fn shell_raw(&self, command: &str, _template: &str) -> Result<Output, Failure> {
+    pub fn shell_raw(&self, command: &str) -> Result<Output, Failure> {
         self.exec_in(command, self.cwd.as_deref())
     }
 
@@ -289,10 +289,7 @@ impl HostContext {
     }
 
     fn output_sink(&self) -> Option<LineSink> {
-        if self.reporter.verbosity < crate::reporter::Verbosity::Output && !self.reporter.json {
-            return None;
-        }
-        if self.reporter.json && self.reporter.verbosity < crate::reporter::Verbosity::Output {
+        if self.reporter.verbosity < crate::reporter::Verbosity::Output {
             return None;
         }
         let reporter = self.reporter.clone();

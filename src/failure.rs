@@ -78,3 +78,9 @@ impl From<crate::template::TemplateError> for Failure {
         Failure::message(e.to_string())
     }
 }
+
+impl From<crate::quote::QuoteError> for Failure {
+    fn from(e: crate::quote::QuoteError) -> Failure {
+        Failure::message(e.to_string())
+    }
+}

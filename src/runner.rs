@@ -78,21 +78,13 @@ impl Rollout {
                 .unwrap_or(Ok(default))
         };
         let stagger = match global.get("rollout_stagger") {
-            None => 10.0,
-            Some(v) => v
-                .as_float()
-                .ok()
-                .or_else(|| v.as_int().ok().map(|i| i as f64))
-                .or_else(|| v.to_string().parse().ok())
-                .filter(|s: &f64| (0.0..=3600.0).contains(s))
-                .ok_or_else(|| {
-                    format!("`rollout_stagger` must be seconds between 0 and 3600, not `{v}`")
-                })?,
+            None => Duration::from_secs(10),
+            Some(v) => config::seconds(v).map_err(|e| format!("`rollout_stagger`: {e}"))?,
         };
         Ok(Rollout {
             parallel: count("parallel", 8)?.max(1) as usize,
             batch: count("rollout_batch", 1)?.max(1) as usize,
-            stagger: Duration::from_secs_f64(stagger),
+            stagger,
             cutover_task: global
                 .get("cutover_task")
                 .map(|v| v.to_string())

@@ -13,14 +13,13 @@ pub fn check(ctx: &HostContext) -> Result<Vec<Finding>, Failure> {
     let deploy_path = ctx.deploy_path()?;
     let current = ctx.path("current")?;
     let has_current = ctx.current_release()?.is_some();
-    let path = quote::word(&deploy_path).map_err(|e| Failure::message(e.to_string()))?;
+    let path = quote::word(&deploy_path)?;
     // deploy_path may not exist yet: measure the nearest directory that does.
     let mut script = format!(
         "p={path}; while [ ! -e \"$p\" ]; do p=$(dirname -- \"$p\"); done; df -Pk -- \"$p\" | tail -n 1"
     );
     if has_current {
-        let current =
-            quote::word(&format!("{current}/")).map_err(|e| Failure::message(e.to_string()))?;
+        let current = quote::word(&format!("{current}/"))?;
         script.push_str(&format!(
             "; du -sk -- {current} 2>/dev/null | cut -f 1; true"
         ));

@@ -37,7 +37,7 @@ pub fn check(ctx: &HostContext) -> Result<Vec<Finding>, Failure> {
             }
         };
         let path = format!("{current}/{dir}");
-        let word = quote::word(&path).map_err(|e| Failure::message(e.to_string()))?;
+        let word = quote::word(&path)?;
         // `-d`/`-w` follow a shared-dir symlink to its directory.
         let script = format!("if [ ! -d {word} ]; then echo missing; elif [ ! -w {word} ]; then echo read-only; fi; id -un");
         let output = ctx.transport.exec(&script, None, &script, None)?;

@@ -22,7 +22,7 @@ pub fn artisan(ctx: &HostContext, command: &str) -> Result<String, Failure> {
     let dir = app_path(ctx)?;
     let line = format!(
         "{} artisan {}",
-        quote::word(&php).map_err(|e| Failure::message(e.to_string()))?,
+        quote::word(&php)?,
         ctx.expand(command, Mode::Shell)?
     );
     let output = ctx.exec_in(&line, Some(&dir))?;
@@ -70,10 +70,7 @@ pub fn octane_reload(ctx: &mut HostContext) -> Result<bool, Failure> {
                 return Ok(false);
             }
             let php = program(ctx, "php")?;
-            let status = format!(
-                "{} artisan octane:status",
-                quote::word(&php).map_err(|e| Failure::message(e.to_string()))?
-            );
+            let status = format!("{} artisan octane:status", quote::word(&php)?);
             if ctx.exec_in(&status, Some(&app_path(ctx)?)).is_err() {
                 ctx.info("octane: skipped (Octane is installed but its server is not running)");
                 return Ok(false);

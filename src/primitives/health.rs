@@ -32,21 +32,12 @@ impl Answer {
 }
 
 fn seconds(ctx: &HostContext, key: &str, default: f64) -> Result<Duration, Failure> {
-    let value = match ctx.value(key)? {
-        Some(v) => v
-            .as_float()
-            .ok()
-            .or_else(|| v.as_int().ok().map(|i| i as f64))
-            .or_else(|| v.to_string().trim_end_matches('s').parse::<f64>().ok())
-            .ok_or_else(|| Failure::message(format!("`{key}` must be a number of seconds")))?,
-        None => default,
-    };
-    if !(0.0..=3600.0).contains(&value) {
-        return Err(Failure::message(format!(
-            "`{key}` must be between 0 and 3600 seconds"
-        )));
+    match ctx.value(key)? {
+        Some(value) => {
+            crate::config::seconds(&value).map_err(|e| Failure::message(format!("`{key}`: {e}")))
+        }
+        None => Ok(Duration::from_secs_f64(default)),
     }
-    Ok(Duration::from_secs_f64(value))
 }
 
 pub fn gate(ctx: &HostContext, url: &str) -> Result<u64, Failure> {

@@ -11,7 +11,7 @@ fn run_tool(ctx: &HostContext, tool: &str, arguments: &str) -> Result<String, Fa
     let binary = program(ctx, tool)?;
     let line = format!(
         "{} {}",
-        quote::word(&binary).map_err(|e| Failure::message(e.to_string()))?,
+        quote::word(&binary)?,
         ctx.expand(arguments, Mode::Shell)?
     );
     let output = ctx.exec_in(&line, Some(&app_path(ctx)?))?;
@@ -25,8 +25,8 @@ pub fn composer(ctx: &HostContext, arguments: &str) -> Result<String, Failure> {
     let composer = program(ctx, "composer")?;
     let line = format!(
         "{} {} {}",
-        quote::word(&php).map_err(|e| Failure::message(e.to_string()))?,
-        quote::word(&composer).map_err(|e| Failure::message(e.to_string()))?,
+        quote::word(&php)?,
+        quote::word(&composer)?,
         ctx.expand(arguments, Mode::Shell)?
     );
     let output = ctx.exec_in(&line, Some(&app_path(ctx)?))?;

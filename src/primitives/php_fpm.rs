@@ -58,8 +58,7 @@ pub fn reload(ctx: &mut HostContext) -> Result<Reload, Failure> {
             }
             if mode == "systemctl" || (mode == "auto" && systemd) {
                 let service = ctx.expand(&ctx.text("fpm_service")?, Mode::Plain)?;
-                let line = quote::command(&["systemctl", "reload", &service])
-                    .map_err(|e| Failure::message(e.to_string()))?;
+                let line = quote::command(&["systemctl", "reload", &service])?;
                 ctx.exec_in(&line, None)?;
                 ctx.info(&format!("php-fpm: reloaded `{service}` with systemctl"));
                 return Ok(Reload::Systemctl);
@@ -177,13 +176,8 @@ const PING: &str = include_str!("../../stdlib/php/fpm_ping.php");
 /// a FastCGI request on it (a `php -r` probe on the host, so it works over SSH too).
 fn wait_until_answering(ctx: &HostContext) -> Result<(), Failure> {
     let timeout = Duration::from_secs(ctx.count("fpm_reload_timeout", 20)?);
-    let socket = match ctx.value("fpm_socket")? {
-        Some(value) => Some(ctx.expand(
-            &crate::config::text(&value).map_err(Failure::message)?,
-            Mode::Plain,
-        )?),
-        None => None,
-    };
+    let socket =
+        Some(ctx.expand(&ctx.text_or("fpm_socket", "")?, Mode::Plain)?).filter(|s| !s.is_empty());
     let probe = match &socket {
         Some(socket) => {
             let address = if socket.contains('/') {
@@ -193,10 +187,12 @@ fn wait_until_answering(ctx: &HostContext) -> Result<(), Failure> {
             };
             let php = crate::primitives::programs::program(ctx, "php")?;
             let code = PING.trim_start_matches("<?php").trim_start();
-            Some(
-                quote::command(&[php.as_str(), "-r", code, address.as_str()])
-                    .map_err(|e| Failure::message(e.to_string()))?,
-            )
+            Some(quote::command(&[
+                php.as_str(),
+                "-r",
+                code,
+                address.as_str(),
+            ])?)
         }
         None => None,
     };

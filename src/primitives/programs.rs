@@ -7,11 +7,8 @@ use crate::template::Mode;
 
 pub fn program(ctx: &HostContext, name: &str) -> Result<String, Failure> {
     let setting = format!("bin/{name}");
-    if let Some(value) = ctx.value(&setting)? {
-        let path = ctx.expand(
-            &crate::config::text(&value).map_err(Failure::message)?,
-            Mode::Plain,
-        )?;
+    if ctx.value(&setting)?.is_some() {
+        let path = ctx.expand(&ctx.text(&setting)?, Mode::Plain)?;
         let found = if path.contains('/') {
             ctx.transport.exists(&path)?.then_some(path.clone())
         } else {

@@ -52,9 +52,8 @@ pub fn link(ctx: &mut HostContext) -> Result<(), Failure> {
 }
 
 fn copy(ctx: &HostContext, from: &str, to: &str) -> Result<(), Failure> {
-    let command = quote::command(&["cp", "-a", "--", from, to])
-        .map_err(|e| Failure::message(e.to_string()))?;
-    ctx.shell_raw(&command, &command)?;
+    let command = quote::command(&["cp", "-a", "--", from, to])?;
+    ctx.shell_raw(&command)?;
     Ok(())
 }
 

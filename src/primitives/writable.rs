@@ -48,8 +48,8 @@ pub fn make_writable(ctx: &mut HostContext) -> Result<(), Failure> {
             argv.push("--".into());
         }
         argv.push(target);
-        let command = quote::command(&argv).map_err(|e| Failure::message(e.to_string()))?;
-        ctx.shell_raw(&command, &command)?;
+        let command = quote::command(&argv)?;
+        ctx.shell_raw(&command)?;
     }
     Ok(())
 }

@@ -58,7 +58,7 @@ fn key_hash(ctx: &HostContext, env_file: &str) -> Result<Option<String>, Failure
     let line = format!(
         "key=$(sed -n 's/^[[:space:]]*APP_KEY[[:space:]]*=[[:space:]]*//p' -- {} | tail -n 1 | tr -d '\\r' | sed 's/^\"\\(.*\\)\"$/\\1/; s/^'\"'\"'\\(.*\\)'\"'\"'$/\\1/'); \
          [ -n \"$key\" ] || exit 0; printf '%s' \"$key\" | sha256sum | cut -d' ' -f1",
-        quote::word(env_file).map_err(|e| Failure::message(e.to_string()))?
+        quote::word(env_file)?
     );
     let output = ctx.exec_in(&line, None)?;
     let hash = output.stdout.trim().to_string();

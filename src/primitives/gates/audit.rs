@@ -173,7 +173,7 @@ pub fn audit(ctx: &HostContext) -> Result<(), Failure> {
         )));
     }
     let dir = app_path(ctx)?;
-    let word = |s: &str| quote::word(s).map_err(|e| Failure::message(e.to_string()));
+    let word = quote::word;
     let mut outcomes: Vec<(&str, Outcome)> = Vec::new();
     if ctx.transport.exists(&format!("{dir}/composer.lock"))? {
         let line = format!(

@@ -57,17 +57,14 @@ fn number(output: &str, what: &str) -> Result<u64, Failure> {
 fn free_kb(ctx: &HostContext, path: &str) -> Result<u64, Failure> {
     let line = format!(
         "df -Pk -- {} | awk 'NR==2 {{print $4}}'",
-        quote::word(path).map_err(|e| Failure::message(e.to_string()))?
+        quote::word(path)?
     );
     number(&ctx.exec_in(&line, None)?.stdout, "the free disk space")
 }
 
 fn used_kb(ctx: &HostContext, path: &str) -> Result<u64, Failure> {
     // The trailing slash follows `current`; -P keeps du from following links inside (shared).
-    let line = format!(
-        "du -skP -- {}/ | cut -f1",
-        quote::word(path).map_err(|e| Failure::message(e.to_string()))?
-    );
+    let line = format!("du -skP -- {}/ | cut -f1", quote::word(path)?);
     number(
         &ctx.exec_in(&line, None)?.stdout,
         "the size of the current release",

@@ -39,8 +39,8 @@ pub fn check_queued_jobs(ctx: &HostContext) -> Result<(), Failure> {
     ctx.transport.write_file(&script, SCRIPT)?;
     let line = format!(
         "{} {}",
-        quote::word(&program(ctx, "php")?).map_err(|e| Failure::message(e.to_string()))?,
-        quote::word(SCRIPT_NAME).map_err(|e| Failure::message(e.to_string()))?
+        quote::word(&program(ctx, "php")?)?,
+        quote::word(SCRIPT_NAME)?
     );
     let result = ctx.exec_in(&line, Some(&dir));
     ctx.transport.remove_file(&script)?;
