@@ -216,8 +216,8 @@ pub struct EnvEntry {
     pub key: String,
     /// The value Laravel reads: quotes removed, escapes resolved, comment dropped.
     pub value: String,
-    /// The value as it stands in the file (between its quotes; before a `#` comment that
-    /// follows whitespace): what a command that prints the file would show.
+    /// The value as it stands in the file (quotes included; before a `#` comment that follows
+    /// whitespace): what a command that prints the file shows.
     pub written: String,
 }
 
@@ -291,12 +291,15 @@ fn env_key(head: &str) -> String {
 /// A double-quoted value starting at `chars[*at]` (the quote), up to its closing quote, lines
 /// included.
 fn double_quoted(chars: &[char], at: &mut usize) -> (String, String) {
-    let (mut value, mut written) = (String::new(), String::new());
+    let (mut value, mut written) = (String::new(), String::from('"'));
     *at += 1;
     while let Some(&c) = chars.get(*at) {
         *at += 1;
         match c {
-            '"' => break,
+            '"' => {
+                written.push(c);
+                break;
+            }
             '\\' => {
                 let Some(&next) = chars.get(*at) else {
                     written.push(c);
@@ -331,15 +334,18 @@ fn double_quoted(chars: &[char], at: &mut usize) -> (String, String) {
 /// A single-quoted value: everything up to the closing quote, as it is.
 fn single_quoted(chars: &[char], at: &mut usize) -> (String, String) {
     let mut value = String::new();
+    let mut closed = false;
     *at += 1;
     while let Some(&c) = chars.get(*at) {
         *at += 1;
         if c == '\'' {
+            closed = true;
             break;
         }
         value.push(c);
     }
-    (value.clone(), value)
+    let written = format!("'{value}{}", if closed { "'" } else { "" });
+    (value, written)
 }
 
 /// An unquoted value: to the end of the line; Laravel's ends at the first `#`, the written one
@@ -364,7 +370,8 @@ fn unquoted(chars: &[char], at: &mut usize) -> (String, String) {
 }
 
 /// The values of a `.env` file that must never be shown: every value of [`MIN_LENGTH`] or more
-/// (see [`parse_env`]), as Laravel reads it and as written, except plainly public ones
+/// (see [`parse_env`]), as Laravel reads it, as written, and as written without its quotes,
+/// except plainly public ones
 /// ([`looks_public`]: `production`, `127.0.0.1`, `http://localhost:8080`,
 /// `/srv/app/database.sqlite`) under a key whose name is not secret (by the naming rule, or
 /// containing `key` like `APP_KEY`): those would be taken out of every line that mentions them
@@ -377,7 +384,16 @@ pub fn env_values(text: &str) -> Vec<String> {
         if (!secret_key && looks_public(&entry.value)) || only_references(&entry.value) {
             continue;
         }
-        for value in [entry.value, entry.written] {
+        let inner = ['"', '\''].iter().find_map(|quote| {
+            entry
+                .written
+                .strip_prefix(*quote)
+                .map(|rest| rest.strip_suffix(*quote).unwrap_or(rest).to_string())
+        });
+        for value in [Some(entry.value), Some(entry.written), inner]
+            .into_iter()
+            .flatten()
+        {
             if value.chars().count() >= MIN_LENGTH && !values.contains(&value) {
                 values.push(value);
             }
@@ -623,6 +639,7 @@ mod tests {
             [
                 "base64:abcdef==",
                 "hunter2 quoted",
+                "\"hunter2 quoted\"",
                 "plainword",
                 "redis.internal:6379",
                 "redis://user:pa55@cache:6379/0",
@@ -630,6 +647,7 @@ mod tests {
                 "pk-live-public",
                 "sk_live_12345",
                 "say \"cheese\" now",
+                "\"say \\\"cheese\\\" now\"",
                 "say \\\"cheese\\\" now",
             ]
         );
@@ -646,7 +664,7 @@ mod tests {
             ("FOO=bar", &[("FOO", "bar", "bar")]),
             ("  FOO = bar  ", &[("FOO", "bar", "bar")]),
             ("export FOO=bar", &[("FOO", "bar", "bar")]),
-            ("export\tFOO=\"bar\"", &[("FOO", "bar", "bar")]),
+            ("export\tFOO=\"bar\"", &[("FOO", "bar", "\"bar\"")]),
             ("exported=1", &[("exported", "1", "1")]),
             ("\"FOO\"=bar", &[("FOO", "bar", "bar")]),
             ("# FOO=bar\n  # BAR=baz", &[]),
@@ -655,25 +673,28 @@ mod tests {
             ("FOO=bar#baz # note", &[("FOO", "bar", "bar#baz")]),
             ("FOO=#bar", &[("FOO", "", "")]),
             ("FOO=", &[("FOO", "", "")]),
-            ("FOO=\"\"", &[("FOO", "", "")]),
-            ("FOO=''", &[("FOO", "", "")]),
-            ("FOO=\"abc def\" # note", &[("FOO", "abc def", "abc def")]),
+            ("FOO=\"\"", &[("FOO", "", "\"\"")]),
+            ("FOO=''", &[("FOO", "", "''")]),
+            (
+                "FOO=\"abc def\" # note",
+                &[("FOO", "abc def", "\"abc def\"")],
+            ),
             (
                 "FOO='abc # def' # note",
-                &[("FOO", "abc # def", "abc # def")],
+                &[("FOO", "abc # def", "'abc # def'")],
             ),
-            ("FOO=\"a # b\"", &[("FOO", "a # b", "a # b")]),
+            ("FOO=\"a # b\"", &[("FOO", "a # b", "\"a # b\"")]),
             (
                 r#"FOO="a \"quoted\" \\ word""#,
-                &[("FOO", r#"a "quoted" \ word"#, r#"a \"quoted\" \\ word"#)],
+                &[("FOO", r#"a "quoted" \ word"#, r#""a \"quoted\" \\ word""#)],
             ),
-            (r"FOO='it\'s'", &[("FOO", r"it\", r"it\")]),
-            (r#"FOO="one\ntwo""#, &[("FOO", "one\ntwo", r"one\ntwo")]),
-            (r#"FOO="\$HOME""#, &[("FOO", "$HOME", r"\$HOME")]),
+            (r"FOO='it\'s'", &[("FOO", r"it\", r"'it\'")]),
+            (r#"FOO="one\ntwo""#, &[("FOO", "one\ntwo", r#""one\ntwo""#)]),
+            (r#"FOO="\$HOME""#, &[("FOO", "$HOME", r#""\$HOME""#)]),
             ("FOO=${BAR}", &[("FOO", "${BAR}", "${BAR}")]),
             (
                 "FOO=\"${BAR} and ${BAZ}\"",
-                &[("FOO", "${BAR} and ${BAZ}", "${BAR} and ${BAZ}")],
+                &[("FOO", "${BAR} and ${BAZ}", "\"${BAR} and ${BAZ}\"")],
             ),
             (
                 "FOO=pgsql:host=localhost;dbname=test",
@@ -686,24 +707,24 @@ mod tests {
             (
                 "A=\"line one\nline two\" # note\nB=after",
                 &[
-                    ("A", "line one\nline two", "line one\nline two"),
+                    ("A", "line one\nline two", "\"line one\nline two\""),
                     ("B", "after", "after"),
                 ],
             ),
             (
                 "A='line one\nline two'\nB=after",
                 &[
-                    ("A", "line one\nline two", "line one\nline two"),
+                    ("A", "line one\nline two", "'line one\nline two'"),
                     ("B", "after", "after"),
                 ],
             ),
             (
                 "A=\"one\r\ntwo\"\r\nB=x\r\n",
-                &[("A", "one\ntwo", "one\ntwo"), ("B", "x", "x")],
+                &[("A", "one\ntwo", "\"one\ntwo\""), ("B", "x", "x")],
             ),
             (
                 "A=\"never closed\nB=x",
-                &[("A", "never closed\nB=x", "never closed\nB=x")],
+                &[("A", "never closed\nB=x", "\"never closed\nB=x")],
             ),
             ("A=abc def", &[("A", "abc def", "abc def")]),
         ];

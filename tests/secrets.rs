@@ -78,13 +78,13 @@ task(\"show\", || {
         [
             "[localhost]   # the shared .env",
             "[localhost]   APP_ENV=production",
-            "[localhost]   export JWT_PRIVATE_KEY=\"[secret]",
+            "[localhost]   export JWT_PRIVATE_KEY=[secret]",
             "[localhost]   [secret]",
             "[localhost]   [secret]",
-            "[localhost]   [secret]\"",
-            "[localhost]   DB_PASSWORD=\"[secret]\" # rotated in May",
+            "[localhost]   [secret]",
+            "[localhost]   DB_PASSWORD=[secret] # rotated in May",
             "[localhost]   export STRIPE_SECRET=[secret]",
-            "[localhost]   MAIL_PASSWORD=\"[secret]\"",
+            "[localhost]   MAIL_PASSWORD=[secret]",
             "[localhost]   APP_NAME=shop",
             "[localhost]   [secret]",
             "[localhost]   [secret]",
@@ -109,7 +109,7 @@ task(\"show\", || {
         .map(|event| event["line"].as_str().unwrap_or_default().to_string())
         .collect();
     assert!(
-        lines.contains(&"DB_PASSWORD=\"[secret]\" # rotated in May".to_string()),
+        lines.contains(&"DB_PASSWORD=[secret] # rotated in May".to_string()),
         "{lines:?}"
     );
 }
