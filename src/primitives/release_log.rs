@@ -56,6 +56,32 @@ pub fn record(ctx: &HostContext, mut entry: Entry) -> Result<(), Failure> {
     if entry.time.is_empty() {
         entry.time = now();
     }
+    // The log outlives the run: no secret value and no URL password goes into it.
+    let secrets = ctx.reporter.secrets();
+    let redact = |text: &mut String| {
+        if let std::borrow::Cow::Owned(redacted) = secrets.redact(text) {
+            *text = redacted;
+        }
+    };
+    for text in [
+        &mut entry.event,
+        &mut entry.release,
+        &mut entry.user,
+        &mut entry.time,
+    ] {
+        redact(text);
+    }
+    for text in [
+        &mut entry.reference,
+        &mut entry.commit,
+        &mut entry.from,
+        &mut entry.message,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        redact(text);
+    }
     let line = serde_json::to_string(&entry).map_err(|e| Failure::message(e.to_string()))?;
     ctx.transport.append_line(&ctx.path(LOG)?, &line)?;
     Ok(())
