@@ -348,13 +348,6 @@ fn run_step(
     let result: Result<Dynamic, Box<EvalAltResult>> =
         step.body.call(&recipe.engine, &recipe.functions, ());
     let elapsed = started.elapsed().as_millis();
-    {
-        // Secret keys `set` inside the task: their values are known from now on.
-        let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
-        if !ctx.runtime.is_empty() {
-            reporter.secrets().learn(&ctx.runtime);
-        }
-    }
     match result {
         Ok(_) => {
             reporter.event(Event::TaskFinished {
