@@ -4,6 +4,7 @@
 mod support;
 
 mod smoke;
+mod state;
 
 mod deploy;
 mod failures;
