@@ -14,6 +14,9 @@ const MAX_OPERATIONS: u64 = 500_000_000;
 const MAX_CALL_LEVELS: usize = 64;
 const MAX_EXPRESSION_DEPTH: usize = 128;
 const MAX_STRING_SIZE: usize = 64 * 1024 * 1024;
+/// A list or map that grows past this stops with an error instead of exhausting memory.
+const MAX_ARRAY_SIZE: usize = 100_000;
+const MAX_MAP_SIZE: usize = 100_000;
 
 pub fn build(runtime: Arc<Runtime>) -> Engine {
     let mut engine = Engine::new();
@@ -24,6 +27,8 @@ pub fn build(runtime: Arc<Runtime>) -> Engine {
         .set_max_call_levels(MAX_CALL_LEVELS)
         .set_max_expr_depths(MAX_EXPRESSION_DEPTH, MAX_EXPRESSION_DEPTH)
         .set_max_string_size(MAX_STRING_SIZE)
+        .set_max_array_size(MAX_ARRAY_SIZE)
+        .set_max_map_size(MAX_MAP_SIZE)
         .disable_symbol("eval");
     engine.on_progress(|_| interrupt::should_stop().then(|| Dynamic::from("interrupted")));
     let printer = runtime.clone();
