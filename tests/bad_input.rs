@@ -385,6 +385,38 @@ hint: set roles on hosts with `.set(\"roles\", [\"web\"])`
 ",
     },
     Case {
+        name: "a list that grows without end",
+        recipe: "HEADER\nlet releases = [];\nloop { releases.push(1); }\n",
+        args: CHECK,
+        code: 2,
+        stderr: "error: size of array/BLOB too large
+ --> bad.rhai:6:17
+  |
+6 | loop { releases.push(1); }
+  |                 ^
+",
+    },
+    Case {
+        name: "rollback --to an empty name",
+        recipe: "HEADER",
+        args: &["rollback", "RECIPE", "--to", ""],
+        code: 2,
+        stderr: "error: `--to` is empty: it must name a release
+
+hint: `zdd releases bad.rhai` lists the releases; leave `--to` out to roll back to the previous one
+",
+    },
+    Case {
+        name: "-o a key nothing reads, close to a setting of the recipe",
+        recipe: "HEADER\nset(\"greeting\", \"hi\");\n",
+        args: &["run", "RECIPE", "-o", "greting=hello"],
+        code: 2,
+        stderr: "error: `-o greting`: no setting of that name is read by the recipe or zdd
+
+hint: did you mean `greeting`?
+",
+    },
+    Case {
         name: "unknown subcommand",
         recipe: "HEADER",
         args: &["deploy", "RECIPE"],

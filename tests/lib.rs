@@ -19,5 +19,6 @@ mod laravel_support;
 mod notify;
 mod output;
 mod remote;
+mod settings_input;
 mod ssh_harness;
 mod ssh_support;
