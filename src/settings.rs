@@ -377,13 +377,13 @@ pub const SETTINGS: &[Setting] = &[
     // Notifications.
     setting(
         "slack_webhook",
-        WORD,
+        Kind::Word { empty: true },
         "https://hooks.slack.com/services/...",
         "a Slack webhook notified of deploys",
     ),
     setting(
         "webhook_url",
-        WORD,
+        Kind::Word { empty: true },
         "https://example.com/hook",
         "a URL notified of deploys (JSON)",
     ),
