@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use rhai::Dynamic;
 
 use crate::config;
-use crate::failure::Failure;
+use crate::failure::{Failure, FailureKind};
 use crate::process::{LineSink, Output, Stream};
 use crate::reporter::{Event, Reporter};
 use crate::suggest;
@@ -272,6 +272,10 @@ impl HostContext {
                     key: key.to_string(),
                     suggestion: suggest::closest(key, self.known_keys().iter().map(String::as_str)),
                 }),
+                Err(Failure {
+                    kind: FailureKind::SelfReference(inner),
+                    ..
+                }) => Err(TemplateError::TooDeep { key: inner }),
                 Err(failure) => Err(TemplateError::Value {
                     key: key.to_string(),
                     reason: failure.to_string(),

@@ -15,6 +15,8 @@ pub enum FailureKind {
     Message(String),
     /// The user pressed Ctrl-C.
     Interrupted,
+    /// A `{{key}}` value that names itself, directly or through a computed key.
+    SelfReference(String),
 }
 
 /// A primitive's failure, with a hint for the user when there is one.
@@ -48,6 +50,7 @@ impl fmt::Display for Failure {
             FailureKind::Command(e) => e.fmt(f),
             FailureKind::Locked(text) | FailureKind::Message(text) => f.write_str(text),
             FailureKind::Interrupted => f.write_str("interrupted"),
+            FailureKind::SelfReference(key) => write!(f, "`{{{{{key}}}}}` expands into itself"),
         }
     }
 }
@@ -75,7 +78,18 @@ impl From<anyhow::Error> for Failure {
 
 impl From<crate::template::TemplateError> for Failure {
     fn from(e: crate::template::TemplateError) -> Failure {
-        Failure::message(e.to_string())
+        match e {
+            // Kept as it is, so that an expansion around it passes it on instead of wrapping
+            // it once per level.
+            crate::template::TemplateError::TooDeep { key } => Failure {
+                kind: FailureKind::SelfReference(key),
+                hint: Some(
+                    "a value cannot name itself, directly or through a computed key such as `current_path`"
+                        .to_string(),
+                ),
+            },
+            e => Failure::message(e.to_string()),
+        }
     }
 }
 

@@ -348,7 +348,7 @@ fn rollback_switches_every_host_back() {
     assert_eq!(listing.matches("rolled back").count(), 2, "{listing}");
 }
 
-/// Values with spaces, quotes, `$()`, backticks, `;`, newlines and non-ASCII go through every
+/// Values with spaces, quotes, `$()`, backticks, `;` and non-ASCII go through every
 /// primitive over SSH as data: paths are created as named, commands print them literally, and
 /// nothing they contain is executed.
 #[test]
@@ -366,7 +366,9 @@ fn hostile_values_are_data_over_ssh() {
     let host = hosts
         .recipe_host(1)
         .replace(&rhai_string(&hosts.deploy_str(1)), &rhai_string(&deploy));
-    let evil_dir = "we ird;$(touch PWNED)`x`\nü";
+    // Paths with control characters (a newline) are refused before anything runs; see
+    // bad_input. Everything else a path may hold is here.
+    let evil_dir = "we ird;$(touch PWNED)`x`'\"ü";
     sandbox.write(
         "app.rhai",
         &format!(
@@ -392,15 +394,27 @@ fn hostile_values_are_data_over_ssh() {
         .join("shared")
         .join(evil_dir)
         .is_dir());
-    // A hostile branch is one argument: an unknown ref, nothing run.
+    // A branch that cannot be a ref name is refused before anything runs; one that can is one
+    // argument: an unknown ref, nothing run.
     for branch in [evil.as_str(), "--upload-pack=touch PWNED", "x\ny"] {
         let (code, stderr) = run(
             &sandbox,
             &["run", "app.rhai", "-o", &format!("branch={branch}")],
         );
-        assert_eq!(code, 1, "{stderr}");
-        assert!(stderr.contains("Caused by: unknown ref `"), "{stderr}");
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.starts_with("error: `branch` is `"), "{stderr}");
     }
+    let (code, stderr) = run(
+        &sandbox,
+        &[
+            "run",
+            "app.rhai",
+            "-o",
+            "branch=$(touch${IFS}PWNED)`touch${IFS}PWNED`",
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("Caused by: unknown ref `"), "{stderr}");
     assert!(!canary.exists(), "a value was executed");
     assert!(!sandbox.path("PWNED").exists());
     assert!(!hosts.home(1).join("PWNED").exists());

@@ -73,5 +73,11 @@ fn a_value_set_in_a_task_that_refers_to_itself_is_an_error_not_a_crash() {
         "{}",
         run.stderr
     );
+    // Said once, not once per level of expansion.
+    assert!(
+        !run.stderr.contains("`{{current_path}}`: `{{"),
+        "{}",
+        run.stderr
+    );
     assert!(!sandbox.path("app").exists());
 }
