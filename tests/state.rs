@@ -335,6 +335,41 @@ fn cleanup_and_unlock_wait_for_a_deploy_in_progress() {
 }
 
 #[test]
+fn unlock_force_removes_the_lock_of_a_live_run() {
+    let (sandbox, repo) =
+        setup("task(\"nap\", || run(\"sleep 2\"));\nbefore(\"deploy:symlink\", \"nap\");\n");
+    repo.commit(&[("index.html", "v1")], "v1");
+    let mut first = sandbox
+        .zdd(&["run", "app.rhai", "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !sandbox.path("app/.zdd/lock").exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let unlock = sandbox.run(&["unlock", "app.rhai", "--force"]);
+    unlock.success();
+    assert!(
+        unlock.stdout.starts_with(&format!(
+            "localhost: removed the lock held by tester on {}",
+            crate::support::hostname()
+        )),
+        "{}",
+        unlock.stdout
+    );
+    assert!(!sandbox.path("app/.zdd/lock").exists());
+    // Someone takes the lock meanwhile: the first run goes on, ends well, and leaves that lock.
+    let other = format!(
+        "{{\"user\":\"other\",\"machine\":\"elsewhere\",\"pid\":{},\"time\":\"now\",\"ref\":\"main\"}}",
+        std::process::id()
+    );
+    std::fs::write(sandbox.path("app/.zdd/lock"), &other).unwrap();
+    assert!(first.wait().unwrap().success());
+    assert_eq!(sandbox.read("app/.zdd/lock"), other);
+}
+
+#[test]
 fn old_releases_are_removed_while_the_lock_is_held() {
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     let (sandbox, repo) = setup("");

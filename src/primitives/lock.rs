@@ -102,13 +102,29 @@ pub fn unlock(_ctx: &mut HostContext) -> Result<(), Failure> {
 }
 
 /// The runner, at the very end of a run: release the lock if this run holds it; never someone
-/// else's.
+/// else's (after `zdd unlock --force`, another run may have taken it meanwhile).
 pub fn release(ctx: &mut HostContext) -> Result<(), Failure> {
     if !ctx.holds_lock {
         return Ok(());
     }
-    ctx.transport.remove_file(&ctx.path(LOCK)?)?;
     ctx.holds_lock = false;
+    let path = ctx.path(LOCK)?;
+    let holder: Option<LockInfo> = ctx
+        .transport
+        .read_file(&path)?
+        .and_then(|text| serde_json::from_str(&text).ok());
+    match holder {
+        Some(holder)
+            if holder.pid == std::process::id() && holder.machine == ctx.deployment.machine =>
+        {
+            ctx.transport.remove_file(&path)?;
+        }
+        Some(holder) => ctx.warn(&format!(
+            "the lock was removed during this run and is now held by {}: left in place",
+            holder.describe()
+        )),
+        None => {}
+    }
     Ok(())
 }
 
