@@ -7,6 +7,8 @@ mod smoke;
 
 mod deploy;
 mod failures;
+mod fault_support;
+mod faults;
 
 mod bad_input;
 mod cli;
