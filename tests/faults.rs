@@ -447,7 +447,7 @@ exit 0
 fn ten_concurrent_runs_change_the_deploy_path_one_at_a_time() {
     let _figures = Figures::start("concurrency");
     let probe_hooks = "set(\"keep_releases\", 50);
-after(\"deploy:lock\", || { run(\"{{probe}} lock $PPID {{release_name}} {{deploy_path}} {{violations}}\"); });
+after(\"deploy:lock\", || { run(\"{{probe}} lock $PPID none {{deploy_path}} {{violations}}\"); });
 before(\"deploy:symlink\", || { run(\"sleep 0.1; {{probe}} release $PPID {{release_name}} {{deploy_path}} {{violations}}\"); });
 before(\"deploy:unlock\", || { run(\"sleep 0.1; {{probe}} live $PPID {{release_name}} {{deploy_path}} {{violations}}\"); });
 ";
@@ -616,7 +616,7 @@ fn sshd_of_one_host_killed_during_preparation_and_cutover() {
         sandbox.write(
             "app.rhai",
             &format!(
-                "import \"deploy\";\nset(\"repository\", \"{}\");\n{CONFIG}{}",
+                "import \"deploy\";\nset(\"repository\", \"{}\");\nset(\"rollout_stagger\", 0);\n{CONFIG}{}",
                 repo.str(),
                 hosts.recipe_hosts()
             ),
@@ -650,6 +650,7 @@ fn sshd_of_one_host_killed_during_preparation_and_cutover() {
         });
         let victim_name = format!("web{victim}");
         let mut killed = false;
+        let mut killed_at: Option<Instant> = None;
         let reader = std::io::BufReader::new(child.stdout.take().unwrap());
         for line in std::io::BufRead::lines(reader) {
             let Ok(line) = line else { break };
@@ -663,12 +664,17 @@ fn sshd_of_one_host_killed_during_preparation_and_cutover() {
             {
                 hosts.stop(*victim);
                 killed = true;
+                killed_at = Some(Instant::now());
                 FAULTS.fetch_add(1, Ordering::SeqCst);
             }
         }
         let status = wait_at_most(&mut child, Duration::from_secs(120));
         let stderr = site.sandbox.normalize(&stderr_thread.join().unwrap());
         let context = format!("sshd of web{victim} killed during {moment} ({task})");
+        eprintln!(
+            "{context}: zdd ended {:.1} s after the kill",
+            killed_at.map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0)
+        );
         if !killed {
             problems.push(format!(
                 "{context}: SETUP the task never started on web{victim}\n{stderr}"
