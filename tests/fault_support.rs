@@ -657,6 +657,8 @@ pub struct Struck {
     pub hit: bool,
     /// The task events seen before the fault (`started X` / `finished X`).
     pub events: Vec<String>,
+    /// Whether the run finished its last step (`deploy:unlock`) anyway.
+    pub completed: bool,
     pub code: Option<i32>,
     pub signal: Option<i32>,
     pub stderr: String,
@@ -718,9 +720,14 @@ pub fn run_and_strike(site: &Site, args: &[&str], point: &KillPoint) -> Struck {
             break;
         }
     }
-    // Drain the rest of stdout so zdd never blocks on a full pipe.
+    // Drain the rest of stdout so zdd never blocks on a full pipe; note whether the deploy ran
+    // to its end anyway (a signal that came after the last step is too late to stop anything).
     let mut rest = Vec::new();
     let _ = reader.read_to_end(&mut rest);
+    let completed = events.iter().any(|e| e.starts_with("finished deploy:unlock"))
+        || String::from_utf8_lossy(&rest).lines().any(|line| {
+            line.contains("\"task_finished\"") && line.contains("\"deploy:unlock\"")
+        });
     let status = wait_at_most(&mut child, Duration::from_secs(120));
     let stderr = site.sandbox.normalize(&stderr_thread.join().unwrap());
     let temp_dirs = zdd_temp_dirs(site);
@@ -730,6 +737,7 @@ pub fn run_and_strike(site: &Site, args: &[&str], point: &KillPoint) -> Struck {
         pid,
         hit,
         events,
+        completed,
         code: status.code(),
         signal: status.signal(),
         stderr,

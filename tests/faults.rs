@@ -271,10 +271,7 @@ fn strike_and_check(site: &Site, point: &KillPoint, new_commit: &dyn Fn()) -> Ve
         Fault::Term | Fault::Int => {
             // zdd stops itself: fail hooks, switch back, unlock, exit 1 (0 only when the
             // signal came after its last step had finished).
-            let finished_all = struck
-                .events
-                .last()
-                .is_some_and(|e| e.starts_with("finished deploy:unlock"));
+            let finished_all = struck.completed;
             let ok = struck.code == Some(1) || (finished_all && struck.code == Some(0));
             if !ok {
                 problems.push(format!(
