@@ -71,6 +71,10 @@ pub enum Command {
     /// Remove the deploy lock, whoever holds it
     Unlock {
         recipe: PathBuf,
+        /// Remove the lock even when its holder is a zdd run of this machine that is still
+        /// going (it will then run unguarded)
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         common: Common,
     },

@@ -60,6 +60,9 @@ pub struct ReleaseState {
     pub name: String,
     /// The release `current` pointed at before this run (a name under `releases/`).
     pub previous: Option<String>,
+    /// Exactly what `current` pointed at before this run (`None`: there was no `current`);
+    /// a switch back restores this, even when it is not under `releases/`.
+    pub previous_target: Option<String>,
     pub commit: Option<String>,
     pub swapped: bool,
 }
@@ -85,6 +88,19 @@ pub struct HostContext {
     pub memo: BTreeMap<String, String>,
     pub deployment: Arc<Deployment>,
     pub reporter: Arc<Reporter>,
+}
+
+/// The release a `current` link target names: `releases/NAME` (relative, as zdd writes it) or
+/// `DEPLOY_PATH/releases/NAME`; anything else (another directory) names no release.
+pub fn release_of_target(target: &str, deploy_path: &str) -> Option<String> {
+    let target = target.trim_end_matches('/');
+    let relative = target
+        .strip_prefix(&format!("{deploy_path}/"))
+        .unwrap_or(target)
+        .trim_start_matches("./");
+    let name = relative.strip_prefix("releases/")?;
+    (!name.is_empty() && !name.contains('/') && name != "." && name != "..")
+        .then(|| name.to_string())
 }
 
 /// Keys zdd computes; they cannot be set.
@@ -222,17 +238,15 @@ impl HostContext {
         self.path(&format!("releases/{name}"))
     }
 
-    /// The release `current` points at now (its name), if any.
+    /// The release `current` points at now (its name under `releases/`), if any.
     pub fn current_release(&self) -> Result<Option<String>, Failure> {
-        let link = self.transport.read_link(&self.path("current")?)?;
-        Ok(link.map(|target| {
-            target
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        }))
+        let target = self.current_target()?;
+        Ok(target.and_then(|target| release_of_target(&target, &self.deploy_path().ok()?)))
+    }
+
+    /// Exactly where the `current` link points, if it is a link.
+    pub fn current_target(&self) -> Result<Option<String>, Failure> {
+        Ok(self.transport.read_link(&self.path("current")?)?)
     }
 
     fn previous_release(&self) -> Result<Option<String>, Failure> {
@@ -320,5 +334,29 @@ impl HostContext {
             level: "warning",
             text,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::release_of_target;
+
+    #[test]
+    fn only_targets_under_releases_name_a_release() {
+        let base = "/srv/app";
+        assert_eq!(release_of_target("releases/A", base).as_deref(), Some("A"));
+        assert_eq!(release_of_target("releases/A/", base).as_deref(), Some("A"));
+        assert_eq!(
+            release_of_target("/srv/app/releases/A", base).as_deref(),
+            Some("A")
+        );
+        assert_eq!(
+            release_of_target("./releases/A", base).as_deref(),
+            Some("A")
+        );
+        assert_eq!(release_of_target("/var/www/html", base), None);
+        assert_eq!(release_of_target("/other/releases/A", base), None);
+        assert_eq!(release_of_target("releases/A/public", base), None);
+        assert_eq!(release_of_target("releases/..", base), None);
     }
 }

@@ -43,6 +43,11 @@ pub enum Error {
         message: String,
         hint: Option<String>,
     },
+    /// Someone else holds the deploy lock (outside a step: `zdd unlock`).
+    Locked {
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 impl Error {
@@ -52,6 +57,7 @@ impl Error {
                 exit::USAGE
             }
             Error::Step(failure) if failure.cause.is_locked() => exit::LOCKED,
+            Error::Locked { .. } => exit::LOCKED,
             Error::Step(_) | Error::Failed { .. } => exit::FAILED,
         }
     }
@@ -72,7 +78,9 @@ impl Error {
     fn render_text(&self, sources: &Sources) -> String {
         let mut out = String::new();
         match self {
-            Error::Usage { message, hint } | Error::Failed { message, hint } => {
+            Error::Usage { message, hint }
+            | Error::Failed { message, hint }
+            | Error::Locked { message, hint } => {
                 let _ = writeln!(out, "error: {message}");
                 hint_line(&mut out, hint.as_deref());
             }

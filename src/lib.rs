@@ -18,6 +18,7 @@ mod primitives;
 mod process;
 mod quote;
 mod registry;
+mod release_state;
 mod reporter;
 mod run_notification;
 mod runner;

@@ -100,12 +100,12 @@ pub fn describe(
     };
     let mut repository = global.get("repository").map(|r| r.to_string());
     if let Some(first) = first {
-        let ctx = first.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ctx = first.lock().unwrap_or_else(|e| e.into_inner());
         if let Ok(text) = ctx.text("repository") {
             repository = ctx.expand(&text, Mode::Plain).ok().or(Some(text));
         }
-        let known = release_log::read(&ctx)
-            .map(|entries| release_log::releases(&entries))
+        let known = release_log::read(&mut ctx)
+            .map(|log| release_log::releases(&log.entries))
             .unwrap_or_default();
         let commit_of = |name: &str| -> Option<String> {
             known

@@ -16,7 +16,8 @@ use rhai::Dynamic;
 pub const REDACTED: &str = "[secret]";
 
 /// Shorter values are not redacted: replacing every `root` or `true` would garble the output
-/// and protect nothing.
+/// and protect nothing. A secret of fewer characters (a 4-digit PIN) is therefore shown; the
+/// README says so. The same holds for each line of a multi-line value.
 pub const MIN_LENGTH: usize = 6;
 
 /// A key whose name contains one of these (case-insensitive) is secret.
@@ -101,13 +102,24 @@ impl Secrets {
             .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     }
 
-    /// The values of every secret key of `config` (text values, and the text items of lists).
+    /// The values of every secret key of `config` (text values, and the text items of lists),
+    /// and the password of every URL in any value (`repository` =
+    /// `https://user:token@host/repo.git`).
     pub fn learn(&self, config: &BTreeMap<String, Dynamic>) {
         for (key, value) in config {
-            if self.is_secret(key) {
-                for text in texts(value) {
-                    self.add(&text);
-                }
+            self.learn_value(key, value);
+        }
+    }
+
+    /// One value of `key` (see [`Secrets::learn`]).
+    pub fn learn_value(&self, key: &str, value: &Dynamic) {
+        let secret = self.is_secret(key);
+        for text in texts(value) {
+            if secret {
+                self.add(&text);
+            }
+            for password in url_passwords(&text) {
+                self.add(password);
             }
         }
     }
@@ -119,7 +131,8 @@ impl Secrets {
         }
     }
 
-    /// `text` with every secret value replaced by `[secret]`.
+    /// `text` with every secret value, and the password of every URL
+    /// (`scheme://user:password@host`), replaced by `[secret]`.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let mut out = Cow::Borrowed(text);
@@ -128,7 +141,10 @@ impl Secrets {
                 out = Cow::Owned(out.replace(value.as_str(), REDACTED));
             }
         }
-        out
+        match redact_url_passwords(&out) {
+            Cow::Borrowed(_) => out,
+            Cow::Owned(redacted) => Cow::Owned(redacted),
+        }
     }
 
     /// A serialized JSON document with every secret taken out of its strings. Escaping cannot
@@ -136,7 +152,7 @@ impl Secrets {
     /// strings redacted and serialized again; otherwise it is returned unchanged, field order
     /// and all.
     pub fn redact_serialized<'a>(&self, json: &'a str) -> Cow<'a, str> {
-        let appears = {
+        let appears = !url_password_ranges(json).is_empty() || {
             let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
             inner.values.iter().any(|value| {
                 json.contains(value.as_str())
@@ -194,36 +210,221 @@ fn texts(value: &Dynamic) -> Vec<String> {
     Vec::new()
 }
 
-/// The values of a `.env` file that must never be shown: every value of [`MIN_LENGTH`] or more,
-/// as written and unquoted, except plainly public ones ([`looks_public`]: `production`,
-/// `127.0.0.1`, `http://localhost:8080`, `/srv/app/database.sqlite`) under a key whose name is
-/// not secret (by the naming rule, or containing `key` like `APP_KEY`): those would be taken out
-/// of every line that mentions them and hide nothing.
-pub fn env_values(text: &str) -> Vec<String> {
-    let mut values = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+/// One `KEY=value` entry of a `.env` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvEntry {
+    pub key: String,
+    /// The value Laravel reads: quotes removed, escapes resolved, comment dropped.
+    pub value: String,
+    /// The value as it stands in the file (quotes included; before a `#` comment that follows
+    /// whitespace): what a command that prints the file shows.
+    pub written: String,
+}
+
+/// The entries of a `.env` file, read the way Laravel's dotenv (vlucas/phpdotenv 5) reads them:
+/// `KEY=value` and `export KEY=value`; blank lines and `#` comment lines skipped; an unquoted
+/// value ends at a `#`; a single-quoted value is taken as it is; a double-quoted value resolves
+/// `\"`, `\\`, `\$`, `\n`, `\r`, `\t`, `\f`, `\v`; a quoted value may span lines and may be
+/// followed by a `# comment`; `${OTHER}` references are kept as written (dotenv resolves them,
+/// but the value they stand for is an entry of its own). Where phpdotenv would refuse the file
+/// (an unclosed quote, a space inside an unquoted value, a bad escape) this reads on and keeps
+/// more, never less: the point is what must never be shown.
+pub fn parse_env(text: &str) -> Vec<EnvEntry> {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let chars: Vec<char> = text.chars().collect();
+    let mut entries = Vec::new();
+    let mut at = 0;
+    while at < chars.len() {
+        let start = at;
+        while at < chars.len() && chars[at] != '=' && chars[at] != '\n' {
+            at += 1;
+        }
+        let head: String = chars[start..at].iter().collect();
+        let head = head.trim();
+        if chars.get(at) != Some(&'=') || head.starts_with('#') || head.is_empty() {
+            // A blank line, a comment, or a name without a value.
+            skip_line(&chars, &mut at);
             continue;
         }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((key, raw)) = line.split_once('=') else {
-            continue;
+        at += 1;
+        while matches!(chars.get(at), Some(' ' | '\t')) {
+            at += 1;
+        }
+        let (value, written) = match chars.get(at) {
+            Some('"') => double_quoted(&chars, &mut at),
+            Some('\'') => single_quoted(&chars, &mut at),
+            _ => unquoted(&chars, &mut at),
         };
-        let key = key.trim();
-        let raw = raw.trim();
-        let unquoted = unquote(raw);
-        let secret_key = secret_by_name(key) || key.to_ascii_lowercase().contains("key");
-        if !secret_key && looks_public(unquoted) {
+        // After a closing quote: blanks and a comment (anything else phpdotenv refuses).
+        skip_line(&chars, &mut at);
+        entries.push(EnvEntry {
+            key: env_key(head),
+            value,
+            written,
+        });
+    }
+    entries
+}
+
+/// Past the end of the current line.
+fn skip_line(chars: &[char], at: &mut usize) {
+    while *at < chars.len() && chars[*at] != '\n' {
+        *at += 1;
+    }
+    *at += 1;
+}
+
+/// A key without `export ` and without quotes.
+fn env_key(head: &str) -> String {
+    let key = match head.strip_prefix("export") {
+        Some(rest) if rest.starts_with([' ', '\t']) => rest.trim_start(),
+        _ => head,
+    };
+    for quote in ['"', '\''] {
+        if key.len() >= 3 && key.starts_with(quote) && key.ends_with(quote) {
+            return key[1..key.len() - 1].to_string();
+        }
+    }
+    key.to_string()
+}
+
+/// A double-quoted value starting at `chars[*at]` (the quote), up to its closing quote, lines
+/// included.
+fn double_quoted(chars: &[char], at: &mut usize) -> (String, String) {
+    let (mut value, mut written) = (String::new(), String::from('"'));
+    *at += 1;
+    while let Some(&c) = chars.get(*at) {
+        *at += 1;
+        match c {
+            '"' => {
+                written.push(c);
+                break;
+            }
+            '\\' => {
+                let Some(&next) = chars.get(*at) else {
+                    written.push(c);
+                    value.push(c);
+                    break;
+                };
+                *at += 1;
+                written.push(c);
+                written.push(next);
+                match next {
+                    '"' | '\\' | '$' => value.push(next),
+                    'n' => value.push('\n'),
+                    'r' => value.push('\r'),
+                    't' => value.push('\t'),
+                    'f' => value.push('\u{c}'),
+                    'v' => value.push('\u{b}'),
+                    other => {
+                        value.push('\\');
+                        value.push(other);
+                    }
+                }
+            }
+            other => {
+                written.push(other);
+                value.push(other);
+            }
+        }
+    }
+    (value, written)
+}
+
+/// A single-quoted value: everything up to the closing quote, as it is.
+fn single_quoted(chars: &[char], at: &mut usize) -> (String, String) {
+    let mut value = String::new();
+    let mut closed = false;
+    *at += 1;
+    while let Some(&c) = chars.get(*at) {
+        *at += 1;
+        if c == '\'' {
+            closed = true;
+            break;
+        }
+        value.push(c);
+    }
+    let written = format!("'{value}{}", if closed { "'" } else { "" });
+    (value, written)
+}
+
+/// An unquoted value: to the end of the line; Laravel's ends at the first `#`, the written one
+/// at a `#` after whitespace.
+fn unquoted(chars: &[char], at: &mut usize) -> (String, String) {
+    let start = *at;
+    while *at < chars.len() && chars[*at] != '\n' {
+        *at += 1;
+    }
+    let line: String = chars[start..*at].iter().collect();
+    let value = line.split('#').next().unwrap_or("").trim_end().to_string();
+    let mut written = line.as_str();
+    let mut previous = ' ';
+    for (index, c) in line.char_indices() {
+        if c == '#' && previous.is_whitespace() {
+            written = &line[..index];
+            break;
+        }
+        previous = c;
+    }
+    (value, written.trim_end().to_string())
+}
+
+/// The values of a `.env` file that must never be shown: every value of [`MIN_LENGTH`] or more
+/// (see [`parse_env`]), as Laravel reads it, as written, and as written without its quotes,
+/// except plainly public ones
+/// ([`looks_public`]: `production`, `127.0.0.1`, `http://localhost:8080`,
+/// `/srv/app/database.sqlite`) under a key whose name is not secret (by the naming rule, or
+/// containing `key` like `APP_KEY`): those would be taken out of every line that mentions them
+/// and hide nothing. A value made only of `${OTHER}` references is not a value of its own.
+pub fn env_values(text: &str) -> Vec<String> {
+    let mut values: Vec<String> = Vec::new();
+    for entry in parse_env(text) {
+        let secret_key =
+            secret_by_name(&entry.key) || entry.key.to_ascii_lowercase().contains("key");
+        if (!secret_key && looks_public(&entry.value)) || only_references(&entry.value) {
             continue;
         }
-        for value in [raw, unquoted] {
-            if value.chars().count() >= MIN_LENGTH && !values.iter().any(|v| v == value) {
-                values.push(value.to_string());
+        let inner = ['"', '\''].iter().find_map(|quote| {
+            entry
+                .written
+                .strip_prefix(*quote)
+                .map(|rest| rest.strip_suffix(*quote).unwrap_or(rest).to_string())
+        });
+        for value in [Some(entry.value), Some(entry.written), inner]
+            .into_iter()
+            .flatten()
+        {
+            if value.chars().count() >= MIN_LENGTH && !values.contains(&value) {
+                values.push(value);
             }
         }
     }
     values
+}
+
+/// Whether `value` is nothing but `${NAME}` references (and blanks).
+fn only_references(value: &str) -> bool {
+    let mut rest = value.trim();
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let Some(inner) = rest.strip_prefix("${") else {
+            return false;
+        };
+        let Some((name, after)) = inner.split_once('}') else {
+            return false;
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
+        {
+            return false;
+        }
+        rest = after.trim_start();
+    }
+    true
 }
 
 /// Whether a value is plainly not a secret: a word (letters, `-`, `_`), a number or address
@@ -250,28 +451,81 @@ fn looks_public(value: &str) -> bool {
     word || number || path || url
 }
 
-/// A `.env` value without its quotes, or without a trailing ` # comment` when unquoted.
-fn unquote(raw: &str) -> &str {
-    for quote in ['"', '\''] {
-        if raw.len() >= 2 && raw.starts_with(quote) && raw.ends_with(quote) {
-            return &raw[1..raw.len() - 1];
+/// Where the password of each URL in `text` that carries one (`scheme://user:password@host`)
+/// lies: byte ranges, in order.
+fn url_password_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let scheme_end = from + found;
+        let authority_start = scheme_end + 3;
+        from = authority_start;
+        let scheme_ok = text[..scheme_end]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-'));
+        if !scheme_ok {
+            continue;
         }
+        let rest = &text[authority_start..];
+        let authority_len = rest
+            .find(|c: char| {
+                c.is_whitespace()
+                    || matches!(c, '/' | '?' | '#' | '"' | '\'' | '`' | '<' | '>' | '\\')
+            })
+            .unwrap_or(rest.len());
+        let authority = &rest[..authority_len];
+        let Some(at) = authority.rfind('@') else {
+            continue;
+        };
+        let Some(colon) = authority[..at].find(':') else {
+            continue;
+        };
+        let password = &authority[colon + 1..at];
+        if !password.is_empty() && password != REDACTED {
+            ranges.push(authority_start + colon + 1..authority_start + at);
+        }
+        from = authority_start + authority_len;
     }
-    match raw.find(" #") {
-        Some(index) => raw[..index].trim_end(),
-        None => raw,
-    }
+    ranges
 }
 
-/// The secret values of one host: its secret keys expanded, and every value of the shared
-/// `.env` files the recipe links (`shared_files` entries named `.env`).
+/// The passwords of the URLs in `text` (`scheme://user:password@host`).
+pub fn url_passwords(text: &str) -> Vec<&str> {
+    url_password_ranges(text)
+        .into_iter()
+        .map(|range| &text[range])
+        .collect()
+}
+
+/// `text` with the password of every URL that carries one replaced by `[secret]`, whoever
+/// the URL belongs to.
+pub fn redact_url_passwords(text: &str) -> Cow<'_, str> {
+    let ranges = url_password_ranges(text);
+    if ranges.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for range in ranges {
+        out.push_str(&text[last..range.start]);
+        out.push_str(REDACTED);
+        last = range.end;
+    }
+    out.push_str(&text[last..]);
+    Cow::Owned(out)
+}
+
+/// The secret values of one host: its secret keys expanded, the passwords of the URLs in its
+/// values, and every value of the shared `.env` files the recipe links (`shared_files` entries
+/// named `.env`).
 pub fn learn_from_host(ctx: &crate::context::HostContext) {
     let secrets = ctx.reporter.secrets();
-    for key in ctx.config.keys().filter(|key| secrets.is_secret(key)) {
+    for key in ctx.config.keys() {
         if let Ok(Some(value)) = ctx.value(key) {
             if value.is_string() {
                 if let Ok(expanded) = ctx.expand(&value.to_string(), crate::template::Mode::Plain) {
-                    secrets.add(&expanded);
+                    secrets.learn_value(key, &Dynamic::from(expanded));
                 }
             }
         }
@@ -378,20 +632,188 @@ mod tests {
                     DB_HOST=127.0.0.1 # local\nREDIS_URL=redis.internal:6379\n\
                     APP_URL=http://127.0.0.1:8080/app\nDB_DATABASE=/srv/app/database.sqlite\n\
                     CACHE_URL=redis://user:pa55@cache:6379/0\nHOOK=http://x.test/a?token=abc\n\
-                    STRIPE_KEY=pk-live-public\nOTHER=sk_live_12345\nEMPTY=\n";
+                    STRIPE_KEY=pk-live-public\nOTHER=sk_live_12345\nEMPTY=\n\
+                    MAIL_FROM_NAME=\"${APP_NAME}\"\nESCAPED=\"say \\\"cheese\\\" now\"\n";
         assert_eq!(
             env_values(text),
             [
                 "base64:abcdef==",
-                "\"hunter2 quoted\"",
                 "hunter2 quoted",
+                "\"hunter2 quoted\"",
                 "plainword",
                 "redis.internal:6379",
                 "redis://user:pa55@cache:6379/0",
                 "http://x.test/a?token=abc",
                 "pk-live-public",
                 "sk_live_12345",
+                "say \"cheese\" now",
+                "\"say \\\"cheese\\\" now\"",
+                "say \\\"cheese\\\" now",
             ]
+        );
+    }
+
+    /// What Laravel's dotenv (vlucas/phpdotenv 5) reads from each `.env` text: key, value, and
+    /// the value as written.
+    #[test]
+    fn env_parser() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----";
+        /// Key, value and written value of each entry.
+        type Entries<'a> = &'a [(&'a str, &'a str, &'a str)];
+        let cases: &[(&str, Entries)] = &[
+            ("FOO=bar", &[("FOO", "bar", "bar")]),
+            ("  FOO = bar  ", &[("FOO", "bar", "bar")]),
+            ("export FOO=bar", &[("FOO", "bar", "bar")]),
+            ("export\tFOO=\"bar\"", &[("FOO", "bar", "\"bar\"")]),
+            ("exported=1", &[("exported", "1", "1")]),
+            ("\"FOO\"=bar", &[("FOO", "bar", "bar")]),
+            ("# FOO=bar\n  # BAR=baz", &[]),
+            ("FOO", &[]),
+            ("FOO=bar # note", &[("FOO", "bar", "bar")]),
+            ("FOO=bar#baz # note", &[("FOO", "bar", "bar#baz")]),
+            ("FOO=#bar", &[("FOO", "", "")]),
+            ("FOO=", &[("FOO", "", "")]),
+            ("FOO=\"\"", &[("FOO", "", "\"\"")]),
+            ("FOO=''", &[("FOO", "", "''")]),
+            (
+                "FOO=\"abc def\" # note",
+                &[("FOO", "abc def", "\"abc def\"")],
+            ),
+            (
+                "FOO='abc # def' # note",
+                &[("FOO", "abc # def", "'abc # def'")],
+            ),
+            ("FOO=\"a # b\"", &[("FOO", "a # b", "\"a # b\"")]),
+            (
+                r#"FOO="a \"quoted\" \\ word""#,
+                &[("FOO", r#"a "quoted" \ word"#, r#""a \"quoted\" \\ word""#)],
+            ),
+            (r"FOO='it\'s'", &[("FOO", r"it\", r"'it\'")]),
+            (r#"FOO="one\ntwo""#, &[("FOO", "one\ntwo", r#""one\ntwo""#)]),
+            (r#"FOO="\$HOME""#, &[("FOO", "$HOME", r#""\$HOME""#)]),
+            ("FOO=${BAR}", &[("FOO", "${BAR}", "${BAR}")]),
+            (
+                "FOO=\"${BAR} and ${BAZ}\"",
+                &[("FOO", "${BAR} and ${BAZ}", "\"${BAR} and ${BAZ}\"")],
+            ),
+            (
+                "FOO=pgsql:host=localhost;dbname=test",
+                &[(
+                    "FOO",
+                    "pgsql:host=localhost;dbname=test",
+                    "pgsql:host=localhost;dbname=test",
+                )],
+            ),
+            (
+                "A=\"line one\nline two\" # note\nB=after",
+                &[
+                    ("A", "line one\nline two", "\"line one\nline two\""),
+                    ("B", "after", "after"),
+                ],
+            ),
+            (
+                "A='line one\nline two'\nB=after",
+                &[
+                    ("A", "line one\nline two", "'line one\nline two'"),
+                    ("B", "after", "after"),
+                ],
+            ),
+            (
+                "A=\"one\r\ntwo\"\r\nB=x\r\n",
+                &[("A", "one\ntwo", "\"one\ntwo\""), ("B", "x", "x")],
+            ),
+            (
+                "A=\"never closed\nB=x",
+                &[("A", "never closed\nB=x", "\"never closed\nB=x")],
+            ),
+            ("A=abc def", &[("A", "abc def", "abc def")]),
+        ];
+        for (text, expected) in cases {
+            let parsed: Vec<(String, String, String)> = parse_env(text)
+                .into_iter()
+                .map(|e| (e.key, e.value, e.written))
+                .collect();
+            let expected: Vec<(String, String, String)> = expected
+                .iter()
+                .map(|(k, v, w)| (k.to_string(), v.to_string(), w.to_string()))
+                .collect();
+            assert_eq!(parsed, expected, "{text:?}");
+        }
+        let file =
+            format!("APP_ENV=production\nexport JWT_PRIVATE_KEY=\"{pem}\"\nAPP_DEBUG=false\n");
+        let entries = parse_env(&file);
+        assert_eq!(entries.len(), 3);
+        assert_eq!(
+            (entries[1].key.as_str(), entries[1].value.as_str()),
+            ("JWT_PRIVATE_KEY", pem)
+        );
+        assert_eq!(entries[2].key, "APP_DEBUG");
+    }
+
+    #[test]
+    fn multi_line_values_are_redacted_line_by_line() {
+        let secrets = Secrets::default();
+        secrets.learn_env_file(
+            "JWT_PRIVATE_KEY=\"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n  BKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\"\n",
+        );
+        for line in [
+            "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+            "  BKcwggSjAgEAAoIBAQC7",
+            "-----END PRIVATE KEY-----",
+        ] {
+            assert!(!secrets.redact(line).contains("BAQ"), "{line}");
+            assert!(secrets.redact(line).contains(REDACTED), "{line}");
+        }
+    }
+
+    #[test]
+    fn url_passwords_are_always_redacted() {
+        let secrets = Secrets::default();
+        let cases = [
+            (
+                "cannot fetch `https://user:t0ken@github.com/org/repo.git`",
+                "cannot fetch `https://user:[secret]@github.com/org/repo.git`",
+            ),
+            (
+                "ssh://deploy:pass@host:22/srv",
+                "ssh://deploy:[secret]@host:22/srv",
+            ),
+            ("redis://:pw@cache:6379", "redis://:[secret]@cache:6379"),
+            (
+                "postgres://u:p@ss@db/app?x=1",
+                "postgres://u:[secret]@db/app?x=1",
+            ),
+            (
+                "a http://a:b@x and git+ssh://c:d@y/",
+                "a http://a:[secret]@x and git+ssh://c:[secret]@y/",
+            ),
+            (
+                "https://token@github.com/r.git",
+                "https://token@github.com/r.git",
+            ),
+            ("https://github.com/a:b/c@d", "https://github.com/a:b/c@d"),
+            ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
+            ("no url: a:b@c", "no url: a:b@c"),
+            ("://x:y@z", "://x:y@z"),
+            ("http://user:[secret]@host", "http://user:[secret]@host"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(secrets.redact(text), expected, "{text}");
+        }
+        assert_eq!(
+            secrets.redact_serialized(r#"{"error":"git clone http://u:s3cr3tT0ken@h/r.git"}"#),
+            r#"{"error":"git clone http://u:[secret]@h/r.git"}"#
+        );
+        // The password is learned from any value, so it is taken out where it appears alone.
+        let mut config = BTreeMap::new();
+        config.insert(
+            "repository".to_string(),
+            Dynamic::from("http://user:s3cr3tT0ken@127.0.0.1:9/repo.git"),
+        );
+        secrets.learn(&config);
+        assert_eq!(
+            secrets.redact("password s3cr3tT0ken refused"),
+            "password [secret] refused"
         );
     }
 }

@@ -64,9 +64,13 @@ pub fn execute(command: Command, sources: &Sources, secrets: &Arc<Secrets>) -> R
             );
             Ok(())
         }
-        Command::Unlock { recipe, common } => {
+        Command::Unlock {
+            recipe,
+            force,
+            common,
+        } => {
             let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
-            unlock(&recipe, &common)
+            unlock(&recipe, &common, force)
         }
         Command::Doctor { recipe, common } => {
             let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
@@ -250,9 +254,18 @@ fn with_host_context<T>(
     let ctx = Arc::new(Mutex::new(connected.context));
     let result = {
         let mut guard = ctx.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut guard).map_err(|failure| Error::Failed {
-            message: format!("on host `{}`: {failure}", host.name),
-            hint: failure.hint.clone(),
+        f(&mut guard).map_err(|failure| {
+            if failure.is_locked() {
+                Error::Locked {
+                    message: failure.to_string(),
+                    hint: failure.hint.clone(),
+                }
+            } else {
+                Error::Failed {
+                    message: format!("on host `{}`: {failure}", host.name),
+                    hint: failure.hint.clone(),
+                }
+            }
         })
     };
     if let Some(ssh) = connected.ssh {
@@ -336,9 +349,9 @@ fn tasks(recipe: &Recipe) {
     }
 }
 
-fn unlock(recipe: &Recipe, common: &Common) -> Result<(), Error> {
+fn unlock(recipe: &Recipe, common: &Common, force: bool) -> Result<(), Error> {
     for host in select_hosts(recipe, common)? {
-        let holder = with_host_context(recipe, &host, lock::force_unlock)?;
+        let holder = with_host_context(recipe, &host, |ctx| lock::force_unlock(ctx, force))?;
         match holder {
             Some(holder) => println!("{}: removed the lock held by {holder}", host.name),
             None => println!("{}: not locked", host.name),

@@ -90,11 +90,11 @@ fn a_second_deploy_while_the_first_holds_the_lock_exits_3_naming_the_holder() {
     assert_eq!(
         second.stderr,
         format!(
-            "error: task `deploy:lock` failed on host `localhost`
- --> stdlib/deploy.rhai:9:24
+            "error: task `deploy:prepare` failed on host `localhost`
+ --> stdlib/deploy.rhai:6:27
   |
-9 | task(\"deploy:lock\", || lock());
-  |                        ^
+6 | task(\"deploy:prepare\", || prepare());
+  |                           ^
 Caused by: deploy to `localhost` is locked by tester on {} (pid {}, since {}, deploying `HEAD`)
 now: on `localhost`, `current` points at releases/{first_release}
 
@@ -161,11 +161,11 @@ fn a_stale_lock_is_reported_with_the_command_that_clears_it() {
     assert_eq!(
         run.stderr,
         format!(
-            "error: task `deploy:lock` failed on host `localhost`
- --> stdlib/deploy.rhai:9:24
+            "error: task `deploy:prepare` failed on host `localhost`
+ --> stdlib/deploy.rhai:6:27
   |
-9 | task(\"deploy:lock\", || lock());
-  |                        ^
+6 | task(\"deploy:prepare\", || prepare());
+  |                           ^
 Caused by: deploy to `localhost` is locked by a process that is no longer running: bob on {} (pid {pid}, since 2026-01-02T03:04:05Z, deploying `v1.2.3`) (stale lock)
 now: on `localhost`, `current` points at releases/{current}
 
@@ -212,11 +212,11 @@ fn a_lock_from_another_machine_is_never_called_stale() {
     assert_eq!(
         run.stderr,
         format!(
-            "error: task `deploy:lock` failed on host `localhost`
- --> stdlib/deploy.rhai:9:24
+            "error: task `deploy:prepare` failed on host `localhost`
+ --> stdlib/deploy.rhai:6:27
   |
-9 | task(\"deploy:lock\", || lock());
-  |                        ^
+6 | task(\"deploy:prepare\", || prepare());
+  |                           ^
 Caused by: deploy to `localhost` is locked by carol on build-server-9 (pid {pid}, since 2026-01-02T03:04:05Z, deploying `main`)
 now: on `localhost`, there is no `current` release
 
@@ -236,11 +236,11 @@ fn a_lock_that_does_not_say_who_holds_it() {
     run.expect(3);
     assert_eq!(
         run.stderr,
-        "error: task `deploy:lock` failed on host `localhost`
- --> stdlib/deploy.rhai:9:24
+        "error: task `deploy:prepare` failed on host `localhost`
+ --> stdlib/deploy.rhai:6:27
   |
-9 | task(\"deploy:lock\", || lock());
-  |                        ^
+6 | task(\"deploy:prepare\", || prepare());
+  |                           ^
 Caused by: deploy to `localhost` is locked (`[SANDBOX]/app/.zdd/lock` exists but does not say by whom)
 now: on `localhost`, there is no `current` release
 

@@ -112,7 +112,14 @@ fn seven_deploys_keep_five_releases_the_shared_data_and_the_story() {
     let log = sandbox.log("app");
     for (i, name) in names.iter().enumerate() {
         let expected: &[&str] = if i < 2 {
-            &["created", "checked_out", "swapped", "finished", "removed"]
+            &[
+                "created",
+                "checked_out",
+                "swapped",
+                "finished",
+                "removing",
+                "removed",
+            ]
         } else {
             &["created", "checked_out", "swapped", "finished"]
         };

@@ -4,6 +4,7 @@
 mod support;
 
 mod smoke;
+mod state;
 
 mod deploy;
 mod failures;
@@ -21,5 +22,6 @@ mod laravel_support;
 mod notify;
 mod output;
 mod remote;
+mod secrets;
 mod ssh_harness;
 mod ssh_support;

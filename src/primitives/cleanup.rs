@@ -1,78 +1,112 @@
 //! `deploy:cleanup`: keep the newest `keep_releases` good releases; never remove `current`, the
-//! release this run made, or the release a rollback would pick. Failed and unfinished releases
-//! never count, so they never push good ones out.
+//! release this run made, the release that was live before it, or the release a rollback would
+//! pick (`crate::release_state::to_remove` decides). Failed and unfinished releases never
+//! count, so they never push good ones out.
 //!
-//! While this run's release is not finished, cleanup only decides: the removals happen once the
-//! whole deploy has succeeded ([`remove_pending`]). A deploy that fails after cleanup must still
-//! find the releases a switch back and a later rollback need.
+//! Cleanup only decides: the removals happen when the whole run has succeeded, under the lock
+//! ([`remove_pending`], called by the runner before it releases the lock). A deploy that fails
+//! after cleanup still finds the releases a switch back and a later rollback need.
+//!
+//! A release is removed in three moves: the log marks it `removing` (never picked again), its
+//! directory is renamed out of `releases/` into `.zdd/removing/` (so nothing can find it
+//! half-deleted), then deleted. A deletion that fails is a warning: the deploy succeeded, and
+//! the next run tries again.
 
-use std::collections::BTreeSet;
-
-use super::release_log::{self, Entry, Status};
+use super::lock;
+use super::release_log::{self, Entry};
 use crate::context::HostContext;
 use crate::failure::Failure;
+use crate::release_state::{self, Protected};
 use crate::reporter::Event;
 
+/// Where releases being removed wait for their deletion.
+pub const REMOVING: &str = ".zdd/removing";
+
 pub fn cleanup(ctx: &mut HostContext) -> Result<Vec<String>, Failure> {
-    let keep_count = ctx.count("keep_releases", 5)?.max(1) as usize;
+    lock::hold(ctx)?;
+    let keep_count = ctx.count("keep_releases", 5)?;
+    if !(1..=1000).contains(&keep_count) {
+        return Err(Failure::message(format!(
+            "`keep_releases` is {keep_count}: it must be a whole number from 1 to 1000"
+        )));
+    }
     let releases = release_log::on_disk(ctx)?;
     let current = ctx.current_release()?;
     let this_run = ctx.release.as_ref().map(|r| r.name.clone());
-
-    let mut keep: BTreeSet<String> = BTreeSet::new();
-    keep.extend(current.clone());
-    keep.extend(this_run.clone());
-    keep.extend(release_log::rollback_target(&releases, current.as_deref()));
-    let good = releases
-        .iter()
-        .filter(|r| r.status == Status::Good || Some(&r.name) == this_run.as_ref())
-        .map(|r| r.name.clone())
-        .collect::<Vec<_>>();
-    keep.extend(good.iter().rev().take(keep_count).cloned());
-
-    let doomed: Vec<String> = releases
-        .iter()
-        .filter(|r| !keep.contains(&r.name))
-        .map(|r| r.name.clone())
-        .collect();
-    if this_run.is_some() {
-        if !doomed.is_empty() {
-            ctx.info(&format!(
-                "{} old release{} will be removed once the deploy has succeeded",
-                doomed.len(),
-                if doomed.len() == 1 { "" } else { "s" }
-            ));
-        }
-        ctx.pending_removals = doomed.clone();
-        return Ok(doomed);
+    let previous = ctx.release.as_ref().and_then(|r| r.previous.clone());
+    let doomed = release_state::to_remove(
+        &releases,
+        keep_count as usize,
+        &Protected {
+            current: current.as_deref(),
+            this_run: this_run.as_deref(),
+            previous: previous.as_deref(),
+        },
+    );
+    if !doomed.is_empty() {
+        ctx.info(&format!(
+            "{} old release{} will be removed once the {} has succeeded",
+            doomed.len(),
+            if doomed.len() == 1 { "" } else { "s" },
+            if this_run.is_some() { "deploy" } else { "run" }
+        ));
     }
-    remove(ctx, &doomed)?;
+    ctx.pending_removals = doomed.clone();
     Ok(doomed)
 }
 
-/// The deploy succeeded: remove what its cleanup decided to remove.
-pub fn remove_pending(ctx: &mut HostContext) -> Result<(), Failure> {
+/// The run succeeded: remove what its cleanup decided to remove, and what earlier runs could
+/// not finish removing. Returns warnings (a removal that failed), never an error.
+pub fn remove_pending(ctx: &mut HostContext) -> Vec<String> {
     let doomed = std::mem::take(&mut ctx.pending_removals);
-    remove(ctx, &doomed)
+    let mut warnings = Vec::new();
+    if !ctx.holds_lock {
+        return warnings;
+    }
+    let (Ok(removing), Ok(releases)) = (ctx.path(REMOVING), ctx.path("releases")) else {
+        return warnings;
+    };
+    // Left by an earlier run whose deletion failed or was cut short.
+    for name in ctx.transport.list_dir(&removing).unwrap_or_default() {
+        if let Err(e) = ctx.transport.remove_dir_all(&format!("{removing}/{name}")) {
+            warnings.push(format!("cannot remove `{removing}/{name}`: {e:#}"));
+        }
+    }
+    if let Err(e) = ctx.transport.create_dir_all(&removing) {
+        warnings.push(format!("{e:#}"));
+        return warnings;
+    }
+    for name in doomed {
+        if let Err(e) = remove_one(ctx, &releases, &removing, &name) {
+            warnings.push(format!(
+                "old release `{name}` was not removed: {e}; it will never be picked again, and the next run tries again"
+            ));
+        }
+    }
+    warnings
 }
 
-fn remove(ctx: &HostContext, names: &[String]) -> Result<(), Failure> {
-    for name in names {
-        ctx.transport
-            .remove_dir_all(&ctx.path(&format!("releases/{name}"))?)?;
-        release_log::record(
-            ctx,
-            Entry {
-                event: "removed".into(),
-                release: name.clone(),
-                ..Default::default()
-            },
-        )?;
-        ctx.reporter.event(Event::ReleaseRemoved {
-            host: &ctx.host,
-            release: name,
-            reason: "cleanup",
-        });
-    }
+fn remove_one(
+    ctx: &HostContext,
+    releases: &str,
+    removing: &str,
+    name: &str,
+) -> Result<(), Failure> {
+    let entry = |event: &str| Entry {
+        event: event.into(),
+        release: name.to_string(),
+        ..Default::default()
+    };
+    release_log::record(ctx, entry("removing"))?;
+    let aside = format!("{removing}/{name}");
+    ctx.transport
+        .rename(&format!("{releases}/{name}"), &aside)?;
+    ctx.transport.remove_dir_all(&aside)?;
+    release_log::record(ctx, entry("removed"))?;
+    ctx.reporter.event(Event::ReleaseRemoved {
+        host: &ctx.host,
+        release: name,
+        reason: "cleanup",
+    });
     Ok(())
 }

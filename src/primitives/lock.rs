@@ -1,6 +1,12 @@
 //! `deploy:lock` / `deploy:unlock`: `{{deploy_path}}/.zdd/lock`, created atomically with who
 //! holds it. A second deploy is refused (exit 3) naming the holder; a lock left by a process of
 //! this machine that is gone is called stale, with the command that clears it.
+//!
+//! A run holds the lock from its first change of the deploy path to its last: every primitive
+//! that changes the deploy path takes it ([`hold`]) if the run does not hold it yet, and only
+//! the runner releases it ([`release`]), once the release is recorded and old releases are
+//! removed, or once a failed run is undone. `unlock()` in a recipe says the recipe is done
+//! with the lock; the runner releases it when the run ends.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +35,13 @@ impl LockInfo {
     }
 }
 
+/// Take the lock for this run, unless it holds it already.
 pub fn lock(ctx: &mut HostContext) -> Result<(), Failure> {
+    hold(ctx)
+}
+
+/// What every primitive that changes the deploy path calls first.
+pub fn hold(ctx: &mut HostContext) -> Result<(), Failure> {
     if ctx.holds_lock {
         return Ok(());
     }
@@ -45,6 +57,7 @@ pub fn lock(ctx: &mut HostContext) -> Result<(), Failure> {
     let contents = serde_json::to_string(&info).map_err(|e| Failure::message(e.to_string()))?;
     if ctx.transport.create_exclusive(&path, &contents)? {
         ctx.holds_lock = true;
+        remove_leftovers(ctx);
         return Ok(());
     }
     let holder: Option<LockInfo> = ctx
@@ -82,8 +95,15 @@ pub fn lock(ctx: &mut HostContext) -> Result<(), Failure> {
     Err(failure)
 }
 
-/// Release the lock if this run holds it; never someone else's.
-pub fn unlock(ctx: &mut HostContext) -> Result<(), Failure> {
+/// `unlock()` in a recipe: the recipe is done with the lock. The runner releases it when the
+/// run ends, after its last change (the release recorded, old releases removed).
+pub fn unlock(_ctx: &mut HostContext) -> Result<(), Failure> {
+    Ok(())
+}
+
+/// The runner, at the very end of a run: release the lock if this run holds it; never someone
+/// else's.
+pub fn release(ctx: &mut HostContext) -> Result<(), Failure> {
     if !ctx.holds_lock {
         return Ok(());
     }
@@ -92,15 +112,54 @@ pub fn unlock(ctx: &mut HostContext) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `zdd unlock`: remove the lock whoever holds it; says who did.
-pub fn force_unlock(ctx: &mut HostContext) -> Result<Option<String>, Failure> {
+/// Temporary files left in the deploy path by zdd runs that were killed (a lock being taken, a
+/// swap, a file being written): removed by the next run that holds the lock. Only files whose
+/// process is gone from this machine; nothing that is not a zdd temporary name.
+fn remove_leftovers(ctx: &HostContext) {
+    let own = std::process::id();
+    for dir in [String::new(), ".zdd".to_string()] {
+        let Ok(dir) = ctx.path(&dir).map(|p| p.trim_end_matches('/').to_string()) else {
+            continue;
+        };
+        let Ok(names) = ctx.transport.list_dir(&dir) else {
+            continue;
+        };
+        for name in names {
+            match crate::transport::leftover_pid(&name) {
+                Some(pid) if pid != own && !alive(pid) => {
+                    let _ = ctx.transport.remove_file(&format!("{dir}/{name}"));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `zdd unlock`: remove the lock; says whose it was. A lock held by a process of this machine
+/// that is still running is a deploy in progress: it is refused (exit 3) unless `force`.
+pub fn force_unlock(ctx: &mut HostContext, force: bool) -> Result<Option<String>, Failure> {
     let path = ctx.path(LOCK)?;
     let Some(text) = ctx.transport.read_file(&path)? else {
         return Ok(None);
     };
+    let holder: Option<LockInfo> = serde_json::from_str(&text).ok();
+    if let Some(holder) = &holder {
+        if !force && holder.machine == ctx.deployment.machine && alive(holder.pid) {
+            return Err(Failure {
+                kind: FailureKind::Locked(format!(
+                    "the lock of `{}` is held by a run that is still going: {}",
+                    ctx.host,
+                    holder.describe()
+                )),
+                hint: Some(format!(
+                    "wait for it to finish (it releases the lock itself), or stop it; `zdd unlock --force {}` removes the lock anyway",
+                    ctx.deployment.recipe
+                )),
+            });
+        }
+    }
     ctx.transport.remove_file(&path)?;
     ctx.holds_lock = false;
-    let holder: Option<LockInfo> = serde_json::from_str(&text).ok();
     Ok(Some(
         holder
             .map(|h| h.describe())

@@ -1,6 +1,12 @@
-//! Checks on the relative paths a recipe lists (`shared_dirs`, `writable_dirs`, ...).
+//! Checks on the relative paths a recipe lists (`shared_dirs`, `writable_dirs`, ...), and the
+//! rule that keeps zdd's file operations inside the release: a path inside a release is only
+//! acted on when nothing on the way to it is a symlink, except the links into `shared/` that
+//! zdd itself made. A symlink committed in the repository (`storage -> /somewhere`) is never
+//! followed.
 
+use crate::context::HostContext;
 use crate::failure::Failure;
+use crate::transport::FileType;
 
 /// A path inside the release: relative, no `..`, no empty parts.
 pub fn inside_release(setting: &str, path: &str) -> Result<String, Failure> {
@@ -23,6 +29,81 @@ pub fn parent(path: &str) -> Option<&str> {
     path.rsplit_once('/').map(|(parent, _)| parent)
 }
 
+/// The target zdd gives the link at `relative` in a release: `../../shared/relative` (one
+/// `..` per part, and one for `releases/`).
+pub fn shared_link_target(relative: &str) -> String {
+    let depth = relative.split('/').count();
+    format!("{}shared/{relative}", "../".repeat(depth + 1))
+}
+
+/// Whether the directories on the way to `relative` in the release (not `relative` itself)
+/// may be walked through: each is a real directory, or — when `through_shared` — a link into
+/// `shared/` that zdd made. Errors name the setting, the entry and the culprit.
+pub fn check_parents(
+    ctx: &HostContext,
+    release_path: &str,
+    setting: &str,
+    relative: &str,
+    through_shared: bool,
+) -> Result<(), Failure> {
+    let parts: Vec<&str> = relative.split('/').collect();
+    for end in 1..parts.len() {
+        let prefix = parts[..end].join("/");
+        check_step(
+            ctx,
+            release_path,
+            setting,
+            relative,
+            &prefix,
+            through_shared,
+        )?;
+    }
+    Ok(())
+}
+
+/// Like [`check_parents`], and `relative` itself too (for operations that act on what it
+/// points at, such as `chmod -R`).
+pub fn check_whole(
+    ctx: &HostContext,
+    release_path: &str,
+    setting: &str,
+    relative: &str,
+) -> Result<(), Failure> {
+    check_parents(ctx, release_path, setting, relative, true)?;
+    check_step(ctx, release_path, setting, relative, relative, true)
+}
+
+fn check_step(
+    ctx: &HostContext,
+    release_path: &str,
+    setting: &str,
+    relative: &str,
+    prefix: &str,
+    through_shared: bool,
+) -> Result<(), Failure> {
+    let path = format!("{release_path}/{prefix}");
+    match ctx.transport.file_type(&path)? {
+        None | Some(FileType::Directory) => Ok(()),
+        Some(FileType::Symlink) => {
+            let target = ctx.transport.read_link(&path)?.unwrap_or_default();
+            if through_shared && target == shared_link_target(prefix) {
+                return Ok(());
+            }
+            Err(Failure::message(format!(
+                "`{setting}` entry `{relative}`: `{prefix}` in the release is a symlink (to `{target}`), and zdd never acts through one"
+            ))
+            .with_hint(if through_shared {
+                format!("remove the symlink `{prefix}` from the repository, or list `{prefix}` in `shared_dirs`")
+            } else {
+                format!("remove the symlink `{prefix}` from the repository; a path inside a shared dir is shared with it already")
+            }))
+        }
+        Some(_) => Err(Failure::message(format!(
+            "`{setting}` entry `{relative}`: `{prefix}` in the release is not a directory"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +117,14 @@ mod tests {
         for bad in ["/etc", "../x", "a/../../b", "", "a//b"] {
             assert!(inside_release("shared_dirs", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn links_climb_out_of_the_release_and_releases() {
+        assert_eq!(shared_link_target(".env"), "../../shared/.env");
+        assert_eq!(
+            shared_link_target("storage/app/public"),
+            "../../../../shared/storage/app/public"
+        );
     }
 }

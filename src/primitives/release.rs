@@ -4,6 +4,7 @@
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
+use super::lock;
 use super::release_log::{self, Entry};
 use crate::context::{HostContext, ReleaseState};
 use crate::failure::Failure;
@@ -13,7 +14,8 @@ const NAME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second]Z");
 
 /// `deploy:prepare`: the directories of the on-disk contract.
-pub fn prepare(ctx: &HostContext) -> Result<(), Failure> {
+pub fn prepare(ctx: &mut HostContext) -> Result<(), Failure> {
+    lock::hold(ctx)?;
     for dir in ["releases", "shared", ".zdd"] {
         ctx.transport.create_dir_all(&ctx.path(dir)?)?;
     }
@@ -53,10 +55,16 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
             release.name
         )));
     }
+    lock::hold(ctx)?;
     let releases_dir = ctx.path("releases")?;
     ctx.transport.create_dir_all(&releases_dir)?;
     let mut known = ctx.transport.list_dir(&releases_dir)?;
-    known.extend(release_log::read(ctx)?.into_iter().map(|e| e.release));
+    known.extend(
+        release_log::read(ctx)?
+            .entries
+            .into_iter()
+            .map(|e| e.release),
+    );
     let name = {
         let mut shared = ctx
             .deployment
@@ -73,9 +81,11 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
         }
     };
     let path = format!("{releases_dir}/{name}");
-    ctx.transport.create_dir_all(&path)?;
+    let previous_target = ctx.current_target()?;
     let previous = ctx.current_release()?;
     let reference = ctx.text("branch")?;
+    // Recorded before the directory exists: a directory the log says nothing of is never one
+    // this run left half-made.
     release_log::record(
         ctx,
         Entry {
@@ -88,9 +98,11 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
     ctx.release = Some(ReleaseState {
         name: name.clone(),
         previous,
+        previous_target,
         commit: None,
         swapped: false,
     });
+    ctx.transport.create_dir_all(&path)?;
     ctx.reporter.event(Event::ReleaseCreated {
         host: &ctx.host,
         release: &name,
@@ -119,7 +131,7 @@ pub fn finish(ctx: &mut HostContext) -> Result<(), Failure> {
     )
 }
 
-/// The run failed: put `current` back where it was, and remove the unfinished release.
+/// The run failed: put `current` back exactly where it was, and remove the unfinished release.
 ///
 /// A release that was never `current` is removed at once. One that was `current` for a while
 /// (the failure came after the swap) may still be running requests that started on it, and
@@ -130,25 +142,22 @@ pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
     let Some(release) = ctx.release.take() else {
         return Ok(());
     };
+    // Put back even if this fails half-way: the next attempt (the runner's) finds it here.
+    ctx.release = Some(release.clone());
     let current_link = ctx.path("current")?;
     if ctx.current_release()?.as_deref() == Some(release.name.as_str()) {
-        match &release.previous {
+        match &release.previous_target {
             Some(previous) => {
-                ctx.transport
-                    .replace_symlink(&format!("releases/{previous}"), &current_link)?;
+                ctx.transport.replace_symlink(previous, &current_link)?;
                 ctx.switched_back = true;
                 ctx.reporter.event(Event::SwitchedBack {
                     host: &ctx.host,
                     from: &release.name,
-                    to: previous,
+                    to: release.previous.as_deref().unwrap_or(previous),
                 });
             }
             None => ctx.transport.remove_file(&current_link)?,
         }
-    }
-    if !release.swapped {
-        ctx.transport
-            .remove_dir_all(&ctx.path(&format!("releases/{}", release.name))?)?;
     }
     release_log::record(
         ctx,
@@ -159,6 +168,11 @@ pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
             ..Default::default()
         },
     )?;
+    if !release.swapped {
+        ctx.transport
+            .remove_dir_all(&ctx.path(&format!("releases/{}", release.name))?)?;
+    }
+    ctx.release = None;
     if release.swapped {
         ctx.info(&format!(
             "releases/{} is marked failed; the next deploy removes it (requests that started on it may still be running)",

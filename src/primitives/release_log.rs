@@ -1,7 +1,7 @@
 //! `{{deploy_path}}/.zdd/releases.jsonl`: one JSON line per event, appended, never rewritten.
-//! A release's status is what its events add up to.
-
-use std::collections::BTreeMap;
+//! What a release is follows from its events through the state machine of
+//! `crate::release_state`. A damaged line never blocks anything: it is skipped with a warning
+//! that names the file and the line.
 
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -9,6 +9,9 @@ use time::OffsetDateTime;
 
 use crate::context::HostContext;
 use crate::failure::Failure;
+use crate::release_state::{self, Event, Record};
+
+pub use crate::release_state::ReleaseInfo;
 
 pub const LOG: &str = ".zdd/releases.jsonl";
 
@@ -30,44 +33,13 @@ pub struct Entry {
     pub time: String,
 }
 
-/// What a release is, from its events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Being prepared, or left by a run that did not finish.
-    Pending,
-    /// A deploy finished with it: a rollback target.
-    Good,
-    /// Its deploy failed; never `current`, never a rollback target.
-    Failed,
-    /// A rollback moved away from it.
-    RolledBack,
-    /// Removed by cleanup.
-    Removed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Good => "good",
-            Status::Failed => "failed",
-            Status::RolledBack => "rolled back",
-            Status::Removed => "removed",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ReleaseInfo {
-    pub name: String,
-    pub status: Status,
-    #[serde(rename = "ref")]
-    pub reference: Option<String>,
-    pub commit: Option<String>,
-    pub user: String,
-    /// When it was created (RFC 3339, UTC).
-    pub time: String,
+/// The log as read: its events, and the numbers of the lines that could not be read.
+#[derive(Debug, Default)]
+pub struct Log {
+    pub entries: Vec<Entry>,
+    pub damaged: Vec<usize>,
+    /// There is no log file at all.
+    pub missing: bool,
 }
 
 pub fn now() -> String {
@@ -84,94 +56,142 @@ pub fn record(ctx: &HostContext, mut entry: Entry) -> Result<(), Failure> {
     if entry.time.is_empty() {
         entry.time = now();
     }
+    // The log outlives the run: no secret value and no URL password goes into it.
+    let secrets = ctx.reporter.secrets();
+    let redact = |text: &mut String| {
+        if let std::borrow::Cow::Owned(redacted) = secrets.redact(text) {
+            *text = redacted;
+        }
+    };
+    for text in [
+        &mut entry.event,
+        &mut entry.release,
+        &mut entry.user,
+        &mut entry.time,
+    ] {
+        redact(text);
+    }
+    for text in [
+        &mut entry.reference,
+        &mut entry.commit,
+        &mut entry.from,
+        &mut entry.message,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        redact(text);
+    }
     let line = serde_json::to_string(&entry).map_err(|e| Failure::message(e.to_string()))?;
     ctx.transport.append_line(&ctx.path(LOG)?, &line)?;
     Ok(())
 }
 
-/// Every event, oldest first. Lines that cannot be read are skipped (a torn last line).
-pub fn read(ctx: &HostContext) -> Result<Vec<Entry>, Failure> {
-    let text = ctx
-        .transport
-        .read_file(&ctx.path(LOG)?)?
-        .unwrap_or_default();
-    Ok(parse(&text))
+/// Every event, oldest first. Damaged lines are skipped, with a warning (once per run).
+pub fn read(ctx: &mut HostContext) -> Result<Log, Failure> {
+    let path = ctx.path(LOG)?;
+    let log = match ctx.transport.read_file(&path)? {
+        Some(text) => parse(&text),
+        None => Log {
+            missing: true,
+            ..Log::default()
+        },
+    };
+    if !log.damaged.is_empty()
+        && ctx
+            .memo
+            .insert("log_damaged".into(), String::new())
+            .is_none()
+    {
+        let lines: Vec<String> = log.damaged.iter().map(usize::to_string).collect();
+        ctx.warn(&format!(
+            "`{path}`: line{} {} cannot be read and {} skipped",
+            if lines.len() == 1 { "" } else { "s" },
+            lines.join(", "),
+            if lines.len() == 1 { "was" } else { "were" },
+        ));
+    }
+    Ok(log)
 }
 
-pub fn parse(text: &str) -> Vec<Entry> {
-    text.lines()
-        .filter(|line| !line.trim().is_empty())
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
-
-/// Fold events into one record per release, by name (which is deploy order).
-pub fn releases(entries: &[Entry]) -> BTreeMap<String, ReleaseInfo> {
-    let mut map: BTreeMap<String, ReleaseInfo> = BTreeMap::new();
-    for entry in entries {
-        let info = map
-            .entry(entry.release.clone())
-            .or_insert_with(|| ReleaseInfo {
-                name: entry.release.clone(),
-                status: Status::Pending,
-                reference: None,
-                commit: None,
-                user: entry.user.clone(),
-                time: entry.time.clone(),
-            });
-        if entry.reference.is_some() {
-            info.reference = entry.reference.clone();
+/// The lines of the log; lines that are not an event (a torn last line, bytes that are not
+/// text, garbage) are listed by number (from 1) in `damaged`.
+pub fn parse(text: &str) -> Log {
+    let mut log = Log::default();
+    for (index, line) in text.split('\n').enumerate() {
+        if line.trim().is_empty() {
+            continue;
         }
-        if entry.commit.is_some() {
-            info.commit = entry.commit.clone();
-        }
-        match entry.event.as_str() {
-            "finished" => info.status = Status::Good,
-            "failed" => info.status = Status::Failed,
-            "removed" => info.status = Status::Removed,
-            "rollback" => {
-                if let Some(from) = &entry.from {
-                    if let Some(left) = map.get_mut(from) {
-                        if left.status == Status::Good {
-                            left.status = Status::RolledBack;
-                        }
-                    }
-                }
-            }
-            _ => {}
+        match serde_json::from_str::<Entry>(line) {
+            Ok(entry) if !entry.release.is_empty() => log.entries.push(entry),
+            _ => log.damaged.push(index + 1),
         }
     }
-    map
+    log
+}
+
+/// The events of the log as the state machine sees them.
+fn records(entries: &[Entry]) -> impl Iterator<Item = Record<'_>> {
+    entries.iter().flat_map(|entry| {
+        let event = match entry.event.as_str() {
+            "created" => Some(Event::Created),
+            "checked_out" => Some(Event::CheckedOut),
+            "swapped" => Some(Event::Swapped),
+            "prepared" => Some(Event::Prepared),
+            "finished" => Some(Event::Finished),
+            "failed" => Some(Event::Failed),
+            "rollback" => Some(Event::RolledBackTo),
+            "removing" => Some(Event::Removing),
+            "removed" => Some(Event::Removed),
+            _ => None,
+        };
+        let main = event.map(|event| Record {
+            release: &entry.release,
+            event,
+            reference: entry.reference.as_deref(),
+            commit: entry.commit.as_deref(),
+            user: &entry.user,
+            time: &entry.time,
+        });
+        // A rollback also moves away from the release it left.
+        let left = (entry.event == "rollback")
+            .then_some(entry.from.as_deref())
+            .flatten()
+            .map(|from| Record {
+                release: from,
+                event: Event::RolledBackFrom,
+                reference: None,
+                commit: None,
+                user: &entry.user,
+                time: &entry.time,
+            });
+        main.into_iter().chain(left)
+    })
+}
+
+/// One record per release, by name.
+pub fn releases(entries: &[Entry]) -> std::collections::BTreeMap<String, ReleaseInfo> {
+    release_state::fold(records(entries))
 }
 
 /// The release directories on the host, oldest first, with what the log says of each.
-pub fn on_disk(ctx: &HostContext) -> Result<Vec<ReleaseInfo>, Failure> {
+pub fn on_disk(ctx: &mut HostContext) -> Result<Vec<ReleaseInfo>, Failure> {
     let names = ctx.transport.list_dir(&ctx.path("releases")?)?;
-    let known = releases(&read(ctx)?);
-    Ok(names
-        .into_iter()
-        .filter(|name| !name.starts_with('.'))
-        .map(|name| {
-            known.get(&name).cloned().unwrap_or(ReleaseInfo {
-                name,
-                status: Status::Pending,
-                reference: None,
-                commit: None,
-                user: String::new(),
-                time: String::new(),
-            })
-        })
-        .collect())
-}
-
-/// The release a rollback from `current` picks: the newest good release older than it.
-pub fn rollback_target(releases: &[ReleaseInfo], current: Option<&str>) -> Option<String> {
-    releases
-        .iter()
-        .filter(|r| r.status == Status::Good)
-        .filter(|r| current.is_none_or(|c| r.name.as_str() < c))
-        .map(|r| r.name.clone())
-        .next_back()
+    let log = read(ctx)?;
+    if log.missing
+        && !names.is_empty()
+        && ctx
+            .memo
+            .insert("log_missing".into(), String::new())
+            .is_none()
+    {
+        ctx.warn(&format!(
+            "`{}` is missing: zdd knows the releases only from what is on disk",
+            ctx.path(LOG)?
+        ));
+    }
+    let known = releases(&log.entries);
+    Ok(release_state::on_disk(&names, &known))
 }
 
 #[cfg(test)]
@@ -202,6 +222,7 @@ mod tests {
             entry("created", "d"),
         ];
         let map = releases(&entries);
+        use crate::release_state::Status;
         let statuses: Vec<Status> = map.values().map(|i| i.status).collect();
         assert_eq!(
             statuses,
@@ -215,8 +236,10 @@ mod tests {
     }
 
     #[test]
-    fn torn_lines_are_skipped() {
-        let text = "{\"event\":\"created\",\"release\":\"a\"}\n{\"event\":\"fin";
-        assert_eq!(parse(text).len(), 1);
+    fn damaged_lines_are_skipped_and_named() {
+        let text = "{\"event\":\"created\",\"release\":\"a\"}\n\u{fffd}\u{fffd}garbage\n\n{\"event\":\"finished\",\"release\":\"a\"}\n{\"event\":\"fin";
+        let log = parse(text);
+        assert_eq!(log.entries.len(), 2);
+        assert_eq!(log.damaged, [2, 5]);
     }
 }

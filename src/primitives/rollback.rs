@@ -1,27 +1,23 @@
 //! `rollback`: `current` back to the previous good release (or `rollback_to`, which
 //! `zdd rollback --to` sets), recorded in the release log so the release left is never picked
-//! again.
+//! again. With the log damaged or gone, the newest complete release directory before `current`
+//! is picked, and the message says so.
 
-use super::release_log::{self, Entry, Status};
+use super::lock;
+use super::release_log::{self, Entry};
 use crate::context::HostContext;
 use crate::failure::Failure;
+use crate::release_state::{self, ReleaseInfo, Status, Target};
 use crate::reporter::Event;
 
 pub fn rollback(ctx: &mut HostContext) -> Result<String, Failure> {
+    lock::hold(ctx)?;
     let releases = release_log::on_disk(ctx)?;
     let current = ctx.current_release()?;
+    let current_target = ctx.current_target()?;
     let requested = ctx.text_or("rollback_to", "")?;
     let target = if requested.is_empty() {
-        release_log::rollback_target(&releases, current.as_deref()).ok_or_else(|| {
-            Failure::message(match &current {
-                Some(c) => format!("nothing to roll back to: no good release older than `{c}`"),
-                None => "nothing to roll back to: there is no release".to_string(),
-            })
-            .with_hint(format!(
-                "`zdd releases {}` lists the releases and their status",
-                ctx.deployment.recipe
-            ))
-        })?
+        default_target(ctx, &releases, current.as_deref())?
     } else {
         let Some(found) = releases.iter().find(|r| r.name == requested) else {
             return Err(
@@ -33,7 +29,7 @@ pub fn rollback(ctx: &mut HostContext) -> Result<String, Failure> {
                 ),
             );
         };
-        if matches!(found.status, Status::Failed | Status::Pending) {
+        if !found.status.can_become_current() {
             return Err(Failure::message(format!(
                 "release `{requested}` is {} and cannot become current",
                 found.status.as_str()
@@ -57,10 +53,51 @@ pub fn rollback(ctx: &mut HostContext) -> Result<String, Failure> {
             ..Default::default()
         },
     )?;
+    let from = current.or(current_target);
     ctx.reporter.event(Event::RolledBack {
         host: &ctx.host,
-        from: current.as_deref(),
+        from: from.as_deref(),
         to: &target,
     });
     Ok(target)
+}
+
+/// The newest good release before `current`; without one in the log, the newest release
+/// directory the log says nothing of that holds a whole checkout (its `REVISION` file).
+fn default_target(
+    ctx: &mut HostContext,
+    releases: &[ReleaseInfo],
+    current: Option<&str>,
+) -> Result<String, Failure> {
+    let mut candidates: Vec<ReleaseInfo> = releases.to_vec();
+    loop {
+        match release_state::rollback_target(&candidates, current) {
+            Some(Target::Good(name)) => return Ok(name),
+            Some(Target::FromDisk(name)) => {
+                let revision = ctx.path(&format!("releases/{name}/REVISION"))?;
+                if ctx.transport.exists(&revision)? {
+                    ctx.warn(&format!(
+                        "the release log has no good release before `current`: rolling back to releases/{name}, the newest release directory before it (picked from what is on disk)"
+                    ));
+                    return Ok(name);
+                }
+                // Not a whole checkout: never a target.
+                for release in candidates.iter_mut().filter(|r| r.name == name) {
+                    release.status = Status::Pending;
+                }
+            }
+            None => {
+                return Err(Failure::message(match current {
+                    Some(c) => {
+                        format!("nothing to roll back to: no good release older than `{c}`")
+                    }
+                    None => "nothing to roll back to: there is no release".to_string(),
+                })
+                .with_hint(format!(
+                    "`zdd releases {}` lists the releases and their status",
+                    ctx.deployment.recipe
+                )))
+            }
+        }
+    }
 }

@@ -1,12 +1,14 @@
 //! `deploy:symlink`: `current` moves to the new release by rename(2) of a temporary link, then is
 //! read back. Never unlink-then-create: at no moment is there no `current`.
 
+use super::lock;
 use super::release_log::{self, Entry};
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::reporter::Event;
 
 pub fn swap(ctx: &mut HostContext) -> Result<(), Failure> {
+    lock::hold(ctx)?;
     let release = ctx.release()?.clone();
     let release_dir = ctx.path(&format!("releases/{}", release.name))?;
     if !ctx.transport.is_dir(&release_dir)? {

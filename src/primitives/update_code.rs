@@ -2,12 +2,14 @@
 //! deploy, and `{{branch}}` checked out into the release, with its commit in `REVISION` and in
 //! the release log.
 
+use super::lock;
 use super::release_log::{self, Entry};
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::template::Mode;
 
 pub fn clone(ctx: &mut HostContext) -> Result<String, Failure> {
+    lock::hold(ctx)?;
     let repository = ctx.expand(&ctx.text("repository")?, Mode::Plain)?;
     let reference = ctx.expand(&ctx.text("branch")?, Mode::Plain)?;
     let release_path = ctx.release_path()?;

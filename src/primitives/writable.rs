@@ -1,7 +1,7 @@
 //! `deploy:writable`: `writable_dirs` made writable for `http_user`, by `writable_mode`:
 //! `chmod` (default, `writable_chmod_mode`), `acl` (setfacl), `chown`, or `skip`.
 
-use super::paths;
+use super::{lock, paths};
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::quote;
@@ -11,11 +11,15 @@ pub fn make_writable(ctx: &mut HostContext) -> Result<(), Failure> {
     if dirs.is_empty() {
         return Ok(());
     }
+    lock::hold(ctx)?;
     let mode = ctx.text("writable_mode")?;
     let recursive = ctx.boolean("writable_recursive", true)?;
     let release_path = ctx.release_path()?;
     for dir in dirs {
         let dir = paths::inside_release("writable_dirs", &dir)?;
+        // `chmod -R dir/` acts on what `dir` points at: only a real directory of the release
+        // or a shared dir's link, never a symlink the repository brought.
+        paths::check_whole(ctx, &release_path, "writable_dirs", &dir)?;
         let path = format!("{release_path}/{dir}");
         ctx.transport.create_dir_all(&path)?;
         // A trailing slash makes the tools follow a shared-dir symlink to its directory.

@@ -38,7 +38,9 @@ pub fn build(runtime: Arc<Runtime>) -> Engine {
             text,
         });
     });
-    engine.on_debug(|text, source, position| {
+    let debugger = runtime.clone();
+    engine.on_debug(move |text, source, position| {
+        let text = debugger.reporter.secrets().redact(text);
         tracing::debug!(source = source.unwrap_or(""), %position, "{text}");
     });
     engine.set_module_resolver(RecipeModules::new(runtime.clone()));

@@ -29,7 +29,7 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
     });
     let rt = runtime.clone();
     engine.register_fn("prepare", move || -> ScriptResult<()> {
-        rt.with_host("prepare", |ctx| release::prepare(ctx))
+        rt.with_host("prepare", release::prepare)
     });
     let rt = runtime.clone();
     engine.register_fn("lock", move || -> ScriptResult<()> {

@@ -42,7 +42,22 @@ pub struct HostBuilder {
     runtime: Arc<Runtime>,
 }
 
+/// A value just set: when `key` is secret, its value (as set, and as `get` returns it on the
+/// running host, expanded) is never shown from this moment on, and neither is the password of
+/// a URL in any value. Learned here rather than when the task ends, so that the commands the
+/// task runs next (`-v`, `-vv`) and `print()` before hosts are known never show it.
+fn learn_set_value(runtime: &Runtime, key: &str, value: &Dynamic) {
+    let secrets = runtime.reporter.secrets();
+    secrets.learn_value(key, value);
+    if let Some(expanded) = lookup(runtime, key).ok().flatten() {
+        secrets.learn_value(key, &expanded);
+    }
+}
+
 pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
+    // `-o KEY=VALUE`: secret before the recipe's first line runs.
+    runtime.reporter.secrets().learn(&runtime.overrides);
+
     let rt = runtime.clone();
     engine.register_fn(
         "set",
@@ -51,13 +66,14 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
             match rt.host() {
                 Some(host) => {
                     let mut host = host.lock().unwrap_or_else(|e| e.into_inner());
-                    host.runtime.insert(key.to_string(), value);
+                    host.runtime.insert(key.to_string(), value.clone());
                 }
                 None => {
                     let mut registry = rt.registry.lock().unwrap_or_else(|e| e.into_inner());
-                    registry.config.insert(key.to_string(), value);
+                    registry.config.insert(key.to_string(), value.clone());
                 }
             }
+            learn_set_value(&rt, key, &value);
             Ok(())
         },
     );
@@ -82,16 +98,17 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
                 host.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .runtime
-                    .insert(key.to_string(), value);
+                    .insert(key.to_string(), value.clone());
             }
             None => {
                 rt.registry
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .config
-                    .insert(key.to_string(), value);
+                    .insert(key.to_string(), value.clone());
             }
         }
+        rt.reporter.secrets().learn_value(key, &value);
         Ok(())
     });
 
@@ -175,6 +192,8 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
                     host.config.insert(key.to_string(), value.clone());
                 }
             }
+            // A host's secret setting is secret from its declaration on.
+            builder.runtime.reporter.secrets().learn_value(key, &value);
             Ok(builder.clone())
         },
     );

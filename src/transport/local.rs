@@ -23,11 +23,7 @@ impl Local {
 }
 
 fn temp_sibling(path: &Path, purpose: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{purpose}.{}", std::process::id()))
+    PathBuf::from(super::temporary_path(&path.to_string_lossy(), purpose))
 }
 
 impl Transport for Local {
@@ -51,8 +47,9 @@ impl Transport for Local {
     }
 
     fn read_file(&self, path: &str) -> anyhow::Result<Option<String>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok(Some(text)),
+        // Bytes that are not UTF-8 (a damaged file) become U+FFFD: whoever reads decides.
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot read `{path}`")),
         }
@@ -60,6 +57,7 @@ impl Transport for Local {
 
     fn write_file(&self, path: &str, contents: &str) -> anyhow::Result<()> {
         let temp = temp_sibling(Path::new(path), "tmp");
+        let _ = std::fs::remove_file(&temp);
         std::fs::write(&temp, contents)
             .with_context(|| format!("cannot write `{}`", temp.display()))?;
         std::fs::rename(&temp, path).with_context(|| format!("cannot write `{path}`"))
@@ -84,6 +82,7 @@ impl Transport for Local {
         // Write the whole content first, then link(2) it into place: link fails if the name
         // exists, so the file appears atomically and never half-written.
         let temp = temp_sibling(Path::new(path), "new");
+        let _ = std::fs::remove_file(&temp);
         std::fs::write(&temp, contents)
             .with_context(|| format!("cannot write `{}`", temp.display()))?;
         let linked = std::fs::hard_link(&temp, path);
@@ -115,6 +114,29 @@ impl Transport for Local {
 
     fn exists(&self, path: &str) -> anyhow::Result<bool> {
         Ok(std::fs::symlink_metadata(path).is_ok())
+    }
+
+    fn file_type(&self, path: &str) -> anyhow::Result<Option<super::FileType>> {
+        use super::FileType;
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot look at `{path}`")),
+        };
+        let kind = meta.file_type();
+        Ok(Some(if kind.is_symlink() {
+            FileType::Symlink
+        } else if kind.is_dir() {
+            FileType::Directory
+        } else if kind.is_file() {
+            FileType::File
+        } else {
+            FileType::Other
+        }))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        std::fs::rename(from, to).with_context(|| format!("cannot rename `{from}` to `{to}`"))
     }
 
     fn is_dir(&self, path: &str) -> anyhow::Result<bool> {

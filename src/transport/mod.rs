@@ -12,6 +12,23 @@ pub mod ssh;
 pub use local::Local;
 pub use ssh::Ssh;
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_carry_the_pid() {
+        let pid = std::process::id();
+        let temp = temporary_path("/srv/app/.zdd/lock", "new");
+        assert_eq!(temp, format!("/srv/app/.zdd/.lock.new.{pid}"));
+        assert_eq!(leftover_pid(&format!(".lock.new.{pid}")), Some(pid));
+        assert_eq!(leftover_pid(".current.swap.12"), Some(12));
+        assert_eq!(leftover_pid(".env"), None);
+        assert_eq!(leftover_pid(".releases.jsonl.backup.12"), None);
+        assert_eq!(leftover_pid("current"), None);
+    }
+}
+
 use crate::process::{LineSink, Output, ProcessError};
 
 /// What every host can do.
@@ -41,6 +58,10 @@ pub trait Transport: Send + Sync {
     fn remove_dir_all(&self, path: &str) -> anyhow::Result<()>;
     /// Whether anything (file, dir, symlink, even dangling) is at `path`.
     fn exists(&self, path: &str) -> anyhow::Result<bool>;
+    /// What is at `path`, without following a symlink there (lstat), or `None`.
+    fn file_type(&self, path: &str) -> anyhow::Result<Option<FileType>>;
+    /// Rename `from` to `to` (rename(2)); `to` must not be a non-empty directory.
+    fn rename(&self, from: &str, to: &str) -> anyhow::Result<()>;
     /// Whether `path` is a directory (following symlinks).
     fn is_dir(&self, path: &str) -> anyhow::Result<bool>;
     /// The names in a directory, sorted; empty when it does not exist.
@@ -72,6 +93,41 @@ pub trait Transport: Send + Sync {
         to: &str,
         limit: usize,
     ) -> anyhow::Result<Vec<String>>;
+}
+
+/// What a path is, as lstat(2) tells it: a symlink is never followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    File,
+    Directory,
+    Symlink,
+    /// A socket, a FIFO, a device.
+    Other,
+}
+
+/// Temporary files are named `.{name}.{purpose}.{pid}` beside the file they become, with the
+/// pid of the zdd process that made them: a run that was killed leaves them behind, and
+/// [`leftover_pid`] lets the next run (holding the lock) find and remove them.
+pub fn temporary_path(path: &str, purpose: &str) -> String {
+    let (dir, name) = match path.rsplit_once('/') {
+        Some((dir, name)) => (format!("{dir}/"), name),
+        None => (String::new(), path),
+    };
+    format!("{dir}.{name}.{purpose}.{}", std::process::id())
+}
+
+/// The purposes of temporary names.
+pub const TEMPORARY_PURPOSES: [&str; 3] = ["tmp", "new", "swap"];
+
+/// The pid in a temporary file's name (see [`temporary_path`]), if `name` is one.
+pub fn leftover_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let (stem, pid) = rest.rsplit_once('.')?;
+    let (_, purpose) = stem.rsplit_once('.')?;
+    if !TEMPORARY_PURPOSES.contains(&purpose) {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// Refuse anything but a commit id (hex), so that no revision can be read as an option.

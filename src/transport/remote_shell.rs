@@ -76,7 +76,7 @@ impl RemoteShell {
             marker,
         };
         let init = format!(
-            "umask 022; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap 'rm -rf \"$zdd_tmp\"' EXIT; printf '%s READY\\n' {}\n",
+            "umask 022; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap 'rm -rf \"$zdd_tmp\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; printf '%s READY\\n' {}\n",
             shell.marker
         );
         shell

@@ -177,9 +177,12 @@ impl Transport for Ssh {
 
     fn write_file(&self, path: &str, contents: &str) -> anyhow::Result<()> {
         let p = word(path)?;
-        let t = word(&format!("{path}.zdd-tmp"))?;
+        let t = word(&super::temporary_path(path, "tmp"))?;
         self.must(
-            &format!("printf '%s' {} > {t} && mv -f -- {t} {p}", word(contents)?),
+            &format!(
+                "rm -f -- {t} && printf '%s' {} > {t} && mv -f -- {t} {p}",
+                word(contents)?
+            ),
             &format!("cannot write `{path}`"),
         )?;
         Ok(())
@@ -205,9 +208,9 @@ impl Transport for Ssh {
         // Like the local transport: full content first, then link(2), which fails if the name
         // exists. `ln` without -f never replaces.
         let p = word(path)?;
-        let t = word(&format!("{path}.zdd-new.{}", std::process::id()))?;
+        let t = word(&super::temporary_path(path, "new"))?;
         let script = format!(
-            "printf '%s' {} > {t} || exit 1; if ln -- {t} {p} 2>/dev/null; then rm -f -- {t}; exit 0; fi; \
+            "rm -f -- {t}; printf '%s' {} > {t} || exit 1; if ln -- {t} {p} 2>/dev/null; then rm -f -- {t}; exit 0; fi; \
              rm -f -- {t}; if [ -e {p} ]; then exit {ABSENT}; fi; exit 1",
             word(contents)?
         );
@@ -240,6 +243,32 @@ impl Transport for Ssh {
                 "cannot check a path",
             )?
             .is_some())
+    }
+
+    fn file_type(&self, path: &str) -> anyhow::Result<Option<super::FileType>> {
+        use super::FileType;
+        let p = word(path)?;
+        let kind = self.maybe(
+            &format!(
+                "if [ -L {p} ]; then echo l; elif [ -d {p} ]; then echo d; \
+                 elif [ -f {p} ]; then echo f; elif [ -e {p} ]; then echo o; else exit {ABSENT}; fi"
+            ),
+            &format!("cannot look at `{path}`"),
+        )?;
+        Ok(kind.map(|kind| match kind.trim() {
+            "l" => FileType::Symlink,
+            "d" => FileType::Directory,
+            "f" => FileType::File,
+            _ => FileType::Other,
+        }))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        self.must(
+            &format!("mv -fT -- {} {}", word(from)?, word(to)?),
+            &format!("cannot rename `{from}` to `{to}`"),
+        )?;
+        Ok(())
     }
 
     fn is_dir(&self, path: &str) -> anyhow::Result<bool> {
@@ -289,7 +318,7 @@ impl Transport for Ssh {
         // One round trip: temp link, rename over (mv -T: rename(2), never into a directory),
         // read back.
         let l = word(link)?;
-        let t = word(&format!("{link}.zdd-swap.{}", std::process::id()))?;
+        let t = word(&super::temporary_path(link, "swap"))?;
         let now = self.must(
             &format!(
                 "rm -f -- {t} && ln -s -- {} {t} && mv -fT -- {t} {l} && readlink -- {l}",
@@ -423,13 +452,46 @@ impl Ssh {
     }
 }
 
-/// A short private directory for the ControlMaster sockets of one run (socket paths must stay
-/// under ~100 bytes).
+/// A short private directory (0700) for the ControlMaster sockets of one run (socket paths
+/// must stay under ~100 bytes): `/tmp/zdd-<pid>-XXXXXX`. Directories of runs whose process is
+/// gone (killed before they could remove theirs) are removed first.
 pub fn control_directory() -> anyhow::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    remove_dead_control_directories(Path::new("/tmp"));
     tempfile::Builder::new()
-        .prefix("zdd-")
+        .prefix(&format!("zdd-{}-", std::process::id()))
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in("/tmp")
         .context("cannot create a directory for SSH control sockets")
+}
+
+fn remove_dead_control_directories(parent: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let uid = nix::unistd::getuid().as_raw();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = control_directory_pid(&name) else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if meta.is_dir() && meta.uid() == uid && !crate::primitives::lock::alive(pid) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The pid in a control directory's name (`zdd-<pid>-XXXXXX`).
+fn control_directory_pid(name: &str) -> Option<u32> {
+    let (pid, rest) = name.strip_prefix("zdd-")?.split_once('-')?;
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) || rest.is_empty() {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// The control socket for host number `index`.
@@ -440,6 +502,14 @@ pub fn control_path(directory: &Path, index: usize) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_directories_name_their_process() {
+        assert_eq!(control_directory_pid("zdd-4242-a1B2c3"), Some(4242));
+        assert_eq!(control_directory_pid("zdd-test-a1B2c3"), None);
+        assert_eq!(control_directory_pid("zdd-4242-"), None);
+        assert_eq!(control_directory_pid("zdd.abc"), None);
+    }
 
     #[test]
     fn arguments_carry_every_setting() {
