@@ -347,6 +347,18 @@ pub struct Before {
     pub hosts: Vec<HostBefore>,
 }
 
+impl Before {
+    /// Without the releases that must survive: for checks after runs that succeeded and so
+    /// may legitimately have moved on (a rollback target that became "rolled back" is
+    /// removable).
+    pub fn unprotected(mut self) -> Before {
+        for host in &mut self.hosts {
+            host.protected.clear();
+        }
+        self
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The invariant checker
 // ---------------------------------------------------------------------------------------------
@@ -724,10 +736,12 @@ pub fn run_and_strike(site: &Site, args: &[&str], point: &KillPoint) -> Struck {
     // to its end anyway (a signal that came after the last step is too late to stop anything).
     let mut rest = Vec::new();
     let _ = reader.read_to_end(&mut rest);
-    let completed = events.iter().any(|e| e.starts_with("finished deploy:unlock"))
-        || String::from_utf8_lossy(&rest).lines().any(|line| {
-            line.contains("\"task_finished\"") && line.contains("\"deploy:unlock\"")
-        });
+    let completed = events
+        .iter()
+        .any(|e| e.starts_with("finished deploy:unlock"))
+        || String::from_utf8_lossy(&rest)
+            .lines()
+            .any(|line| line.contains("\"task_finished\"") && line.contains("\"deploy:unlock\""));
     let status = wait_at_most(&mut child, Duration::from_secs(120));
     let stderr = site.sandbox.normalize(&stderr_thread.join().unwrap());
     let temp_dirs = zdd_temp_dirs(site);
