@@ -928,16 +928,19 @@ impl Drop for MountGuard {
     }
 }
 
-/// `chattr +i` on `path`, `chattr -i` on drop.
+/// `chattr +i` on `path`; on drop, `chattr -R -i` on all of `scope` (zdd may have moved the file
+/// meanwhile, e.g. a release renamed aside for removal).
 pub struct ImmutableGuard {
     pub path: PathBuf,
+    pub scope: PathBuf,
 }
 
 impl ImmutableGuard {
-    pub fn new(path: &Path) -> ImmutableGuard {
+    pub fn new(path: &Path, scope: &Path) -> ImmutableGuard {
         sh(&format!("chattr +i {}", quote(path)));
         ImmutableGuard {
             path: path.to_path_buf(),
+            scope: scope.to_path_buf(),
         }
     }
 }
@@ -945,6 +948,11 @@ impl ImmutableGuard {
 impl Drop for ImmutableGuard {
     fn drop(&mut self) {
         let _ = Command::new("chattr").arg("-i").arg(&self.path).status();
+        let _ = Command::new("chattr")
+            .args(["-R", "-f", "-i"])
+            .arg(&self.scope)
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

@@ -721,7 +721,7 @@ const DISK: &[Scenario] = &[
         disk_full_fetch,
     ),
     (
-        "full disk while checking out (3 MB in the cache fits, twice does not)",
+        "full disk while checking out (a 5 MB commit fits an 8 MB tmpfs once, not twice)",
         disk_full_checkout,
     ),
     (
@@ -937,7 +937,7 @@ fn shared_immutable() -> Vec<String> {
     let (site, repo) = stdlib_site("");
     let before = site.before();
     repo.commit(&[("index.html", "three\n")], "three");
-    let guard = ImmutableGuard::new(&site.deploy_path(0).join("shared"));
+    let guard = ImmutableGuard::new(&site.deploy_path(0).join("shared"), &site.deploy_path(0));
     FAULTS.fetch_add(1, Ordering::SeqCst);
     let run = site.run(&["run", "app.rhai", "-q"]);
     let mut problems = Vec::new();
@@ -986,7 +986,7 @@ fn undeletable_release() -> Vec<String> {
     let pinned = site
         .deploy_path(0)
         .join(format!("releases/{oldest}/src/lib/deep.txt"));
-    let guard = ImmutableGuard::new(&pinned);
+    let guard = ImmutableGuard::new(&pinned, &site.deploy_path(0));
     let mut problems = Vec::new();
     FAULTS.fetch_add(1, Ordering::SeqCst);
     for round in 0..2 {
