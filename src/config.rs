@@ -37,8 +37,11 @@ fn parse_value(value: &str) -> Dynamic {
         "false" => return Dynamic::from_bool(false),
         _ => {}
     }
+    // Only text that reads back the same is a number: `007` and `+5` stay text (a branch).
     if let Ok(number) = value.parse::<i64>() {
-        return Dynamic::from_int(number);
+        if number.to_string() == value {
+            return Dynamic::from_int(number);
+        }
     }
     if value.contains(',') {
         let items: Array = value
@@ -152,5 +155,11 @@ mod tests {
         );
         assert_eq!(parse_override("a=b=c").unwrap().1.to_string(), "b=c");
         assert!(parse_override("novalue").is_err());
+        for text in ["007", "+5", "-0", "00"] {
+            let value = parse_override(&format!("branch={text}")).unwrap().1;
+            assert!(value.is_string(), "{text}");
+            assert_eq!(value.to_string(), text);
+        }
+        assert_eq!(parse_override("n=-3").unwrap().1.as_int().unwrap(), -3);
     }
 }

@@ -7,6 +7,7 @@ use rhai::EvalAltResult;
 use crate::diagnostic;
 use crate::plan::PlanError;
 use crate::secrets::Secrets;
+use crate::settings::Problem;
 use crate::sources::Sources;
 use crate::step_failure::{self, StepFailure};
 
@@ -34,6 +35,8 @@ pub enum Error {
         error: Box<EvalAltResult>,
         source: String,
     },
+    /// Settings zdd reads that are missing or wrong (before anything ran).
+    Settings(Vec<Problem>),
     /// Unknown task or a cycle.
     Plan(PlanError),
     /// A step failed on a host.
@@ -53,9 +56,11 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage { .. } | Error::Read { .. } | Error::Script { .. } | Error::Plan(_) => {
-                exit::USAGE
-            }
+            Error::Usage { .. }
+            | Error::Read { .. }
+            | Error::Script { .. }
+            | Error::Settings(_)
+            | Error::Plan(_) => exit::USAGE,
             Error::Step(failure) if failure.cause.is_locked() => exit::LOCKED,
             Error::Locked { .. } => exit::LOCKED,
             Error::Step(_) | Error::Failed { .. } => exit::FAILED,
@@ -83,6 +88,20 @@ impl Error {
             | Error::Locked { message, hint } => {
                 let _ = writeln!(out, "error: {message}");
                 hint_line(&mut out, hint.as_deref());
+            }
+            Error::Settings(problems) => {
+                for problem in problems {
+                    let _ = writeln!(out, "error: {problem}");
+                }
+                let mut hints: Vec<&str> = Vec::new();
+                for problem in problems {
+                    if !hints.contains(&problem.hint.as_str()) {
+                        hints.push(&problem.hint);
+                    }
+                }
+                for hint in hints {
+                    hint_line(&mut out, Some(hint));
+                }
             }
             Error::Read { path, error } => {
                 let _ = writeln!(out, "error: cannot read recipe `{path}`: {error}");

@@ -187,6 +187,13 @@ fn is_local_path(repository: &str) -> bool {
     }
 }
 
+/// `refs/heads/NAME` or `refs/tags/NAME`: the refs the cache holds, by their full name.
+pub fn is_full_ref(reference: &str) -> bool {
+    ["refs/heads/", "refs/tags/"]
+        .iter()
+        .any(|prefix| reference.len() > prefix.len() && reference.starts_with(prefix))
+}
+
 fn resolve(repo: &Repository, reference: &str) -> anyhow::Result<Oid> {
     let unknown = || {
         anyhow!(
@@ -199,10 +206,14 @@ fn resolve(repo: &Repository, reference: &str) -> anyhow::Result<Oid> {
     let candidates = if reference == "HEAD" {
         vec![REMOTE_HEAD.to_string()]
     } else {
-        vec![
-            format!("refs/heads/{reference}"),
-            format!("refs/tags/{reference}"),
-        ]
+        let mut list = Vec::new();
+        // A full ref name (`refs/heads/main`, `refs/tags/v1`) names itself.
+        if is_full_ref(reference) {
+            list.push(reference.to_string());
+        }
+        list.push(format!("refs/heads/{reference}"));
+        list.push(format!("refs/tags/{reference}"));
+        list
     };
     for name in candidates {
         if let Ok(found) = repo.find_reference(&name) {

@@ -24,6 +24,7 @@ mod run_notification;
 mod runner;
 mod script;
 mod secrets;
+mod settings;
 mod sources;
 mod step_failure;
 mod subcommand;

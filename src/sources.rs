@@ -17,6 +17,16 @@ impl Sources {
             .insert(name.to_string(), Arc::from(text));
     }
 
+    /// The text of every source loaded so far.
+    pub fn texts(&self) -> Vec<Arc<str>> {
+        self.texts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// Line `line` (1-based) of source `name`.
     pub fn line(&self, name: &str, line: usize) -> Option<String> {
         let texts = self.texts.lock().unwrap_or_else(|e| e.into_inner());

@@ -90,6 +90,17 @@ pub fn classify(error: &EvalAltResult, source: &str) -> (Option<Origin>, Cause) 
             };
             (at(*position, source), cause)
         }
+        // The engine stops a recipe for Ctrl-C (`"interrupted"`) or for what it costs.
+        EvalAltResult::ErrorTerminated(token, position) if token.to_string() != "interrupted" => (
+            at(*position, source),
+            Cause::Script(
+                token.to_string(),
+                Some(
+                    "a recipe declares settings, hosts and tasks: it never needs this much"
+                        .to_string(),
+                ),
+            ),
+        ),
         EvalAltResult::ErrorTerminated(_, position) => (
             at(*position, source),
             Cause::Failure(Failure {

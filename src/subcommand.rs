@@ -1,6 +1,6 @@
 //! One function per subcommand, each: load the recipe, pick hosts, act, report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use rhai::Dynamic;
@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::arguments::{Command, Common};
 use crate::config;
-use crate::context::Deployment;
+use crate::context::{Deployment, COMPUTED_KEYS};
 use crate::error::Error;
 use crate::host_setup;
 use crate::interrupt;
@@ -19,6 +19,7 @@ use crate::reporter::{Reporter, Verbosity};
 use crate::runner::{self, RunError};
 use crate::script::{self, LoadError, Recipe};
 use crate::secrets::Secrets;
+use crate::settings::{self, HostSettings, OverrideProblem};
 use crate::sources::Sources;
 
 pub fn execute(command: Command, sources: &Sources, secrets: &Arc<Secrets>) -> Result<(), Error> {
@@ -37,6 +38,15 @@ pub fn execute(command: Command, sources: &Sources, secrets: &Arc<Secrets>) -> R
             }
         }
         Command::Rollback { recipe, to, common } => {
+            if to.as_deref().is_some_and(|to| to.trim().is_empty()) {
+                return Err(Error::Usage {
+                    message: "`--to` is empty: it must name a release".to_string(),
+                    hint: Some(format!(
+                        "`zdd releases {}` lists the releases; leave `--to` out to roll back to the previous one",
+                        recipe.display()
+                    )),
+                });
+            }
             let extra = to
                 .map(|to| vec![("rollback_to".to_string(), Dynamic::from(to))])
                 .unwrap_or_default();
@@ -55,6 +65,13 @@ pub fn execute(command: Command, sources: &Sources, secrets: &Arc<Secrets>) -> R
         Command::Check { recipe, common } => {
             let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
             let hosts = select_hosts(&recipe, &common)?;
+            // `check` checks the settings of the task `run` runs by default, when there is one.
+            let task = recipe
+                .registry
+                .tasks
+                .contains_key("deploy")
+                .then_some("deploy");
+            validate_settings(&recipe, &hosts, task)?;
             println!(
                 "{}: ok ({} tasks, {} host{})",
                 recipe.path,
@@ -124,7 +141,79 @@ fn load(
         secrets.learn(&host_setup::merged_config(&recipe, Some(host)));
     }
     plan::validate(&recipe.registry).map_err(Error::Plan)?;
+    check_overrides(&recipe, common)?;
     Ok(recipe)
+}
+
+/// Each `-o` key must be read by something: zdd, the recipe or its hosts. A close match to a
+/// setting that is read is a typo (exit 2); anything else is worth a warning.
+fn check_overrides(recipe: &Recipe, common: &Common) -> Result<(), Error> {
+    let mut declared: BTreeSet<String> = recipe.registry.config.keys().cloned().collect();
+    for host in &recipe.registry.hosts {
+        declared.extend(host.config.keys().cloned());
+    }
+    let texts = recipe.runtime.sources.texts();
+    for option in &common.options {
+        let Ok((key, _)) = config::parse_override(option) else {
+            continue;
+        };
+        let found =
+            settings::check_override(&key, &COMPUTED_KEYS, &declared, texts.iter().map(|t| &**t));
+        match found {
+            Ok(()) => {}
+            Err(OverrideProblem::Computed) => {
+                return Err(Error::Usage {
+                    message: format!("`-o {key}`: `{key}` is computed by zdd and cannot be set"),
+                    hint: Some(
+                        "zdd computes it from `deploy_path` and the release it makes".to_string(),
+                    ),
+                })
+            }
+            Err(OverrideProblem::Unread {
+                suggestion: Some(suggestion),
+            }) => {
+                return Err(Error::Usage {
+                    message: format!(
+                        "`-o {key}`: no setting of that name is read by the recipe or zdd"
+                    ),
+                    hint: Some(format!("did you mean `{suggestion}`?")),
+                })
+            }
+            Err(OverrideProblem::Unread { suggestion: None }) => {
+                eprintln!(
+                    "warning: `-o {key}`: no setting of that name is read by the recipe or zdd"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The settings zdd reads, checked on every selected host before anything connects:
+/// `task`'s plan says which are required.
+fn validate_settings(recipe: &Recipe, hosts: &[Host], task: Option<&str>) -> Result<(), Error> {
+    let plan: Vec<String> = match task {
+        Some(task) => plan::steps(&recipe.registry, task)
+            .map_err(Error::Plan)?
+            .iter()
+            .flat_map(|step| step.ancestry.iter().chain([&step.task]).cloned())
+            .collect(),
+        None => Vec::new(),
+    };
+    let configs: Vec<(&str, BTreeMap<String, Dynamic>)> = hosts
+        .iter()
+        .map(|host| {
+            (
+                host.name.as_str(),
+                host_setup::merged_config(recipe, Some(host)),
+            )
+        })
+        .collect();
+    let hosts: Vec<HostSettings> = configs
+        .iter()
+        .map(|(host, config)| HostSettings { host, config })
+        .collect();
+    settings::validate(&hosts, task, &plan).map_err(Error::Settings)
 }
 
 fn select_hosts(recipe: &Recipe, common: &Common) -> Result<Vec<Host>, Error> {
@@ -176,6 +265,7 @@ fn select_hosts(recipe: &Recipe, common: &Common) -> Result<Vec<Host>, Error> {
 fn print_plan(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error> {
     let steps = plan::steps(&recipe.registry, task).map_err(Error::Plan)?;
     let hosts = select_hosts(recipe, common)?;
+    validate_settings(recipe, &hosts, Some(task))?;
     for (index, host) in hosts.iter().enumerate() {
         let steps: Vec<&plan::Step> = steps.iter().filter(|s| !s.once || index == 0).collect();
         if common.json {
@@ -208,6 +298,7 @@ fn print_plan(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error>
 fn run_task(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error> {
     let steps = plan::steps(&recipe.registry, task).map_err(Error::Plan)?;
     let hosts = select_hosts(recipe, common)?;
+    validate_settings(recipe, &hosts, Some(task))?;
     interrupt::install();
     interrupt::reset();
     let reporter = recipe.runtime.reporter.clone();

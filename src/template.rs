@@ -62,9 +62,66 @@ pub type Lookup<'a> = dyn Fn(&str) -> Result<Option<Vec<String>>, TemplateError>
 
 const MAX_DEPTH: usize = 16;
 
+/// How many `expand` calls may be running inside one another on one thread. A lookup may call
+/// `expand` again (a computed key such as `current_path` expands `deploy_path`), so a value that
+/// refers to itself through a computed key recurses across calls that `MAX_DEPTH` cannot see.
+const MAX_NESTED_CALLS: usize = 16;
+
+thread_local! {
+    static NESTED_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One running `expand` call on this thread, counted while it lives.
+struct NestedCall;
+
+impl NestedCall {
+    fn enter() -> Option<NestedCall> {
+        NESTED_CALLS.with(|calls| {
+            let depth = calls.get();
+            if depth >= MAX_NESTED_CALLS {
+                return None;
+            }
+            calls.set(depth + 1);
+            Some(NestedCall)
+        })
+    }
+}
+
+impl Drop for NestedCall {
+    fn drop(&mut self) {
+        NESTED_CALLS.with(|calls| calls.set(calls.get().saturating_sub(1)));
+    }
+}
+
 /// Expand every `{{key}}` in `template`.
 pub fn expand(template: &str, mode: Mode, lookup: &Lookup) -> Result<String, TemplateError> {
+    let Some(_call) = NestedCall::enter() else {
+        return Err(TemplateError::TooDeep {
+            key: first_key(template).unwrap_or_else(|| template.to_string()),
+        });
+    };
     expand_at(template, mode, lookup, 0)
+}
+
+/// The first `{{key}}` named in `template`.
+fn first_key(template: &str) -> Option<String> {
+    let after = &template[template.find("{{")? + 2..];
+    Some(after[..after.find("}}")?].trim().to_string())
+}
+
+/// The keys `template` names, in order (an unclosed `{{` ends the list).
+pub fn keys(template: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            break;
+        };
+        keys.push(after[..end].trim().to_string());
+        rest = &after[end + 2..];
+    }
+    keys
 }
 
 fn expand_at(
@@ -145,6 +202,25 @@ mod tests {
             expand("{{release_path}}", Mode::Plain, &lookup).unwrap(),
             "/srv/app/releases/1"
         );
+    }
+
+    #[test]
+    fn recursion_through_separate_calls_is_an_error() {
+        // A lookup that calls `expand` again, as a computed key does.
+        fn again(key: &str) -> Result<Option<Vec<String>>, TemplateError> {
+            let inner = expand("{{current_path}}", Mode::Plain, &again)?;
+            Ok(Some(vec![format!("{key}:{inner}")]))
+        }
+        assert!(matches!(
+            expand("{{current_path}}", Mode::Plain, &again),
+            Err(TemplateError::TooDeep { .. })
+        ));
+        // The count is back to zero afterwards.
+        assert_eq!(
+            expand("{{release_path}}", Mode::Plain, &lookup).unwrap(),
+            "/srv/app/releases/1"
+        );
+        assert_eq!(keys("a {{ b }} {{c}} {{d"), ["b", "c"]);
     }
 
     #[test]

@@ -385,6 +385,38 @@ hint: set roles on hosts with `.set(\"roles\", [\"web\"])`
 ",
     },
     Case {
+        name: "a list that grows without end",
+        recipe: "HEADER\nlet releases = [];\nloop { releases.push(1); }\n",
+        args: CHECK,
+        code: 2,
+        stderr: "error: size of array/BLOB too large
+ --> bad.rhai:6:17
+  |
+6 | loop { releases.push(1); }
+  |                 ^
+",
+    },
+    Case {
+        name: "rollback --to an empty name",
+        recipe: "HEADER",
+        args: &["rollback", "RECIPE", "--to", ""],
+        code: 2,
+        stderr: "error: `--to` is empty: it must name a release
+
+hint: `zdd releases bad.rhai` lists the releases; leave `--to` out to roll back to the previous one
+",
+    },
+    Case {
+        name: "-o a key nothing reads, close to a setting of the recipe",
+        recipe: "HEADER\nset(\"greeting\", \"hi\");\n",
+        args: &["run", "RECIPE", "-o", "greting=hello"],
+        code: 2,
+        stderr: "error: `-o greting`: no setting of that name is read by the recipe or zdd
+
+hint: did you mean `greeting`?
+",
+    },
+    Case {
         name: "unknown subcommand",
         recipe: "HEADER",
         args: &["deploy", "RECIPE"],
@@ -646,34 +678,6 @@ hint: create `[SANDBOX]/app/shared/.env` on host `localhost` before deploying (z
 "
             ),
         ),
-        (
-            "a shared dir outside the release",
-            "set(\"shared_dirs\", [\"../../etc\"]);\n".to_string(),
-            vec!["run", "RECIPE", "-q"],
-            format!(
-                "error: task `deploy:shared` failed on host `localhost`
-  --> stdlib/deploy.rhai:18:26
-   |
-18 | task(\"deploy:shared\", || link_shared());
-   |                          ^
-Caused by: `shared_dirs` entry `../../etc` must be a relative path inside the release, without `..`
-{now}"
-            ),
-        ),
-        (
-            "an unknown writable_mode",
-            String::new(),
-            vec!["run", "RECIPE", "-q", "-o", "writable_dirs=cache", "-o", "writable_mode=sideways"],
-            format!(
-                "error: task `deploy:writable` failed on host `localhost`
-  --> stdlib/deploy.rhai:21:28
-   |
-21 | task(\"deploy:writable\", || writable());
-   |                            ^
-Caused by: `writable_mode` is `sideways`; it must be one of chmod, acl, chown, skip
-{now}"
-            ),
-        ),
     ];
     let root = sandbox.root().display().to_string();
     for (name, extra, args, expected) in cases {
@@ -731,11 +735,39 @@ fn pwned(sandbox: &Sandbox) -> bool {
     sandbox.tree("", &[]).keys().any(|k| k.contains("PWNED"))
 }
 
+/// Values a shell would run, that are still valid git ref names (no spaces): they reach git as
+/// one argument and are an unknown ref.
+const HOSTILE_REFS: [&str; 4] = [
+    "x;touch${IFS}PWNED",
+    "$(touch${IFS}PWNED)",
+    "`touch${IFS}PWNED`",
+    "x&&touch${IFS}PWNED||touch${IFS}PWNED",
+];
+
 #[test]
-fn a_hostile_branch_is_one_argument_and_an_unknown_ref() {
+fn a_hostile_branch_is_refused_or_one_argument_and_an_unknown_ref() {
     let (sandbox, _repo, current) = deployed();
     let now = format!("now: on `localhost`, `current` points at releases/{current}\n");
     for value in HOSTILE {
+        let before = snapshot(&sandbox);
+        let option = format!("branch={value}");
+        let run = sandbox.run(&["run", "app.rhai", "-q", "-o", &option]);
+        run.expect(2);
+        let shown = value.replace('\n', "\\n");
+        let why = if value.starts_with('-') {
+            "it cannot start with `-`"
+        } else {
+            "a branch, tag or commit name has no spaces, control characters, `..`, `//`, `@{` or any of ~^:?*[\\"
+        };
+        assert_eq!(
+            run.stderr,
+            format!("error: `branch` is `{shown}`: {why}\n\nhint: set it in the recipe with `set(\"branch\", \"main\")` or on the command line with `-o branch=main`\n"),
+            "{value:?}"
+        );
+        assert_same_tree(&before, &snapshot(&sandbox), value);
+        assert!(!pwned(&sandbox), "{value:?} ran");
+    }
+    for value in HOSTILE_REFS {
         let before = snapshot(&sandbox);
         let option = format!("branch={value}");
         let run = sandbox.run(&["run", "app.rhai", "-q", "-o", &option]);
@@ -753,12 +785,12 @@ fn hostile_values_in_a_command_are_printed_literally() {
     sandbox.write(
         "show.rhai",
         &format!(
-            "set(\"deploy_path\", \"{}\");\nlocalhost();\ntask(\"show\", || {{\n    print(run(\"printf '%s' {{{{branch}}}}\"));\n    run(\"printf '%s' {{{{branch}}}} > shown.txt\");\n}});\n",
+            "set(\"deploy_path\", \"{}\");\nlocalhost();\ntask(\"show\", || {{\n    print(run(\"printf '%s' {{{{message}}}}\"));\n    run(\"printf '%s' {{{{message}}}} > shown.txt\");\n}});\n",
             sandbox.str("app")
         ),
     );
     for value in HOSTILE {
-        let option = format!("branch={value}");
+        let option = format!("message={value}");
         let run = sandbox.run(&["run", "show.rhai", "show", "--json", "-o", &option]);
         run.success();
         assert_eq!(run.stderr, "");
@@ -782,7 +814,7 @@ fn hostile_values_in_a_command_are_printed_literally() {
     sandbox.write(
         "set.rhai",
         &format!(
-            "set(\"deploy_path\", \"{}\");\nset(\"branch\", \"$(touch PWNED)`touch PWNED`\");\nlocalhost();\ntask(\"show\", || {{ run(\"echo {{{{branch}}}} > shown.txt\"); }});\n",
+            "set(\"deploy_path\", \"{}\");\nset(\"message\", \"$(touch PWNED)`touch PWNED`\");\nlocalhost();\ntask(\"show\", || {{ run(\"echo {{{{message}}}} > shown.txt\"); }});\n",
             sandbox.str("app")
         ),
     );
@@ -793,4 +825,290 @@ fn hostile_values_in_a_command_are_printed_literally() {
         !sandbox.path("app").exists(),
         "the task touched no deploy path"
     );
+}
+
+/// What follows the errors of a refused setting.
+enum Hint {
+    /// How to set this setting, as zdd words it for every setting.
+    Set(&'static str),
+    /// Any other hint.
+    Text(&'static str),
+}
+
+/// A setting zdd refuses before anything runs: exit 2, the setting named, nothing created.
+struct Refused {
+    /// `-o KEY=VALUE`, or lines added to the recipe when it starts with `set(`, `host(` or `let`,
+    /// or a whole recipe when it starts with `import`.
+    input: &'static str,
+    errors: &'static str,
+    hint: Hint,
+    /// The commands that must refuse it (each followed by `-o INPUT` for an option).
+    commands: &'static [&'static [&'static str]],
+}
+
+const EVERY: &[&[&str]] = &[
+    &["check", "RECIPE"],
+    &["run", "RECIPE", "--plan"],
+    &["run", "RECIPE", "-q"],
+    &["rollback", "RECIPE", "-q"],
+];
+/// The commands that check code out (`repository` and `branch` matter).
+const DEPLOYING: &[&[&str]] = &[
+    &["check", "RECIPE"],
+    &["run", "RECIPE", "--plan"],
+    &["run", "RECIPE", "-q"],
+];
+const ROLLBACK: &[&[&str]] = &[&["rollback", "RECIPE", "-q"]];
+
+/// The hint zdd gives for a setting: its example in the recipe and on the command line.
+fn how_to_set(name: &str) -> String {
+    let (in_recipe, example) = match name {
+        "deploy_path" => ("\"/var/www/app\"", "/var/www/app"),
+        "repository" => (
+            "\"git@github.com:acme/shop.git\"",
+            "git@github.com:acme/shop.git",
+        ),
+        "branch" => ("\"main\"", "main"),
+        "keep_releases" => ("5", "5"),
+        "shared_files" => ("[\".env\"]", ".env"),
+        "shared_dirs" => ("[\"storage\"]", "storage"),
+        "writable_dirs" => ("[\"bootstrap/cache\"]", "bootstrap/cache"),
+        "writable_mode" => ("\"chmod\"", "chmod"),
+        "writable_chmod_mode" => ("\"ug+rwX\"", "ug+rwX"),
+        "writable_recursive"
+        | "audit"
+        | "check_queued_jobs"
+        | "health_expect_release"
+        | "migrate"
+        | "composer" => ("true", "true"),
+        "allow_key_rotation" | "forward_agent" => ("false", "false"),
+        "http_user" => ("\"www-data\"", "www-data"),
+        "rollback_to" => ("\"20260518T103000Z\"", "20260518T103000Z"),
+        "bin/php" => ("\"/usr/bin/php\"", "/usr/bin/php"),
+        "php_version" => ("\"8.2\"", "8.2"),
+        "fpm_reload" | "npm" => ("\"auto\"", "auto"),
+        "fpm_pid_file" => ("\"/run/php/php8.2-fpm.pid\"", "/run/php/php8.2-fpm.pid"),
+        "fpm_reload_timeout" | "health_checks" => ("20", "20"),
+        "health_url" => ("\"http://127.0.0.1/health\"", "http://127.0.0.1/health"),
+        "health_retries" => ("5", "5"),
+        "health_interval" => ("1", "1"),
+        "health_timeout" => ("5", "5"),
+        "audit_severity" => ("\"critical\"", "critical"),
+        "audit_offline" => ("\"warn\"", "warn"),
+        "disk_min_free_mb" => ("500", "500"),
+        "parallel" => ("8", "8"),
+        "rollout_batch" => ("1", "1"),
+        "rollout_stagger" | "webhook_timeout" => ("10", "10"),
+        "port" => ("22", "22"),
+        "hostname" => ("\"10.0.0.1\"", "10.0.0.1"),
+        "notify_tasks" => ("[\"deploy\"]", "deploy"),
+        other => panic!("no hint known for `{other}`"),
+    };
+    format!("set it in the recipe with `set(\"{name}\", {in_recipe})` or on the command line with `-o {name}={example}`")
+}
+
+const REFUSED: &[Refused] = &[
+    // keep_releases: a whole number from 1 to 1000, else cleanup fails after the swap.
+    Refused { input: "keep_releases=abc", errors: "`keep_releases` is `abc`: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    Refused { input: "keep_releases=-1", errors: "`keep_releases` is `-1`: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    Refused { input: "keep_releases=1.5", errors: "`keep_releases` is `1.5`: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    Refused { input: "keep_releases=99999999999999999999999", errors: "`keep_releases` is `99999999999999999999999`: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    Refused { input: "keep_releases=9223372036854775807", errors: "`keep_releases` is `9223372036854775807`: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    Refused { input: "keep_releases=0", errors: "`keep_releases` is `0`: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    Refused { input: "keep_releases=1001", errors: "`keep_releases` is `1001`: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    Refused { input: "keep_releases=", errors: "`keep_releases` is empty: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    Refused { input: "keep_releases=٣", errors: "`keep_releases` is `٣`: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    Refused { input: "keep_releases=5,6", errors: "`keep_releases` is `[\"5\", \"6\"]`: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    Refused { input: "set(\"keep_releases\", 2.0);", errors: "`keep_releases` is `2.0`: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    Refused { input: "set(\"keep_releases\", [5]);", errors: "`keep_releases` is `[5]`: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    Refused { input: "set(\"keep_releases\", #{ n: 5 });", errors: "`keep_releases` is `#{\"n\": 5}`: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    Refused { input: "set(\"keep_releases\", true);", errors: "`keep_releases` is `true`: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    Refused { input: "host(\"web2\").set(\"keep_releases\", \"x\");", errors: "host `web2`: `keep_releases` is `x`: it must be a whole number from 1 to 1000", hint: Hint::Set("keep_releases"), commands: EVERY },
+    // deploy_path: absolute, not `/`, once expanded.
+    Refused { input: "deploy_path=", errors: "`deploy_path` is empty: it must be an absolute path, e.g. `/var/www/app`", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "deploy_path=/", errors: "`deploy_path` is `/`: it cannot be the root directory", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "deploy_path=///", errors: "`deploy_path` is `///`: it cannot be the root directory", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "deploy_path=app", errors: "`deploy_path` is `app`: it must be an absolute path (starting with `/`)", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "deploy_path=~/app", errors: "`deploy_path` is `~/app`: it must be an absolute path (starting with `/`)", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "deploy_path=../app", errors: "`deploy_path` is `../app`: it must be an absolute path (starting with `/`)", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "deploy_path=-rf", errors: "`deploy_path` is `-rf`: it must be an absolute path (starting with `/`)", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "deploy_path=/srv/../app", errors: "`deploy_path` is `/srv/../app`: it cannot contain `..`", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "deploy_path=/srv/app\n/etc", errors: "`deploy_path` is `/srv/app\\n/etc`: it cannot contain control characters (a newline, a tab)", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "deploy_path={{current_path}}", errors: "`deploy_path` refers to itself through `current_path`", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "deploy_path={{release_path}}/app", errors: "`deploy_path` refers to itself through `release_path`", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "deploy_path={{deploy_path}}/app", errors: "`deploy_path` refers to itself", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "deploy_path=/srv/{{nope}}", errors: "`deploy_path` is `/srv/{{nope}}`: it names `{{nope}}`, which is not set", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "set(\"base\", \"srv\");\nset(\"deploy_path\", \"{{base}}/app\");", errors: "`deploy_path` is `{{base}}/app` (expanded: `srv/app`): it must be an absolute path (starting with `/`)", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "set(\"deploy_path\", [\"/srv/a\", \"/srv/b\"]);", errors: "`deploy_path` is a list: it must be text", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "set(\"deploy_path\", #{ path: \"/srv/a\" });", errors: "`deploy_path` is a map: it must be text", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "set(\"deploy_path\", 42);", errors: "`deploy_path` is `42`: it must be an absolute path (starting with `/`)", hint: Hint::Set("deploy_path"), commands: EVERY },
+    // Required settings, missing: refused before `releases/` and `shared/` exist.
+    Refused { input: "import \"deploy\";\nset(\"repository\", \"[SANDBOX]/repo\");\nlocalhost();\n", errors: "`deploy_path` is not set: zdd needs the directory holding current, releases/ and shared/", hint: Hint::Set("deploy_path"), commands: EVERY },
+    Refused { input: "import \"deploy\";\nset(\"deploy_path\", \"[SANDBOX]/app\");\nlocalhost();\n", errors: "`repository` is not set: the deploy needs the git repository to deploy, a URL or a path on the host", hint: Hint::Set("repository"), commands: DEPLOYING },
+    Refused { input: "import \"deploy\";\nlocalhost();\n", errors: "`deploy_path` is not set: zdd needs the directory holding current, releases/ and shared/\nerror: `repository` is not set: the deploy needs the git repository to deploy, a URL or a path on the host", hint: Hint::Text("set it in the recipe with `set(\"deploy_path\", \"/var/www/app\")` or on the command line with `-o deploy_path=/var/www/app`\n\nhint: set it in the recipe with `set(\"repository\", \"git@github.com:acme/shop.git\")` or on the command line with `-o repository=git@github.com:acme/shop.git`"), commands: DEPLOYING },
+    Refused { input: "repository=", errors: "`repository` is empty: it must be the git repository to deploy, a URL or a path on the host", hint: Hint::Set("repository"), commands: EVERY },
+    Refused { input: "repository=--upload-pack=touch PWNED", errors: "`repository` is `--upload-pack=touch PWNED`: it cannot start with `-`", hint: Hint::Set("repository"), commands: EVERY },
+    Refused { input: "repository=/srv/git\n/x", errors: "`repository` is `/srv/git\\n/x`: it cannot contain control characters (a newline, a tab)", hint: Hint::Set("repository"), commands: EVERY },
+    // branch: a name git could have.
+    Refused { input: "branch=", errors: "`branch` is empty: it must name a branch, tag or commit", hint: Hint::Set("branch"), commands: EVERY },
+    Refused { input: "branch=--upload-pack=touch PWNED", errors: "`branch` is `--upload-pack=touch PWNED`: it cannot start with `-`", hint: Hint::Set("branch"), commands: EVERY },
+    Refused { input: "branch=main\nmain", errors: "`branch` is `main\\nmain`: a branch, tag or commit name has no spaces, control characters, `..`, `//`, `@{` or any of ~^:?*[\\", hint: Hint::Set("branch"), commands: EVERY },
+    Refused { input: "set(\"branch\", \"main\\x00\");", errors: "`branch` is `main\\u{0}`: a branch, tag or commit name has no spaces, control characters, `..`, `//`, `@{` or any of ~^:?*[\\", hint: Hint::Set("branch"), commands: EVERY },
+    Refused { input: "branch=a..b", errors: "`branch` is `a..b`: a branch, tag or commit name has no spaces, control characters, `..`, `//`, `@{` or any of ~^:?*[\\", hint: Hint::Set("branch"), commands: EVERY },
+    Refused { input: "branch=HEAD~1", errors: "`branch` is `HEAD~1`: a branch, tag or commit name has no spaces, control characters, `..`, `//`, `@{` or any of ~^:?*[\\", hint: Hint::Set("branch"), commands: EVERY },
+    Refused { input: "branch=main:evil", errors: "`branch` is `main:evil`: a branch, tag or commit name has no spaces, control characters, `..`, `//`, `@{` or any of ~^:?*[\\", hint: Hint::Set("branch"), commands: EVERY },
+    Refused { input: "branch=@{-1}", errors: "`branch` is `@{-1}`: a branch, tag or commit name has no spaces, control characters, `..`, `//`, `@{` or any of ~^:?*[\\", hint: Hint::Set("branch"), commands: EVERY },
+    Refused { input: "branch=refs/heads/", errors: "`branch` is `refs/heads/`: a branch, tag or commit name has no spaces, control characters, `..`, `//`, `@{` or any of ~^:?*[\\", hint: Hint::Set("branch"), commands: EVERY },
+    Refused { input: "branch=feature.lock", errors: "`branch` is `feature.lock`: a branch, tag or commit name has no spaces, control characters, `..`, `//`, `@{` or any of ~^:?*[\\", hint: Hint::Set("branch"), commands: EVERY },
+    Refused { input: "branch=ma*n", errors: "`branch` is `ma*n`: a branch, tag or commit name has no spaces, control characters, `..`, `//`, `@{` or any of ~^:?*[\\", hint: Hint::Set("branch"), commands: EVERY },
+    Refused { input: "branch=main,dev", errors: "`branch` is a list: it must be text", hint: Hint::Set("branch"), commands: EVERY },
+    Refused { input: "set(\"branch\", #{ name: \"main\" });", errors: "`branch` is a map: it must be text", hint: Hint::Set("branch"), commands: EVERY },
+    Refused { input: "branch=🚀 launch", errors: "`branch` is `🚀 launch`: a branch, tag or commit name has no spaces, control characters, `..`, `//`, `@{` or any of ~^:?*[\\", hint: Hint::Set("branch"), commands: EVERY },
+    // shared and writable paths: inside the release; shared entries never inside each other.
+    Refused { input: "shared_dirs=../../etc", errors: "`shared_dirs` entry `../../etc` must be a relative path inside the release, without `..`", hint: Hint::Set("shared_dirs"), commands: EVERY },
+    Refused { input: "shared_dirs=/etc", errors: "`shared_dirs` entry `/etc` must be a relative path inside the release, without `..`", hint: Hint::Set("shared_dirs"), commands: EVERY },
+    Refused { input: "shared_dirs=storage/../..", errors: "`shared_dirs` entry `storage/../..` must be a relative path inside the release, without `..`", hint: Hint::Set("shared_dirs"), commands: EVERY },
+    Refused { input: "shared_dirs={{deploy_path}}/storage", errors: "`shared_dirs` entry `[SANDBOX]/app/storage` must be a relative path inside the release, without `..`", hint: Hint::Set("shared_dirs"), commands: EVERY },
+    Refused { input: "shared_files=a//b", errors: "`shared_files` entry `a//b` must be a relative path inside the release, without `..`", hint: Hint::Set("shared_files"), commands: EVERY },
+    Refused { input: "shared_files=.", errors: "`shared_files` entry `.` must be a relative path inside the release, without `..`", hint: Hint::Set("shared_files"), commands: EVERY },
+    Refused { input: "shared_files=.env\nAPP_KEY", errors: "`shared_files` entry `.env\\nAPP_KEY` cannot contain control characters (a newline, a tab)", hint: Hint::Set("shared_files"), commands: EVERY },
+    Refused { input: "set(\"shared_files\", #{ env: \".env\" });", errors: "`shared_files` is a map: it must be a list", hint: Hint::Set("shared_files"), commands: EVERY },
+    Refused { input: "set(\"shared_dirs\", [[\"storage\"]]);", errors: "`shared_dirs` lists a list: its entries must be text", hint: Hint::Set("shared_dirs"), commands: EVERY },
+    Refused { input: "set(\"shared_dirs\", [\"storage\", \"\"]);", errors: "`shared_dirs` entry `` must be a relative path inside the release, without `..`", hint: Hint::Set("shared_dirs"), commands: EVERY },
+    Refused { input: "writable_dirs=../cache", errors: "`writable_dirs` entry `../cache` must be a relative path inside the release, without `..`", hint: Hint::Set("writable_dirs"), commands: EVERY },
+    Refused { input: "writable_dirs=/var/www", errors: "`writable_dirs` entry `/var/www` must be a relative path inside the release, without `..`", hint: Hint::Set("writable_dirs"), commands: EVERY },
+    Refused { input: "set(\"shared_dirs\", [\"storage\"]);\nset(\"shared_files\", [\"storage/oauth-private.key\"]);", errors: "`shared_files` entry `storage/oauth-private.key` is inside `shared_dirs` entry `storage`: it is already shared through `storage`", hint: Hint::Text("remove `storage/oauth-private.key` from `shared_files`: everything under a shared entry is shared with it"), commands: EVERY },
+    Refused { input: "set(\"shared_dirs\", [\"storage\", \"storage/logs\"]);", errors: "`shared_dirs` entry `storage/logs` is inside `shared_dirs` entry `storage`: it is already shared through `storage`", hint: Hint::Text("remove `storage/logs` from `shared_dirs`: everything under a shared entry is shared with it"), commands: EVERY },
+    Refused { input: "set(\"shared_dirs\", [\"storage/logs\", \"storage/\"]);", errors: "`shared_dirs` entry `storage/logs` is inside `shared_dirs` entry `storage`: it is already shared through `storage`", hint: Hint::Text("remove `storage/logs` from `shared_dirs`: everything under a shared entry is shared with it"), commands: EVERY },
+    Refused { input: "set(\"shared_dirs\", [\"storage\", \"storage\"]);", errors: "`shared_dirs` lists `storage` twice", hint: Hint::Text("remove `storage` from `shared_dirs`: everything under a shared entry is shared with it"), commands: EVERY },
+    Refused { input: "set(\"shared_dirs\", [\"storage\"]);\nset(\"shared_files\", [\"storage\"]);", errors: "`storage` is in both `shared_dirs` and `shared_files`", hint: Hint::Text("remove `storage` from `shared_files`: everything under a shared entry is shared with it"), commands: EVERY },
+    // writable_*.
+    Refused { input: "writable_mode=sideways", errors: "`writable_mode` is `sideways`: it must be one of chmod, acl, chown, skip", hint: Hint::Set("writable_mode"), commands: EVERY },
+    Refused { input: "writable_mode=CHMOD", errors: "`writable_mode` is `CHMOD`: it must be one of chmod, acl, chown, skip", hint: Hint::Set("writable_mode"), commands: EVERY },
+    Refused { input: "writable_mode=", errors: "`writable_mode` is empty: it must be one of chmod, acl, chown, skip", hint: Hint::Set("writable_mode"), commands: EVERY },
+    Refused { input: "writable_mode=chmod,acl", errors: "`writable_mode` is `[\"chmod\", \"acl\"]`: it must be one of chmod, acl, chown, skip", hint: Hint::Set("writable_mode"), commands: EVERY },
+    Refused { input: "writable_recursive=maybe", errors: "`writable_recursive` is `maybe`: it must be true or false", hint: Hint::Set("writable_recursive"), commands: EVERY },
+    Refused { input: "writable_chmod_mode=-R 777", errors: "`writable_chmod_mode` is `-R 777`: it cannot start with `-`", hint: Hint::Set("writable_chmod_mode"), commands: EVERY },
+    Refused { input: "http_user=-root", errors: "`http_user` is `-root`: it cannot start with `-`", hint: Hint::Set("http_user"), commands: EVERY },
+    Refused { input: "http_user=", errors: "`http_user` is empty: it must be the web server's user (writable_mode acl or chown)", hint: Hint::Set("http_user"), commands: EVERY },
+    // The rollout.
+    Refused { input: "parallel=0", errors: "`parallel` is `0`: it must be a whole number from 1 to 1000", hint: Hint::Set("parallel"), commands: EVERY },
+    Refused { input: "parallel=many", errors: "`parallel` is `many`: it must be a whole number from 1 to 1000", hint: Hint::Set("parallel"), commands: EVERY },
+    Refused { input: "rollout_batch=0", errors: "`rollout_batch` is `0`: it must be a whole number from 1 to 100000", hint: Hint::Set("rollout_batch"), commands: EVERY },
+    Refused { input: "rollout_batch=-3", errors: "`rollout_batch` is `-3`: it must be a whole number from 1 to 100000", hint: Hint::Set("rollout_batch"), commands: EVERY },
+    Refused { input: "rollout_stagger=forever", errors: "`rollout_stagger` is `forever`: it must be a number of seconds from 0 to 3600", hint: Hint::Set("rollout_stagger"), commands: EVERY },
+    Refused { input: "rollout_stagger=-1", errors: "`rollout_stagger` is `-1`: it must be a number of seconds from 0 to 3600", hint: Hint::Set("rollout_stagger"), commands: EVERY },
+    Refused { input: "rollout_stagger=3601", errors: "`rollout_stagger` is `3601`: it must be a number of seconds from 0 to 3600", hint: Hint::Set("rollout_stagger"), commands: EVERY },
+    Refused { input: "rollout_stagger=NaN", errors: "`rollout_stagger` is `NaN`: it must be a number of seconds from 0 to 3600", hint: Hint::Set("rollout_stagger"), commands: EVERY },
+    Refused { input: "rollout_stagger=inf", errors: "`rollout_stagger` is `inf`: it must be a number of seconds from 0 to 3600", hint: Hint::Set("rollout_stagger"), commands: EVERY },
+    // The health gate.
+    Refused { input: "health_checks=0", errors: "`health_checks` is `0`: it must be a whole number from 1 to 10000", hint: Hint::Set("health_checks"), commands: EVERY },
+    Refused { input: "health_retries=lots", errors: "`health_retries` is `lots`: it must be a whole number from 0 to 10000", hint: Hint::Set("health_retries"), commands: EVERY },
+    Refused { input: "health_interval=1e9", errors: "`health_interval` is `1e9`: it must be a number of seconds from 0 to 3600", hint: Hint::Set("health_interval"), commands: EVERY },
+    Refused { input: "health_timeout=-5s", errors: "`health_timeout` is `-5s`: it must be a number of seconds from 0 to 3600", hint: Hint::Set("health_timeout"), commands: EVERY },
+    Refused { input: "health_expect_release=perhaps", errors: "`health_expect_release` is `perhaps`: it must be true or false", hint: Hint::Set("health_expect_release"), commands: EVERY },
+    Refused { input: "health_url=https://example.com/health", errors: "`health_url` is `https://example.com/health`: it must be empty or a URL starting with http://", hint: Hint::Set("health_url"), commands: EVERY },
+    Refused { input: "health_url=ftp://x", errors: "`health_url` is `ftp://x`: it must be empty or a URL starting with http://", hint: Hint::Set("health_url"), commands: EVERY },
+    // Gates.
+    Refused { input: "audit=sometimes", errors: "`audit` is `sometimes`: it must be true or false", hint: Hint::Set("audit"), commands: EVERY },
+    Refused { input: "audit_severity=extreme", errors: "`audit_severity` is `extreme`: it must be one of low, medium, high, critical", hint: Hint::Set("audit_severity"), commands: EVERY },
+    Refused { input: "audit_offline=ignore", errors: "`audit_offline` is `ignore`: it must be one of warn, fail", hint: Hint::Set("audit_offline"), commands: EVERY },
+    Refused { input: "disk_min_free_mb=-1", errors: "`disk_min_free_mb` is `-1`: it must be a whole number from 0 to 1000000000", hint: Hint::Set("disk_min_free_mb"), commands: EVERY },
+    Refused { input: "disk_min_free_mb=lots", errors: "`disk_min_free_mb` is `lots`: it must be a whole number from 0 to 1000000000", hint: Hint::Set("disk_min_free_mb"), commands: EVERY },
+    Refused { input: "check_queued_jobs=nope", errors: "`check_queued_jobs` is `nope`: it must be true or false", hint: Hint::Set("check_queued_jobs"), commands: EVERY },
+    Refused { input: "set(\"allow_key_rotation\", #{});", errors: "`allow_key_rotation` is `#{}`: it must be true or false", hint: Hint::Set("allow_key_rotation"), commands: EVERY },
+    // php-fpm and programs.
+    Refused { input: "fpm_reload=sometimes", errors: "`fpm_reload` is `sometimes`: it must be one of auto, signal, systemctl, none", hint: Hint::Set("fpm_reload"), commands: EVERY },
+    Refused { input: "fpm_reload_timeout=0", errors: "`fpm_reload_timeout` is `0`: it must be a whole number from 1 to 3600", hint: Hint::Set("fpm_reload_timeout"), commands: EVERY },
+    Refused { input: "php_version=8.2; rm -rf /", errors: "`php_version` is `8.2; rm -rf /`: it must be a version such as 8.2", hint: Hint::Set("php_version"), commands: EVERY },
+    Refused { input: "php_version=", errors: "`php_version` is empty: it must be a version such as 8.2", hint: Hint::Set("php_version"), commands: EVERY },
+    Refused { input: "bin/php=-i", errors: "`bin/php` is `-i`: it cannot start with `-`", hint: Hint::Set("bin/php"), commands: EVERY },
+    Refused { input: "fpm_pid_file=", errors: "`fpm_pid_file` is empty: it must be php-fpm's master pid file", hint: Hint::Set("fpm_pid_file"), commands: EVERY },
+    // Read by the Laravel recipe.
+    Refused { input: "migrate=yes", errors: "`migrate` is `yes`: it must be true or false", hint: Hint::Set("migrate"), commands: EVERY },
+    Refused { input: "composer=1", errors: "`composer` is `1`: it must be true or false", hint: Hint::Set("composer"), commands: EVERY },
+    Refused { input: "npm=sometimes", errors: "`npm` is `sometimes`: it must be one of auto, true, false", hint: Hint::Set("npm"), commands: EVERY },
+    // Hosts and notifications.
+    Refused { input: "port=0", errors: "`port` is `0`: it must be a whole number from 1 to 65535", hint: Hint::Set("port"), commands: EVERY },
+    Refused { input: "port=65536", errors: "`port` is `65536`: it must be a whole number from 1 to 65535", hint: Hint::Set("port"), commands: EVERY },
+    Refused { input: "port=ssh", errors: "`port` is `ssh`: it must be a whole number from 1 to 65535", hint: Hint::Set("port"), commands: EVERY },
+    Refused { input: "forward_agent=sure", errors: "`forward_agent` is `sure`: it must be true or false", hint: Hint::Set("forward_agent"), commands: EVERY },
+    Refused { input: "hostname=-oProxyCommand=touch PWNED", errors: "`hostname` is `-oProxyCommand=touch PWNED`: it cannot start with `-`", hint: Hint::Set("hostname"), commands: EVERY },
+    Refused { input: "set(\"notify_tasks\", #{ deploy: true });", errors: "`notify_tasks` is a map: it must be a list", hint: Hint::Set("notify_tasks"), commands: EVERY },
+    Refused { input: "webhook_timeout=0", errors: "`webhook_timeout` is `0`: it must be a number of seconds more than 0 to 600", hint: Hint::Set("webhook_timeout"), commands: EVERY },
+    Refused { input: "webhook_timeout=601", errors: "`webhook_timeout` is `601`: it must be a number of seconds more than 0 to 600", hint: Hint::Set("webhook_timeout"), commands: EVERY },
+    // rollback_to (`--to`): a release name, never a path.
+    Refused { input: "rollback_to=../../etc", errors: "`rollback_to` is `../../etc`: it must be the name of a release under `releases/`", hint: Hint::Set("rollback_to"), commands: ROLLBACK },
+    Refused { input: "rollback_to=", errors: "`rollback_to` is empty: it must name a release (`zdd releases` lists them)", hint: Hint::Set("rollback_to"), commands: ROLLBACK },
+    // `-o` keys read by nothing, and keys zdd computes.
+    Refused { input: "branhc=main", errors: "`-o branhc`: no setting of that name is read by the recipe or zdd", hint: Hint::Text("did you mean `branch`?"), commands: EVERY },
+    Refused { input: "keep_release=3", errors: "`-o keep_release`: no setting of that name is read by the recipe or zdd", hint: Hint::Text("did you mean `keep_releases`?"), commands: EVERY },
+    Refused { input: "deploypath=/srv/app", errors: "`-o deploypath`: no setting of that name is read by the recipe or zdd", hint: Hint::Text("did you mean `deploy_path`?"), commands: EVERY },
+    Refused { input: "release_path=/tmp", errors: "`-o release_path`: `release_path` is computed by zdd and cannot be set", hint: Hint::Text("zdd computes it from `deploy_path` and the release it makes"), commands: EVERY },
+    Refused { input: "current_path=/", errors: "`-o current_path`: `current_path` is computed by zdd and cannot be set", hint: Hint::Text("zdd computes it from `deploy_path` and the release it makes"), commands: EVERY },
+    Refused { input: "release_name=x", errors: "`-o release_name`: `release_name` is computed by zdd and cannot be set", hint: Hint::Text("zdd computes it from `deploy_path` and the release it makes"), commands: EVERY },
+    Refused { input: "previous_release=x", errors: "`-o previous_release`: `previous_release` is computed by zdd and cannot be set", hint: Hint::Text("zdd computes it from `deploy_path` and the release it makes"), commands: EVERY },
+];
+
+/// Whether `input` is recipe text (else an `-o` option).
+fn is_recipe_text(input: &str) -> bool {
+    ["set(", "host(", "let ", "import "]
+        .iter()
+        .any(|start| input.starts_with(start))
+}
+
+#[test]
+fn bad_settings_are_refused_before_anything_changes() {
+    let mut failures = Vec::new();
+    for case in REFUSED {
+        let sandbox = Sandbox::new();
+        let repo = sandbox.repo("repo");
+        repo.commit(&[("index.html", "one\n")], "one");
+        let root = sandbox.root().display().to_string();
+        let text = if case.input.starts_with("import ") {
+            case.input.replace("[SANDBOX]", &root)
+        } else if is_recipe_text(case.input) {
+            format!("{}{}\n", header(&sandbox, &repo), case.input)
+        } else {
+            header(&sandbox, &repo)
+        };
+        sandbox.write("bad.rhai", &text);
+        let before = sandbox.tree("", &[]);
+        let hint = match case.hint {
+            Hint::Set(setting) => how_to_set(setting),
+            Hint::Text(text) => text.to_string(),
+        };
+        let expected = format!("error: {}\n\nhint: {hint}\n", case.errors);
+        for command in case.commands {
+            let mut args = arguments(command, "bad.rhai");
+            if !is_recipe_text(case.input) {
+                args.extend(["-o", case.input]);
+            }
+            let run = sandbox.run(&args);
+            if run.code != Some(2) || run.stderr != expected {
+                failures.push(format!(
+                    "case `{}` ({}): exit {:?}\n--- stderr\n{}--- expected\n{}",
+                    case.input,
+                    command.join(" "),
+                    run.code,
+                    run.stderr,
+                    expected
+                ));
+            }
+            assert_eq!(run.stdout, "", "{}", case.input);
+            assert!(
+                !sandbox.path("app").exists(),
+                "{}: deploy path created",
+                case.input
+            );
+            assert_eq!(
+                sandbox.tree("", &[]),
+                before,
+                "{}: files changed",
+                case.input
+            );
+            assert!(!pwned(&sandbox), "{}", case.input);
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }

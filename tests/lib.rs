@@ -23,5 +23,6 @@ mod notify;
 mod output;
 mod remote;
 mod secrets;
+mod settings_input;
 mod ssh_harness;
 mod ssh_support;

@@ -14,6 +14,12 @@ const MAX_OPERATIONS: u64 = 500_000_000;
 const MAX_CALL_LEVELS: usize = 64;
 const MAX_EXPRESSION_DEPTH: usize = 128;
 const MAX_STRING_SIZE: usize = 64 * 1024 * 1024;
+/// More memory than any recipe needs; checked every `MEMORY_CHECK_EVERY` operations.
+const MAX_MEMORY_BYTES: u64 = 256 << 20;
+const MEMORY_CHECK_EVERY: u64 = 100_000;
+/// A list or map that grows past this stops with an error instead of exhausting memory.
+const MAX_ARRAY_SIZE: usize = 10_000;
+const MAX_MAP_SIZE: usize = 10_000;
 
 pub fn build(runtime: Arc<Runtime>) -> Engine {
     let mut engine = Engine::new();
@@ -24,8 +30,23 @@ pub fn build(runtime: Arc<Runtime>) -> Engine {
         .set_max_call_levels(MAX_CALL_LEVELS)
         .set_max_expr_depths(MAX_EXPRESSION_DEPTH, MAX_EXPRESSION_DEPTH)
         .set_max_string_size(MAX_STRING_SIZE)
+        .set_max_array_size(MAX_ARRAY_SIZE)
+        .set_max_map_size(MAX_MAP_SIZE)
         .disable_symbol("eval");
-    engine.on_progress(|_| interrupt::should_stop().then(|| Dynamic::from("interrupted")));
+    engine.on_progress(|operations| {
+        if interrupt::should_stop() {
+            return Some(Dynamic::from("interrupted"));
+        }
+        // Rhai checks a map's size when a function returns it, not when `m[key] = v` adds a key:
+        // a recipe filling a map without end is stopped by the memory it takes instead.
+        if operations % MEMORY_CHECK_EVERY == 0 && resident_bytes() > MAX_MEMORY_BYTES {
+            return Some(Dynamic::from(format!(
+                "the recipe uses more than {} MB of memory",
+                MAX_MEMORY_BYTES >> 20
+            )));
+        }
+        None
+    });
     let printer = runtime.clone();
     engine.on_print(move |text| {
         let host = printer
@@ -47,4 +68,28 @@ pub fn build(runtime: Arc<Runtime>) -> Engine {
     recipe_api::register(&mut engine, runtime.clone());
     primitive_bindings::register(&mut engine, runtime);
     engine
+}
+
+/// This process's resident memory, from `/proc/self/status` (0 where it cannot be read).
+fn resident_bytes() -> u64 {
+    let kilobytes = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .unwrap_or(0);
+    kilobytes * 1024
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn resident_memory_is_read() {
+        let bytes = super::resident_bytes();
+        assert!(
+            bytes > 1 << 20 && bytes < super::MAX_MEMORY_BYTES,
+            "{bytes}"
+        );
+    }
 }

@@ -412,10 +412,12 @@ impl Ssh {
         let candidates: Vec<String> = if reference == "HEAD" {
             vec!["refs/zdd/HEAD".into()]
         } else {
-            let mut list = vec![
-                format!("refs/heads/{reference}"),
-                format!("refs/tags/{reference}"),
-            ];
+            let mut list = Vec::new();
+            if crate::git::is_full_ref(reference) {
+                list.push(reference.to_string());
+            }
+            list.push(format!("refs/heads/{reference}"));
+            list.push(format!("refs/tags/{reference}"));
             let hex = reference.len() >= 4
                 && reference.len() <= 40
                 && reference.chars().all(|ch| ch.is_ascii_hexdigit());
