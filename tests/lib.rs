@@ -8,6 +8,8 @@ mod state;
 
 mod deploy;
 mod failures;
+mod fault_support;
+mod faults;
 
 mod bad_input;
 mod cli;

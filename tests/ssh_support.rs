@@ -181,6 +181,41 @@ impl SshHosts {
         stop_host(&mut self.hosts[index]);
     }
 
+    /// Start host `i` again after [`stop`](Self::stop), with the same config and port (a host
+    /// that comes back after a crash). Panics when sshd does not listen again.
+    pub fn restart(&mut self, i: usize) {
+        let index = self.index(i);
+        let host = &mut self.hosts[index];
+        if host.child.is_some() {
+            return;
+        }
+        let config = host.dir.join("sshd_config");
+        let log = host.dir.join("sshd.log");
+        let pid_file = host.dir.join("sshd.pid");
+        let _ = std::fs::remove_file(&pid_file);
+        let child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-f")
+            .arg(&config)
+            .arg("-E")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {SSHD}: {e}"));
+        host.pid = child.id();
+        host.child = Some(child);
+        if wait_listening(host, &pid_file).is_err() {
+            panic!(
+                "sshd for host{} did not listen again on port {}: {}",
+                host.number,
+                host.port,
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+    }
+
     /// The recipe line for host `i`, without the final `;` so a test can chain more `.set(..)`:
     /// `host("web{i}").set("hostname", "127.0.0.1").set("port", PORT).set("remote_user",
     /// "root").set("identity_file", "..").set("config_file", "..").set("deploy_path", "..")`.
