@@ -3,11 +3,10 @@
 //! that stops zdd after its Nth task event, guards that undo mounts and `chattr +i`, and the
 //! suite's figures.
 //!
-//! Private `/tmp`: every `zdd` of a [`Site`] runs as `unshare --mount` + a bind mount of
-//! `<sandbox>/tmp` on `/tmp`, then `exec zdd` (same pid). Each `/tmp/zdd-*` that zdd makes is
-//! then in that sandbox only, so "no control directory of a dead run is left once a later run
-//! has run" can be checked exactly, while other tests (and other people's) run beside. The
-//! sandbox itself lives under `/var/tmp` so that the bind mount does not hide it.
+//! Private temporary directory: every `zdd` of a [`Site`] runs with `TMPDIR=<sandbox>/tmp`, and
+//! zdd makes its control directories there (`$TMPDIR/zdd-<pid>-*`). They are then in that
+//! sandbox only, so "no control directory of a dead run is left once a later run has run" can
+//! be checked exactly, while other tests (and other people's) run beside.
 //!
 //! kill -9: the driver stops zdd (SIGSTOP), stops every process it started, then kills them all
 //! (SIGKILL), the way a lost machine or an OOM kill of the whole unit ends a deploy. Children
@@ -91,8 +90,8 @@ impl Drop for Figures {
 // A site: a sandbox, a repository, a recipe, one or more deploy paths
 // ---------------------------------------------------------------------------------------------
 
-/// A sandbox under `/var/tmp` (so the private `/tmp` of its zdd runs does not hide it), with a
-/// `tmp/` directory that those runs see as `/tmp`.
+/// A sandbox under `/var/tmp` (a short path: zdd makes its control sockets under it), with a
+/// `tmp/` directory that those runs get as `TMPDIR`.
 pub fn fault_sandbox() -> Sandbox {
     let sandbox = Sandbox {
         dir: tempfile::Builder::new()
@@ -132,13 +131,8 @@ impl Site {
     /// `zdd ARGS`, with the site's `-o` options when `options` (commands like `unlock` and
     /// `releases` take them too: they name the deploy path).
     pub fn zdd_with(&self, args: &[&str], options: bool) -> Command {
-        let mut command = Command::new("unshare");
-        command
-            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg("mount --bind \"$0\" /tmp && exec \"$@\"")
-            .arg(self.sandbox.path("tmp"))
-            .arg(assert_cmd::cargo::cargo_bin("zdd"))
-            .args(args);
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin("zdd"));
+        command.args(args);
         if options {
             for option in &self.options {
                 command.arg("-o").arg(option);
@@ -149,6 +143,7 @@ impl Site {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.sandbox.root())
+            .env("TMPDIR", self.sandbox.path("tmp"))
             .env("USER", "tester")
             .env("NO_COLOR", "1")
             .env("COMPOSER_ALLOW_SUPERUSER", "1")
@@ -584,7 +579,7 @@ fn tree_diff(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>
     out.join(", ")
 }
 
-/// The `zdd-*` directories in the site's private `/tmp`, with their modes.
+/// The `zdd-*` directories in the site's private temporary directory, with their modes.
 pub fn zdd_temp_dirs(site: &Site) -> Vec<(PathBuf, u32)> {
     let Ok(entries) = std::fs::read_dir(site.sandbox.path("tmp")) else {
         return Vec::new();

@@ -1619,18 +1619,12 @@ fn five_thousand_releases_cleanup_time_and_memory() {
     let started = Instant::now();
     let mut command = if time {
         let mut command = site.zdd(&["run", "app.rhai", "-q", "-o", "keep_releases=5"]);
-        // Same private-/tmp wrapper, with /usr/bin/time -v around zdd itself.
-        let args: Vec<std::ffi::OsString> = command.get_args().map(|a| a.to_os_string()).collect();
-        let position = args
-            .iter()
-            .position(|a| a.to_string_lossy().ends_with("/zdd"))
-            .unwrap();
-        let mut with_time = std::process::Command::new("unshare");
+        // The same command, environment and directory, with /usr/bin/time -v around zdd.
+        let mut with_time = std::process::Command::new("/usr/bin/time");
         with_time
-            .args(&args[..position])
-            .arg("/usr/bin/time")
             .arg("-v")
-            .args(&args[position..])
+            .arg(command.get_program())
+            .args(command.get_args())
             .env_clear();
         for (key, value) in command.get_envs() {
             if let Some(value) = value {

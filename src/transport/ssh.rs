@@ -454,18 +454,34 @@ impl Ssh {
     }
 }
 
-/// A short private directory (0700) for the ControlMaster sockets of one run (socket paths
-/// must stay under ~100 bytes): `/tmp/zdd-<pid>-XXXXXX`. Directories of runs whose process is
-/// gone (killed before they could remove theirs) are removed first.
+/// A short private directory (0700) for the ControlMaster sockets of one run:
+/// `$TMPDIR/zdd-<pid>-XXXXXX`, or under `/tmp` when `TMPDIR` is long (a socket path must stay
+/// under ~100 bytes). Directories of runs whose process is gone (killed before they could remove
+/// theirs) are removed first.
 pub fn control_directory() -> anyhow::Result<tempfile::TempDir> {
     use std::os::unix::fs::PermissionsExt;
-    remove_dead_control_directories(Path::new("/tmp"));
+    let temp = std::env::temp_dir();
+    let parent = if temp.as_os_str().len() <= MAX_CONTROL_PARENT {
+        temp
+    } else {
+        PathBuf::from("/tmp")
+    };
+    remove_dead_control_directories(&parent);
     tempfile::Builder::new()
         .prefix(&format!("zdd-{}-", std::process::id()))
         .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in("/tmp")
-        .context("cannot create a directory for SSH control sockets")
+        .tempdir_in(&parent)
+        .with_context(|| {
+            format!(
+                "cannot create a directory for SSH control sockets in `{}`",
+                parent.display()
+            )
+        })
 }
+
+/// The longest parent of control directories: with `/zdd-<pid>-XXXXXX/h<index>` after it, a
+/// socket path stays well under the 108 bytes of `sun_path` (and ssh's own suffix).
+const MAX_CONTROL_PARENT: usize = 60;
 
 fn remove_dead_control_directories(parent: &Path) {
     use std::os::unix::fs::MetadataExt;
