@@ -16,6 +16,9 @@ use crate::failure::{Failure, FailureKind};
 
 pub const LOCK: &str = ".zdd/lock";
 
+/// How many times a lock that vanished while we looked at it is tried again.
+const ATTEMPTS: usize = 3;
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct LockInfo {
     pub user: String,
@@ -55,15 +58,21 @@ pub fn hold(ctx: &mut HostContext) -> Result<(), Failure> {
         reference: ctx.text_or("branch", "")?,
     };
     let contents = serde_json::to_string(&info).map_err(|e| Failure::message(e.to_string()))?;
-    if ctx.transport.create_exclusive(&path, &contents)? {
-        ctx.holds_lock = true;
-        remove_leftovers(ctx);
-        return Ok(());
+    // The holder may release the lock between our attempt and our reading of it: then the
+    // lock is free, and we try again (a few times: each retry means another run just ended).
+    let mut text = None;
+    for _ in 0..ATTEMPTS {
+        if ctx.transport.create_exclusive(&path, &contents)? {
+            ctx.holds_lock = true;
+            remove_leftovers(ctx);
+            return Ok(());
+        }
+        text = ctx.transport.read_file(&path)?;
+        if text.is_some() {
+            break;
+        }
     }
-    let holder: Option<LockInfo> = ctx
-        .transport
-        .read_file(&path)?
-        .and_then(|text| serde_json::from_str(&text).ok());
+    let holder: Option<LockInfo> = text.and_then(|text| serde_json::from_str(&text).ok());
     let unlock = format!("zdd unlock {}", ctx.deployment.recipe);
     let failure = match holder {
         Some(holder) if holder.machine == ctx.deployment.machine && !alive(holder.pid) => Failure {
