@@ -66,12 +66,11 @@ pub fn execute(command: Command, sources: &Sources, secrets: &Arc<Secrets>) -> R
             let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
             let hosts = select_hosts(&recipe, &common)?;
             // `check` checks the settings of the task `run` runs by default, when there is one.
-            let task = recipe
-                .registry
-                .tasks
-                .contains_key("deploy")
-                .then_some("deploy");
-            validate_settings(&recipe, &hosts, task)?;
+            let deploy = match recipe.registry.tasks.contains_key("deploy") {
+                true => Some(plan::steps(&recipe.registry, "deploy").map_err(Error::Plan)?),
+                false => None,
+            };
+            validate_settings(&recipe, &hosts, deploy.as_deref().map(|s| ("deploy", s)))?;
             println!(
                 "{}: ok ({} tasks, {} host{})",
                 recipe.path,
@@ -189,17 +188,20 @@ fn check_overrides(recipe: &Recipe, common: &Common) -> Result<(), Error> {
     Ok(())
 }
 
-/// The settings zdd reads, checked on every selected host before anything connects:
-/// `task`'s plan says which are required.
-fn validate_settings(recipe: &Recipe, hosts: &[Host], task: Option<&str>) -> Result<(), Error> {
-    let plan: Vec<String> = match task {
-        Some(task) => plan::steps(&recipe.registry, task)
-            .map_err(Error::Plan)?
-            .iter()
-            .flat_map(|step| step.ancestry.iter().chain([&step.task]).cloned())
-            .collect(),
-        None => Vec::new(),
-    };
+/// The settings zdd reads, checked on every selected host before anything connects: the
+/// task to run and its steps say which are required.
+fn validate_settings(
+    recipe: &Recipe,
+    hosts: &[Host],
+    run: Option<(&str, &[plan::Step])>,
+) -> Result<(), Error> {
+    let task = run.map(|(task, _)| task);
+    let plan: Vec<String> = run
+        .map(|(_, steps)| steps)
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|step| step.ancestry.iter().chain([&step.task]).cloned())
+        .collect();
     let configs: Vec<(&str, BTreeMap<String, Dynamic>)> = hosts
         .iter()
         .map(|host| {
@@ -265,7 +267,7 @@ fn select_hosts(recipe: &Recipe, common: &Common) -> Result<Vec<Host>, Error> {
 fn print_plan(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error> {
     let steps = plan::steps(&recipe.registry, task).map_err(Error::Plan)?;
     let hosts = select_hosts(recipe, common)?;
-    validate_settings(recipe, &hosts, Some(task))?;
+    validate_settings(recipe, &hosts, Some((task, &steps)))?;
     for (index, host) in hosts.iter().enumerate() {
         let steps: Vec<&plan::Step> = steps.iter().filter(|s| !s.once || index == 0).collect();
         if common.json {
@@ -298,7 +300,7 @@ fn print_plan(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error>
 fn run_task(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error> {
     let steps = plan::steps(&recipe.registry, task).map_err(Error::Plan)?;
     let hosts = select_hosts(recipe, common)?;
-    validate_settings(recipe, &hosts, Some(task))?;
+    validate_settings(recipe, &hosts, Some((task, &steps)))?;
     interrupt::install();
     interrupt::reset();
     let reporter = recipe.runtime.reporter.clone();

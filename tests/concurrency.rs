@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{hostname, recipe, Repo, Sandbox};
+use crate::support::{dead_pid, hostname, recipe, wait_at_most, Repo, Sandbox};
 
 fn setup(extra: &str) -> (Sandbox, Repo) {
     let sandbox = Sandbox::new();
@@ -27,23 +27,6 @@ fn wait_for(path: &Path, child: &mut Child) {
             "{} never appeared",
             path.display()
         );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Wait for `child` at most `limit`; kill it and panic when it takes longer.
-#[track_caller]
-fn wait_at_most(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("zdd did not end within {limit:?}");
-        }
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -133,14 +116,6 @@ hint: wait for that deploy to finish; if it is gone, clear the lock with `zdd un
     let releases = sandbox.releases("app");
     assert_eq!(releases.len(), 2);
     assert_eq!(sandbox.current("app").as_ref(), releases.last());
-}
-
-/// A pid that is not running: a child that has ended and been reaped.
-fn dead_pid() -> u32 {
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let pid = child.id();
-    child.wait().unwrap();
-    pid
 }
 
 #[test]

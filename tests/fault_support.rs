@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+pub use crate::support::wait_at_most;
 use crate::support::{git, Run, Sandbox};
 
 // ---------------------------------------------------------------------------------------------
@@ -817,23 +818,6 @@ fn processes() -> Vec<(i32, i32)> {
             Some((pid, ppid))
         })
         .collect()
-}
-
-/// Wait for `child` at most `limit`; kill it and panic when it takes longer.
-#[track_caller]
-pub fn wait_at_most(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("zdd did not end within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Wait until `path` exists (a recipe hook writes it), or panic.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::fault_support::*;
 use crate::laravel_support::{fixture_dir, fixture_repo, shared_env, FixtureRepo};
 use crate::ssh_support::SshHosts;
-use crate::support::{recipe, Repo};
+use crate::support::{recipe, Repo, Sandbox};
 
 // ---------------------------------------------------------------------------------------------
 // Sites
@@ -47,6 +47,16 @@ fn stdlib_site(extra: &str) -> (Site, Repo) {
         ],
         "one",
     );
+    let site = stdlib_recipe(sandbox, &repo, extra);
+    site.run(&["run", "app.rhai", "-q"]).success();
+    repo.commit(&[("index.html", "two\n"), ("src/two.txt", "2\n")], "two");
+    site.run(&["run", "app.rhai", "-q"]).success();
+    (site, repo)
+}
+
+/// The stdlib `deploy` of `repo` into `app` of `sandbox` (`extra` added to the recipe), with
+/// its shared data in place; nothing deployed yet.
+fn stdlib_recipe(sandbox: Sandbox, repo: &Repo, extra: &str) -> Site {
     sandbox.write("app/shared/.env", "APP_KEY=secret\n");
     sandbox.write("app/shared/storage/upload.txt", "kept\n");
     sandbox.write(
@@ -57,7 +67,7 @@ fn stdlib_site(extra: &str) -> (Site, Repo) {
             &format!("{CONFIG}{extra}"),
         ),
     );
-    let site = Site {
+    Site {
         repo: repo.path.clone(),
         recipe: "app.rhai".into(),
         options: Vec::new(),
@@ -65,11 +75,7 @@ fn stdlib_site(extra: &str) -> (Site, Repo) {
         shared_entries: vec!["storage".into(), ".env".into()],
         shared_written_by_app: Vec::new(),
         sandbox,
-    };
-    site.run(&["run", "app.rhai", "-q"]).success();
-    repo.commit(&[("index.html", "two\n"), ("src/two.txt", "2\n")], "two");
-    site.run(&["run", "app.rhai", "-q"]).success();
-    (site, repo)
+    }
 }
 
 /// `recipes/laravel.rhai` deploying the fixture app (v1, then v2) into `app`; php-fpm is not
@@ -831,21 +837,7 @@ fn site_on_tmpfs(size: &str) -> (Site, Repo, MountGuard) {
         &[("index.html", "one\n"), ("storage/seed.txt", "s\n")],
         "one",
     );
-    sandbox.write("app/shared/.env", "K=v\n");
-    sandbox.write("app/shared/storage/u.txt", "kept\n");
-    sandbox.write(
-        "app.rhai",
-        &recipe(&repo.str(), &sandbox.str("app"), CONFIG),
-    );
-    let site = Site {
-        repo: repo.path.clone(),
-        recipe: "app.rhai".into(),
-        options: Vec::new(),
-        deploys: vec!["app".into()],
-        shared_entries: vec!["storage".into(), ".env".into()],
-        shared_written_by_app: Vec::new(),
-        sandbox,
-    };
+    let site = stdlib_recipe(sandbox, &repo, "");
     site.run(&["run", "app.rhai", "-q"]).success();
     repo.commit(&[("index.html", "two\n")], "two");
     site.run(&["run", "app.rhai", "-q"]).success();
@@ -1390,21 +1382,7 @@ fn committed_symlink_outside() -> Vec<String> {
     repo.commit(&[("index.html", "one\n")], "one");
     std::os::unix::fs::symlink(&outside, repo.path.join("storage")).unwrap();
     repo.commit(&[], "storage is a committed symlink");
-    sandbox.write("app/shared/.env", "K=v\n");
-    sandbox.write("app/shared/storage/u.txt", "kept\n");
-    sandbox.write(
-        "app.rhai",
-        &recipe(&repo.str(), &sandbox.str("app"), CONFIG),
-    );
-    let site = Site {
-        repo: repo.path.clone(),
-        recipe: "app.rhai".into(),
-        options: Vec::new(),
-        deploys: vec!["app".into()],
-        shared_entries: vec!["storage".into(), ".env".into()],
-        shared_written_by_app: Vec::new(),
-        sandbox,
-    };
+    let site = stdlib_recipe(sandbox, &repo, "");
     let before = site.before();
     FAULTS.fetch_add(1, Ordering::SeqCst);
     let mut problems = Vec::new();

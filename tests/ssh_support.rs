@@ -193,17 +193,7 @@ impl SshHosts {
         let log = host.dir.join("sshd.log");
         let pid_file = host.dir.join("sshd.pid");
         let _ = std::fs::remove_file(&pid_file);
-        let child = Command::new(SSHD)
-            .arg("-D")
-            .arg("-f")
-            .arg(&config)
-            .arg("-E")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {SSHD}: {e}"));
+        let child = spawn_sshd(&config, &log);
         host.pid = child.id();
         host.child = Some(child);
         if wait_listening(host, &pid_file).is_err() {
@@ -440,17 +430,7 @@ fn start_host(sandbox: &Sandbox, number: usize, authorized_keys: &Path) -> Host 
         std::fs::write(&config, sshd_config(&dir, &home, port, authorized_keys)).unwrap();
         let _ = std::fs::remove_file(&pid_file);
         let _ = std::fs::remove_file(&log);
-        let child = Command::new(SSHD)
-            .arg("-D")
-            .arg("-f")
-            .arg(&config)
-            .arg("-E")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {SSHD}: {e}"));
+        let child = spawn_sshd(&config, &log);
         let pid = child.id();
         let mut host = Host {
             number,
@@ -581,4 +561,19 @@ fn stop_host(host: &mut Host) {
             Err(_) => break,
         }
     }
+}
+
+/// `sshd -D -f CONFIG -E LOG`, in the foreground so its pid is the daemon's.
+fn spawn_sshd(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    Command::new(SSHD)
+        .arg("-D")
+        .arg("-f")
+        .arg(config)
+        .arg("-E")
+        .arg(log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {SSHD}: {e}"))
 }

@@ -7,7 +7,7 @@ use std::os::unix::fs::symlink;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::support::{recipe, Repo, Sandbox};
+use crate::support::{dead_pid, recipe, Repo, Sandbox};
 
 fn setup(extra: &str) -> (Sandbox, Repo) {
     let sandbox = Sandbox::new();
@@ -23,14 +23,6 @@ fn deploy(sandbox: &Sandbox, repo: &Repo, version: &str, args: &[&str]) -> Strin
     all.extend_from_slice(args);
     sandbox.run(&all).success();
     sandbox.current("app").expect("current is a link")
-}
-
-/// A pid that is certainly not running: a child that has been waited for.
-fn dead_pid() -> u32 {
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let pid = child.id();
-    child.wait().unwrap();
-    pid
 }
 
 /// `chattr +i` on a path, undone when dropped (even when the test fails).
@@ -55,6 +47,20 @@ impl Drop for Immutable {
             .arg(&self.0)
             .status();
     }
+}
+
+/// A deploy started in the background, once it holds the lock (the recipe makes it linger).
+fn deploy_holding_the_lock(sandbox: &Sandbox) -> std::process::Child {
+    let child = sandbox
+        .zdd(&["run", "app.rhai", "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !sandbox.path("app/.zdd/lock").exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 #[test]
@@ -294,15 +300,7 @@ fn cleanup_and_unlock_wait_for_a_deploy_in_progress() {
         setup("task(\"nap\", || run(\"sleep 3\"));\nbefore(\"deploy:symlink\", \"nap\");\n");
     deploy(&sandbox, &repo, "v1", &["-o", "keep_releases=1"]);
     repo.commit(&[("index.html", "v2")], "v2");
-    let mut first = sandbox
-        .zdd(&["run", "app.rhai", "-q"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !sandbox.path("app/.zdd/lock").exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut first = deploy_holding_the_lock(&sandbox);
     let release = loop {
         if let Some(name) = sandbox
             .releases("app")
@@ -339,15 +337,7 @@ fn unlock_force_removes_the_lock_of_a_live_run() {
     let (sandbox, repo) =
         setup("task(\"nap\", || run(\"sleep 2\"));\nbefore(\"deploy:symlink\", \"nap\");\n");
     repo.commit(&[("index.html", "v1")], "v1");
-    let mut first = sandbox
-        .zdd(&["run", "app.rhai", "-q"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !sandbox.path("app/.zdd/lock").exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut first = deploy_holding_the_lock(&sandbox);
     let unlock = sandbox.run(&["unlock", "app.rhai", "--force"]);
     unlock.success();
     assert!(

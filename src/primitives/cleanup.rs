@@ -24,12 +24,8 @@ pub const REMOVING: &str = ".zdd/removing";
 
 pub fn cleanup(ctx: &mut HostContext) -> Result<Vec<String>, Failure> {
     lock::hold(ctx)?;
-    let keep_count = ctx.count("keep_releases", 5)?;
-    if !(1..=1000).contains(&keep_count) {
-        return Err(Failure::message(format!(
-            "`keep_releases` is {keep_count}: it must be a whole number from 1 to 1000"
-        )));
-    }
+    // Its range is checked before the run (`settings`); whatever it is, what must stay stays.
+    let keep_count = ctx.count("keep_releases", 5)?.max(1);
     let releases = release_log::on_disk(ctx)?;
     let current = ctx.current_release()?;
     let this_run = ctx.release.as_ref().map(|r| r.name.clone());

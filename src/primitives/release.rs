@@ -139,11 +139,11 @@ pub fn finish(ctx: &mut HostContext) -> Result<(), Failure> {
 /// cleanup, which removes it long after those requests ended. Either way it is never `current`
 /// again and never a rollback target. Safe to call when nothing was created.
 pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
-    let Some(release) = ctx.release.take() else {
+    // Kept in the context until the end: a discard that fails half-way is tried again by the
+    // runner.
+    let Some(release) = ctx.release.clone() else {
         return Ok(());
     };
-    // Put back even if this fails half-way: the next attempt (the runner's) finds it here.
-    ctx.release = Some(release.clone());
     let current_link = ctx.path("current")?;
     if ctx.current_release()?.as_deref() == Some(release.name.as_str()) {
         match &release.previous_target {

@@ -69,35 +69,30 @@ fn default_target(
     releases: &[ReleaseInfo],
     current: Option<&str>,
 ) -> Result<String, Failure> {
-    let mut candidates: Vec<ReleaseInfo> = releases.to_vec();
-    loop {
-        match release_state::rollback_target(&candidates, current) {
-            Some(Target::Good(name)) => return Ok(name),
-            Some(Target::FromDisk(name)) => {
-                let revision = ctx.path(&format!("releases/{name}/REVISION"))?;
-                if ctx.transport.exists(&revision)? {
-                    ctx.warn(&format!(
-                        "the release log has no good release before `current`: rolling back to releases/{name}, the newest release directory before it (picked from what is on disk)"
-                    ));
-                    return Ok(name);
-                }
-                // Not a whole checkout: never a target.
-                for release in candidates.iter_mut().filter(|r| r.name == name) {
-                    release.status = Status::Pending;
-                }
-            }
-            None => {
-                return Err(Failure::message(match current {
-                    Some(c) => {
-                        format!("nothing to roll back to: no good release older than `{c}`")
-                    }
-                    None => "nothing to roll back to: there is no release".to_string(),
-                })
-                .with_hint(format!(
-                    "`zdd releases {}` lists the releases and their status",
-                    ctx.deployment.recipe
-                )))
-            }
+    if let Some(Target::Good(name)) = release_state::rollback_target(releases, current) {
+        return Ok(name);
+    }
+    let unknown_before_current = releases
+        .iter()
+        .rev()
+        .filter(|r| r.status == Status::Unknown)
+        .filter(|r| current.is_none_or(|c| r.name.as_str() < c));
+    for release in unknown_before_current {
+        let revision = ctx.path(&format!("releases/{}/REVISION", release.name))?;
+        if ctx.transport.exists(&revision)? {
+            ctx.warn(&format!(
+                "the release log has no good release before `current`: rolling back to releases/{}, the newest release directory before it (picked from what is on disk)",
+                release.name
+            ));
+            return Ok(release.name.clone());
         }
     }
+    Err(Failure::message(match current {
+        Some(c) => format!("nothing to roll back to: no good release older than `{c}`"),
+        None => "nothing to roll back to: there is no release".to_string(),
+    })
+    .with_hint(format!(
+        "`zdd releases {}` lists the releases and their status",
+        ctx.deployment.recipe
+    )))
 }
