@@ -15,10 +15,42 @@ pub fn fetch_and_resolve(
     cache: &Path,
     reference: &str,
 ) -> anyhow::Result<String> {
+    remove_stale_locks(cache);
     let repo = open_cache(cache)?;
     fetch(&repo, repository)?;
     compact(cache);
     Ok(resolve(&repo, reference)?.to_string())
+}
+
+/// git's own `*.lock` files in the cache (`refs/**/X.lock`, `packed-refs.lock`, ...) left by a
+/// fetch that was killed: every later fetch would fail on them. The cache is only fetched under
+/// the deploy lock, so any that exist belong to a run that is gone.
+fn remove_stale_locks(cache: &Path) {
+    fn walk(dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => walk(&path),
+                Ok(kind) if kind.is_file() && path.extension().is_some_and(|e| e == "lock") => {
+                    let _ = std::fs::remove_file(&path);
+                }
+                _ => {}
+            }
+        }
+    }
+    walk(&cache.join("refs"));
+    for name in [
+        "packed-refs.lock",
+        "HEAD.lock",
+        "config.lock",
+        "shallow.lock",
+        "index.lock",
+    ] {
+        let _ = std::fs::remove_file(cache.join(name));
+    }
 }
 
 /// Packs that make `compact` repack the cache.

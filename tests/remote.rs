@@ -323,11 +323,13 @@ fn rollback_switches_every_host_back() {
         0
     );
     let first = sandbox.current(&hosts.deploy_rel(1)).unwrap();
+    // git's lock files left in a host's cache by a fetch that was killed do not stop the next.
+    let git_lock = hosts.deploy_path(2).join("repo.git/refs/zdd/HEAD.lock");
+    std::fs::write(&git_lock, "").unwrap();
     repo.commit(&[("index.html", "two\n")], "two");
-    assert_eq!(
-        run(&sandbox, &["run", "app.rhai", "-o", "rollout_stagger=0"]).0,
-        0
-    );
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai", "-o", "rollout_stagger=0"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!git_lock.exists());
     assert_ne!(sandbox.current(&hosts.deploy_rel(1)).unwrap(), first);
 
     let (code, stderr) = run(&sandbox, &["rollback", "app.rhai"]);

@@ -419,6 +419,14 @@ fn a_killed_run_leaves_nothing_the_next_run_does_not_clean() {
     let swap_temp = sandbox.path(&format!("app/.current.swap.{dead}"));
     std::fs::write(&lock_temp, "{}").unwrap();
     symlink("releases/x", &swap_temp).unwrap();
+    // git's own lock files, left by a fetch that was killed (seen under kill -9 in faults).
+    let git_locks = [
+        sandbox.path("app/repo.git/refs/zdd/HEAD.lock"),
+        sandbox.path("app/repo.git/packed-refs.lock"),
+    ];
+    for lock in &git_locks {
+        std::fs::write(lock, "").unwrap();
+    }
     let control = std::path::PathBuf::from(format!("/tmp/zdd-{dead}-leftover"));
     std::fs::create_dir_all(&control).unwrap();
     repo.commit(&[("index.html", "v2")], "v2");
@@ -427,6 +435,9 @@ fn a_killed_run_leaves_nothing_the_next_run_does_not_clean() {
     assert!(!lock_temp.exists(), "the lock's temporary file was left");
     assert!(!swap_temp.exists(), "the swap's temporary link was left");
     assert!(!control.exists(), "a dead run's control directory was left");
+    for lock in &git_locks {
+        assert!(!lock.exists(), "{} was left", lock.display());
+    }
     // The run's own control directory is private.
     assert!(run.stderr.contains("[localhost]   700\n"), "{}", run.stderr);
 }

@@ -395,6 +395,8 @@ impl Ssh {
         let fetch = format!(
             "command -v git >/dev/null || {{ echo 'git is not installed' >&2; exit 1; }}; \
              [ -d {c} ] || git init -q --bare -- {c} || exit 1; \
+             find {c}/refs -type f -name '*.lock' -exec rm -f {{}} + 2>/dev/null; \
+             rm -f {c}/packed-refs.lock {c}/HEAD.lock {c}/config.lock {c}/shallow.lock {c}/index.lock; \
              git --git-dir={c} fetch -q --prune --no-tags -- {} '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*' '+HEAD:refs/zdd/HEAD'",
             word(repository)?
         );
