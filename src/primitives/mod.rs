@@ -1,6 +1,7 @@
 //! Typed operations a recipe calls. Each keeps the on-disk contract of DESIGN.md on whichever
 //! transport the host uses; the Rhai bindings in `script::primitive_bindings` are thin wrappers.
 
+pub mod app_php;
 pub mod artisan;
 pub mod cleanup;
 pub mod command;

@@ -1,13 +1,8 @@
 <?php
 // zdd: list the classes of the jobs waiting in the app's queue, and which of them the release
-// this script runs in does not have. Run with the release as the working directory:
-//     php .zdd-queued-jobs.php
-// Prints one JSON object: {"driver": ..., "connection": ..., "classes": {class: count},
+// this probe runs in does not have. Run by zdd inside the booted app (see boot.php):
+// returns {"driver": ..., "connection": ..., "classes": {class: count},
 // "missing": {class: count}} or {"error": "..."}. Reads only; changes nothing.
-
-require __DIR__ . '/vendor/autoload.php';
-$app = require __DIR__ . '/bootstrap/app.php';
-$app->make(Illuminate\Contracts\Console\Kernel::class)->bootstrap();
 
 function zdd_class_of(string $payload): ?string
 {
@@ -20,7 +15,8 @@ function zdd_class_of(string $payload): ?string
     return $job['data']['commandName'] ?? $job['displayName'] ?? $job['job'] ?? null;
 }
 
-try {
+function zdd_probe(): array
+{
     $connection = config('queue.default');
     $settings = config("queue.connections.$connection", []);
     $driver = $settings['driver'] ?? 'unknown';
@@ -46,8 +42,7 @@ try {
     } elseif ($driver === 'sync' || $driver === 'null') {
         $payloads = [];
     } else {
-        echo json_encode(['error' => "queue driver `$driver` is not one zdd can read (database, redis)"]);
-        exit(0);
+        return ['error' => "queue driver `$driver` is not one zdd can read (database, redis)"];
     }
     $classes = [];
     $missing = [];
@@ -61,12 +56,10 @@ try {
             $missing[$class] = ($missing[$class] ?? 0) + 1;
         }
     }
-    echo json_encode([
+    return [
         'driver' => $driver,
         'connection' => $connection,
         'classes' => (object) $classes,
         'missing' => (object) $missing,
-    ]);
-} catch (Throwable $e) {
-    echo json_encode(['error' => get_class($e) . ': ' . $e->getMessage()]);
+    ];
 }

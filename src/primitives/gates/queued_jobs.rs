@@ -1,8 +1,9 @@
 //! `check_queued_jobs()`: before the swap, read the jobs waiting in the app's queue (database
 //! driver: the `jobs` table; Redis driver: the queue lists) and refuse when a job's class does
 //! not exist in the new release: a worker on the new code would fail every one of them. The
-//! check runs a small PHP script (embedded in zdd) inside the new release, so `class_exists`
-//! answers for the new code, with the queue configuration the app itself uses.
+//! check runs a small PHP probe (embedded in zdd) inside the new release, booted the way its
+//! `artisan` boots it (see `app_php`), so `class_exists` answers for the new code, with the
+//! queue configuration the app itself uses.
 
 use std::collections::BTreeMap;
 
@@ -10,12 +11,12 @@ use serde::Deserialize;
 
 use crate::context::HostContext;
 use crate::failure::Failure;
-use crate::primitives::artisan::app_path;
-use crate::primitives::programs::program;
-use crate::quote;
+use crate::primitives::app_php::{self, Probe};
 
-const SCRIPT: &str = include_str!("../../../stdlib/php/queued_jobs.php");
-const SCRIPT_NAME: &str = ".zdd-queued-jobs.php";
+const PROBE: Probe = Probe {
+    name: "queued jobs",
+    source: include_str!("../../../stdlib/php/queued_jobs.php"),
+};
 
 #[derive(Debug, Deserialize)]
 struct Report {
@@ -34,21 +35,10 @@ pub fn check_queued_jobs(ctx: &HostContext) -> Result<(), Failure> {
         ctx.info("queued jobs: skipped (check_queued_jobs = false)");
         return Ok(());
     }
-    let dir = app_path(ctx)?;
-    let script = format!("{dir}/{SCRIPT_NAME}");
-    ctx.transport.write_file(&script, SCRIPT)?;
-    let line = format!(
-        "{} {}",
-        quote::word(&program(ctx, "php")?)?,
-        quote::word(SCRIPT_NAME)?
-    );
-    let result = ctx.exec_in(&line, Some(&dir));
-    ctx.transport.remove_file(&script)?;
-    let output = result?;
-    let report: Report = serde_json::from_str(output.stdout.trim()).map_err(|_| {
+    let result = app_php::run(ctx, &PROBE, &[])?;
+    let report: Report = serde_json::from_value(result.clone()).map_err(|_| {
         Failure::message(format!(
-            "cannot read the queue: the check printed `{}`",
-            output.stdout.trim().chars().take(300).collect::<String>()
+            "cannot read the queue: the check returned `{result}`"
         ))
     })?;
     if let Some(error) = report.error {

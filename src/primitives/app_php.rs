@@ -1,0 +1,130 @@
+//! PHP that zdd runs inside the app (the queued-jobs probe, the swap that signals the workers),
+//! booted exactly the way the app's own `artisan` boots it: zdd prepends its probe to the
+//! app's `artisan` (`php -d auto_prepend_file=… artisan --version`), so whatever autoloader
+//! and bootstrap files that `artisan` requires are loaded, and the probe runs in the booted
+//! app when `artisan` exits (see `stdlib/php/boot.php`). When the app does not boot, the
+//! failure says why, with the tail of `artisan`'s output, instead of a PHP stack trace.
+
+use serde_json::Value;
+
+use super::artisan::app_path;
+use super::programs::program;
+use crate::context::HostContext;
+use crate::failure::Failure;
+use crate::quote;
+
+const PRELUDE: &str = include_str!("../../stdlib/php/boot.php");
+const MARKER: &str = "zdd-probe-result";
+const STATUS: &str = "zdd-artisan-exit";
+
+/// A probe: a PHP file defining `zdd_probe(): array`, run in the booted app.
+pub struct Probe {
+    /// Names the temporary file (`.zdd-NAME.php` in the release) and the probe in messages.
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// Runs `probe` in the app this run acts on, with `env` in its environment, and returns the
+/// array `zdd_probe()` returned. A `{"error": …}` result is returned as is: the caller words it.
+pub fn run(ctx: &HostContext, probe: &Probe, env: &[(&str, &str)]) -> Result<Value, Failure> {
+    let dir = app_path(ctx)?;
+    if !ctx.transport.exists(&format!("{dir}/artisan"))? {
+        return Err(Failure::message(format!(
+            "{}: the app has no `artisan` in {dir}: zdd boots the app through it",
+            probe.name
+        ))
+        .with_hint(
+            "deploy a Laravel app (with `artisan` at its root), or switch the step off (see `zdd tasks`)",
+        ));
+    }
+    let file = format!("{dir}/.zdd-{}.php", probe.name.replace(' ', "-"));
+    let body = probe.source.trim_start().trim_start_matches("<?php");
+    ctx.transport
+        .write_file(&file, &format!("{PRELUDE}\n{body}"))?;
+    let mut line = String::new();
+    for (key, value) in env {
+        line.push_str(&format!("{key}={} ", quote::word(value)?));
+    }
+    line.push_str(&format!(
+        "{} -d {} artisan --version 2>&1; printf '\\n{STATUS} %s\\n' \"$?\"",
+        quote::word(&program(ctx, "php")?)?,
+        quote::word(&format!("auto_prepend_file={file}"))?,
+    ));
+    let result = ctx.exec_in(&line, Some(&dir));
+    let removed = ctx.transport.remove_file(&file);
+    let output = result?;
+    removed?;
+    read_result(probe.name, &output.stdout)
+}
+
+/// The probe's result from what `artisan` printed, or why the app did not boot.
+fn read_result(name: &str, stdout: &str) -> Result<Value, Failure> {
+    let (printed, status) = match stdout.trim_end().rsplit_once(&format!("\n{STATUS} ")) {
+        Some((printed, status)) => (printed, status.trim().to_string()),
+        None => (stdout, "unknown".to_string()),
+    };
+    let (before, result) = match printed.rsplit_once(&format!("\n{MARKER}\n")) {
+        Some((before, result)) => (before, result.lines().next().unwrap_or("")),
+        None => (printed, ""),
+    };
+    let tail = |text: &str| {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let start = lines.len().saturating_sub(crate::process::TAIL_LINES);
+        lines[start..]
+            .iter()
+            .map(|l| format!("\n  | {l}"))
+            .collect::<String>()
+    };
+    let value: Value = match serde_json::from_str(result) {
+        Ok(value) => value,
+        Err(_) => {
+            return Err(Failure::message(format!(
+                "{name}: the app's `artisan` exited with status {status} and the app did not boot; it printed:{}",
+                tail(printed)
+            ))
+            .with_hint("run `php artisan --version` in the release to see why the app does not start"))
+        }
+    };
+    if let Some(reason) = value.get("not_booted") {
+        let reason = reason.as_str().unwrap_or("");
+        let why = if reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({reason})")
+        };
+        return Err(Failure::message(format!(
+            "{name}: the app's `artisan` exited with status {status} before the app booted{why}; it printed:{}",
+            tail(before)
+        ))
+        .with_hint(
+            "zdd boots the app the way its `artisan` does: `php artisan --version` in the release must boot Laravel (a console kernel that bootstraps the app)",
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_result;
+
+    #[test]
+    fn reads_the_result_after_the_marker_and_explains_a_failed_boot() {
+        let out =
+            "Laravel Framework 8.83.26\n\nzdd-probe-result\n{\"a\":1}\n\nzdd-artisan-exit 0\n";
+        assert_eq!(read_result("probe", out).unwrap()["a"], 1);
+
+        let out = "PHP Fatal error:  Uncaught Error: Class \"X\" not found\n\nzdd-probe-result\n{\"not_booted\":\"Class \\\"X\\\" not found in /app/artisan:9\"}\n\nzdd-artisan-exit 255\n";
+        let error = read_result("queued jobs", out).unwrap_err().to_string();
+        assert!(
+            error.contains("queued jobs: the app's `artisan` exited with status 255 before the app booted (Class \"X\" not found in /app/artisan:9); it printed:\n  | PHP Fatal error:  Uncaught Error: Class \"X\" not found"),
+            "{error}"
+        );
+
+        let out = "Segmentation fault\n\nzdd-artisan-exit 139\n";
+        let error = read_result("queued jobs", out).unwrap_err().to_string();
+        assert!(
+            error.contains("exited with status 139 and the app did not boot; it printed:\n  | Segmentation fault"),
+            "{error}"
+        );
+    }
+}
