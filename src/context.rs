@@ -65,6 +65,8 @@ pub struct ReleaseState {
     pub previous_target: Option<String>,
     pub commit: Option<String>,
     pub swapped: bool,
+    /// The artisan commands that signalled the workers at the swap (`swap_signalling`).
+    pub signalled: Vec<String>,
 }
 
 pub struct HostContext {

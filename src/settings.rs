@@ -511,6 +511,12 @@ pub const SETTINGS: &[Setting] = &[
         "true",
         "whether queue workers restart",
     ),
+    setting(
+        "signal_at_swap",
+        Kind::Flag,
+        "true",
+        "whether the workers' restart signal is sent by a process of the new release, microseconds before the swap",
+    ),
 ];
 
 /// Keys zdd computes (see `context::COMPUTED_KEYS`), and what validation expands them to.

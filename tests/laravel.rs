@@ -9,9 +9,10 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::laravel_support::{
-    artisan_commands, artisan_log, as_refs, deploy_dir, dispatch, failed_jobs, fixture_repo,
-    recording_command_body, shared_env, wait_for_jobs, FixtureRepo, Load, LoadOptions, QueueWorker,
-    SessionClient, Stack, StackOptions, BROKEN_COMPOSER_JSON, BROKEN_MIGRATION, HEALTH_FAIL,
+    artisan_commands, artisan_log, as_refs, deploy_dir, dispatch, failed_job_errors, failed_jobs,
+    fixture_repo, recording_command_body, shared_env, wait_for_jobs, Dispatcher, FixtureRepo, Load,
+    LoadOptions, QueueWorker, SessionClient, Stack, StackOptions, BROKEN_COMPOSER_JSON,
+    BROKEN_MIGRATION, HEALTH_FAIL,
 };
 use crate::support::Sandbox;
 
@@ -76,8 +77,9 @@ fn setup(options: StackOptions) -> (Sandbox, FixtureRepo, Stack) {
 
 /// Ten deploys alternating v2 and v1 under load: no failed request, no connection error, no
 /// mixed-version response, every page after a deploy from the new release, the session from
-/// before the first deploy still valid after the last, and every queued job processed, after a
-/// deploy by the new code.
+/// before the first deploy still valid after the last, every queued job processed, after a
+/// deploy by the new code, and no job dispatched by new code run by old code (a job is
+/// dispatched every 50 ms across the swaps).
 fn zero_downtime(options: StackOptions) -> String {
     let (sandbox, fixture, stack) = setup(options);
     let first = deploy(&sandbox, &fixture, &stack, "v1", &[]);
@@ -91,6 +93,7 @@ fn zero_downtime(options: StackOptions) -> String {
     load.wait_for(20, Duration::from_secs(30));
 
     let mut jobs = dispatch(&stack, 3);
+    let dispatcher = Dispatcher::start(&stack, Duration::from_millis(50));
     let mut deploys: Vec<(Instant, Instant, String, String)> = Vec::new();
     let mut log = String::new();
     for round in 0..10 {
@@ -115,6 +118,7 @@ fn zero_downtime(options: StackOptions) -> String {
         std::thread::sleep(Duration::from_millis(300));
     }
     let report = load.stop();
+    let steady = dispatcher.stop();
     report.assert_clean();
     assert!(report.total() > 200, "the load ran: {report}");
 
@@ -157,7 +161,27 @@ fn zero_downtime(options: StackOptions) -> String {
             (last.2.as_str(), last.3.as_str())
         );
     }
-    assert_eq!(failed_jobs(&sandbox, DEPLOY), 0);
+    assert_eq!(
+        failed_jobs(&sandbox, DEPLOY),
+        0,
+        "{:?}",
+        failed_job_errors(&sandbox, DEPLOY)
+    );
+
+    // The queue window: a job dispatched by the new code is never run by the old code, though
+    // one was dispatched every 50 ms across every swap.
+    let steady_records = wait_for_jobs(&sandbox, DEPLOY, &steady, Duration::from_secs(60));
+    let stale: Vec<_> = steady_records
+        .iter()
+        .filter(|r| r.run_by_older_code())
+        .collect();
+    assert!(
+        steady.len() > 50 && stale.is_empty(),
+        "{} of {} jobs dispatched by new code were run by old code: {:?}",
+        stale.len(),
+        steady.len(),
+        stale.first()
+    );
     let workers = worker.stop();
     assert!(
         workers.spawns > 1,
@@ -436,10 +460,9 @@ fn octane_and_horizon_are_detected_and_reloaded() {
         "{text}"
     );
     assert!(
-        text.contains("horizon: skipped (the app does not have Laravel Horizon)"),
-        "{text}"
+        text.contains("workers signalled (queue:restart)"),
+        "no Horizon: queue:restart at the swap: {text}"
     );
-    assert!(text.contains("queue: workers told to restart"), "{text}");
     assert!(artisan_log(&sandbox, DEPLOY).is_empty());
 
     let output = deploy(&sandbox, &fixture, &stack, "v3-workers", &[]);
@@ -450,16 +473,15 @@ fn octane_and_horizon_are_detected_and_reloaded() {
         text.contains("octane: reloaded the Octane workers"),
         "{text}"
     );
-    assert!(text.contains("horizon: terminated"), "{text}");
     assert!(
-        !text.contains("queue: workers told to restart"),
-        "Horizon replaces queue:restart: {text}"
+        text.contains("workers signalled (horizon:terminate)"),
+        "Horizon replaces queue:restart, at the swap: {text}"
     );
     assert_eq!(
         artisan_log(&sandbox, DEPLOY),
         vec![
-            format!("octane:reload v3-workers {release}"),
             format!("horizon:terminate v3-workers {release}"),
+            format!("octane:reload v3-workers {release}"),
         ]
     );
 
@@ -472,8 +494,22 @@ fn octane_and_horizon_are_detected_and_reloaded() {
     );
     assert_success(&output);
     assert!(stderr(&output).contains("octane: skipped (octane = false)"));
-    assert!(stderr(&output).contains("queue: workers told to restart"));
+    assert!(stderr(&output).contains("workers signalled (queue:restart)"));
     assert_eq!(artisan_log(&sandbox, DEPLOY).len(), 2);
+
+    // Without the signal at the swap, the restart comes after it, from its own artisan.
+    let output = deploy(
+        &sandbox,
+        &fixture,
+        &stack,
+        "v3-workers",
+        &["octane=false", "signal_at_swap=false"],
+    );
+    assert_success(&output);
+    let text = stderr(&output);
+    assert!(!text.contains("workers signalled"), "{text}");
+    assert!(text.contains("horizon: terminated"), "{text}");
+    assert_eq!(artisan_log(&sandbox, DEPLOY).len(), 3);
 }
 
 /// The README's first command, as written (with the zdd under test instead of a release build).

@@ -1448,16 +1448,87 @@ pub fn dispatch(stack: &Stack, n: usize) -> Vec<String> {
     ids
 }
 
-/// One line of `jobs.log`: a job that ran, and the code that ran it.
+/// Dispatches one job every `every` from its own thread (`GET /dispatch?n=1`), as an app's
+/// traffic does, until stopped; across a deploy, some are dispatched by the old code and some
+/// by the new.
+pub struct Dispatcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<(Vec<String>, Vec<String>)>>,
+}
+
+impl Dispatcher {
+    pub fn start(stack: &Stack, every: Duration) -> Dispatcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let url = format!("{}/dispatch?n=1", stack.url);
+        let thread = {
+            let stop = stop.clone();
+            thread::Builder::new()
+                .name("dispatcher".into())
+                .spawn(move || {
+                    let agent = agent();
+                    let (mut ids, mut errors) = (Vec::new(), Vec::new());
+                    while !stop.load(Ordering::Relaxed) {
+                        let next = Instant::now() + every;
+                        match read_response(agent.get(&url).call()) {
+                            Ok((200, _, body)) => ids.extend(
+                                body.lines()
+                                    .map(str::trim)
+                                    .filter(|l| !l.is_empty())
+                                    .map(str::to_string),
+                            ),
+                            Ok((status, _, body)) => errors.push(format!("{status}: {body}")),
+                            Err(e) => errors.push(e),
+                        }
+                        thread::sleep(next.saturating_duration_since(Instant::now()));
+                    }
+                    (ids, errors)
+                })
+                .expect("spawn the dispatcher")
+        };
+        Dispatcher {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops dispatching; returns the ids dispatched. Panics when a dispatch failed.
+    pub fn stop(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        let (ids, errors) = self.thread.take().unwrap().join().unwrap();
+        assert!(errors.is_empty(), "dispatches failed: {errors:?}");
+        ids
+    }
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One line of `jobs.log`: a job that ran, the code that ran it, and the release whose code
+/// dispatched it (`-` for jobs of a fixture older than that field).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobRecord {
     pub id: String,
     pub version: String,
     pub release: String,
+    pub dispatched_by: String,
+}
+
+impl JobRecord {
+    /// Old code ran a new job: the worker's release is older than the dispatcher's (release
+    /// names sort by the time they were made).
+    pub fn run_by_older_code(&self) -> bool {
+        self.dispatched_by != "-" && self.release < self.dispatched_by
+    }
 }
 
 /// The jobs that ran, from `DEPLOY/shared/storage/app/jobs.log` (`<id> <version> <release>` per
-/// line), in order; empty when no job ran yet. A job run twice appears twice.
+/// line, see [`JobRecord`]), in order; empty when no job ran yet. A job run twice appears twice.
 pub fn jobs_log(sandbox: &Sandbox, deploy_path: impl AsRef<Path>) -> Vec<JobRecord> {
     let path = deploy_dir(sandbox, deploy_path).join("shared/storage/app/jobs.log");
     std::fs::read_to_string(path)
@@ -1469,6 +1540,7 @@ pub fn jobs_log(sandbox: &Sandbox, deploy_path: impl AsRef<Path>) -> Vec<JobReco
                 id: words.next()?.to_string(),
                 version: words.next()?.to_string(),
                 release: words.next()?.to_string(),
+                dispatched_by: words.next().unwrap_or("-").to_string(),
             })
         })
         .collect()
@@ -1518,6 +1590,21 @@ pub fn wait_for_jobs(
 /// Rows in `failed_jobs` of the shared sqlite database (jobs that threw).
 pub fn failed_jobs(sandbox: &Sandbox, deploy_path: impl AsRef<Path>) -> usize {
     table_count(&deploy_dir(sandbox, deploy_path), "failed_jobs")
+}
+
+/// The first line of each failed job's exception (for messages).
+pub fn failed_job_errors(sandbox: &Sandbox, deploy_path: impl AsRef<Path>) -> Vec<String> {
+    let db = deploy_dir(sandbox, deploy_path).join("shared/storage/database.sqlite");
+    let code = "$db = new PDO('sqlite:' . $argv[1]); foreach ($db->query('SELECT exception FROM failed_jobs') as $row) { echo strtok($row[0], \"\\n\"), \"\\n\"; }";
+    let output = Command::new("php")
+        .args(["-r", code])
+        .arg(&db)
+        .output()
+        .expect("php runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Rows in `jobs` of the shared sqlite database (jobs queued and not yet done).

@@ -42,7 +42,7 @@ pub fn has_command(ctx: &mut HostContext, name: &str) -> Result<bool, Failure> {
 }
 
 /// A setting that is `auto` (default), `true` or `false`.
-fn tri_state(ctx: &HostContext, key: &str) -> Result<Option<bool>, Failure> {
+pub(crate) fn tri_state(ctx: &HostContext, key: &str) -> Result<Option<bool>, Failure> {
     match ctx.value(key)? {
         None => Ok(None),
         Some(value) if value.to_string() == "auto" => Ok(None),

@@ -99,8 +99,7 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
         name: name.clone(),
         previous,
         previous_target,
-        commit: None,
-        swapped: false,
+        ..Default::default()
     });
     ctx.transport.create_dir_all(&path)?;
     ctx.reporter.event(Event::ReleaseCreated {

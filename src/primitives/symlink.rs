@@ -1,13 +1,132 @@
 //! `deploy:symlink`: `current` moves to the new release by rename(2) of a temporary link, then is
 //! read back. Never unlink-then-create: at no moment is there no `current`.
+//!
+//! `swap_signalling` does the same rename from a PHP process of the new release, booted before
+//! it, that sends the workers' restart signals (`queue:restart`, `horizon:terminate`)
+//! microseconds before the rename (see `stdlib/php/swap.php`): no window in which a worker on
+//! the old code can take a job the new code dispatched.
 
+use serde::Deserialize;
+
+use super::app_php::{self, Probe};
+use super::artisan;
 use super::lock;
 use super::release_log::{self, Entry};
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::reporter::Event;
+use crate::transport::temporary_path;
 
+const SWAP: Probe = Probe {
+    name: "swap",
+    source: include_str!("../../stdlib/php/swap.php"),
+};
+
+/// Points `current` at the new release.
 pub fn swap(ctx: &mut HostContext) -> Result<(), Failure> {
+    let target = checked_target(ctx)?;
+    ctx.transport
+        .replace_symlink(&target, &ctx.path("current")?)?;
+    swapped(ctx)
+}
+
+#[derive(Debug, Deserialize)]
+struct SwapReport {
+    swapped: bool,
+    #[serde(default)]
+    commands: Vec<CommandReport>,
+    error: Option<String>,
+    gap_us: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CommandReport {
+    command: String,
+    status: i64,
+    output: String,
+}
+
+/// Points `current` at the new release from a PHP process of the new release that runs the
+/// artisan `commands` (restart signals) just before the rename. With no commands, [`swap`].
+pub fn swap_signalling(ctx: &mut HostContext, commands: &[String]) -> Result<(), Failure> {
+    if commands.is_empty() {
+        return swap(ctx);
+    }
+    let target = checked_target(ctx)?;
+    let link = ctx.path("current")?;
+    let temp = temporary_path(&link, "swap");
+    let then = commands.join("\n");
+    let result = app_php::run(
+        ctx,
+        &SWAP,
+        &[
+            ("ZDD_SWAP_TARGET", target.as_str()),
+            ("ZDD_SWAP_LINK", link.as_str()),
+            ("ZDD_SWAP_TEMP", temp.as_str()),
+            ("ZDD_SWAP_THEN", then.as_str()),
+        ],
+    )?;
+    let report: SwapReport = serde_json::from_value(result.clone()).map_err(|_| {
+        Failure::message(format!("the swap returned `{result}`, not a swap report"))
+    })?;
+    if let Some(failed) = report.commands.iter().find(|c| c.status != 0) {
+        return Err(Failure::message(format!(
+            "`artisan {}` failed (status {}) just before the swap; `current` was not changed:{}",
+            failed.command,
+            failed.status,
+            failed
+                .output
+                .lines()
+                .map(|l| format!("\n  | {l}"))
+                .collect::<String>()
+        )));
+    }
+    if !report.swapped {
+        return Err(Failure::message(format!(
+            "the swap failed; `current` was not changed: {}",
+            report.error.as_deref().unwrap_or("no reason given")
+        )));
+    }
+    let now = ctx.transport.read_link(&link)?;
+    if now.as_deref() != Some(target.as_str()) {
+        return Err(Failure::message(format!(
+            "`{link}` points at `{}` after the swap, not at `{target}`",
+            now.as_deref().unwrap_or("nothing")
+        )));
+    }
+    swapped(ctx)?;
+    ctx.info(&format!(
+        "workers signalled ({}) {} µs before the swap",
+        commands.join(", "),
+        report.gap_us.unwrap_or(0)
+    ));
+    if let Some(state) = ctx.release.as_mut() {
+        state.signalled = commands.to_vec();
+    }
+    Ok(())
+}
+
+/// The restart signals sent at the swap: `horizon:terminate` when the app runs Horizon, else
+/// `queue:restart` (unless `queue_restart` is false); none when `signal_at_swap` is false.
+pub fn signals(ctx: &mut HostContext) -> Result<Vec<String>, Failure> {
+    if !ctx.boolean("signal_at_swap", true)? {
+        return Ok(Vec::new());
+    }
+    let horizon = match artisan::tri_state(ctx, "horizon")? {
+        Some(on) => on,
+        None => artisan::has_command(ctx, "horizon:terminate")?,
+    };
+    Ok(if horizon {
+        vec!["horizon:terminate".to_string()]
+    } else if ctx.boolean("queue_restart", true)? {
+        vec!["queue:restart".to_string()]
+    } else {
+        Vec::new()
+    })
+}
+
+/// `releases/NAME` of this run's release, once it is known to be a directory.
+fn checked_target(ctx: &mut HostContext) -> Result<String, Failure> {
     lock::hold(ctx)?;
     let release = ctx.release()?.clone();
     let release_dir = ctx.path(&format!("releases/{}", release.name))?;
@@ -17,8 +136,12 @@ pub fn swap(ctx: &mut HostContext) -> Result<(), Failure> {
             release.name
         )));
     }
-    ctx.transport
-        .replace_symlink(&format!("releases/{}", release.name), &ctx.path("current")?)?;
+    Ok(format!("releases/{}", release.name))
+}
+
+/// Records the swap this run made.
+fn swapped(ctx: &mut HostContext) -> Result<(), Failure> {
+    let release = ctx.release()?.clone();
     if let Some(state) = ctx.release.as_mut() {
         state.swapped = true;
     }

@@ -60,6 +60,22 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
         rt.with_host("swap_symlink", symlink::swap)
     });
     let rt = runtime.clone();
+    engine.register_fn("swap_symlink_signalling", move || -> ScriptResult<()> {
+        rt.with_host("swap_symlink_signalling", |ctx| {
+            let signals = symlink::signals(ctx)?;
+            symlink::swap_signalling(ctx, &signals)
+        })
+    });
+    let rt = runtime.clone();
+    engine.register_fn("signalled_at_swap", move || -> ScriptResult<bool> {
+        rt.with_host("signalled_at_swap", |ctx| {
+            Ok(ctx
+                .release
+                .as_ref()
+                .is_some_and(|r| !r.signalled.is_empty()))
+        })
+    });
+    let rt = runtime.clone();
     engine.register_fn("cleanup", move || -> ScriptResult<Array> {
         rt.with_host("cleanup", |ctx| {
             Ok(cleanup::cleanup(ctx)?

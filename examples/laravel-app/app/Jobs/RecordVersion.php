@@ -11,10 +11,11 @@ use Illuminate\Queue\SerializesModels;
 use Illuminate\Support\Str;
 
 /**
- * A queued job that records which code ran it: appends
- * "<id> <version> <release>\n" to storage/app/jobs.log (shared storage).
- * A test dispatches ids and checks each appears exactly once, run by the
- * expected version.
+ * A queued job that records which code ran it and which code dispatched it:
+ * appends "<id> <version> <release> <dispatched by release>\n" to
+ * storage/app/jobs.log (shared storage). A test dispatches ids and checks each
+ * appears exactly once, run by the expected version, and never by code older
+ * than the code that dispatched it.
  */
 class RecordVersion implements ShouldQueue
 {
@@ -23,14 +24,18 @@ class RecordVersion implements ShouldQueue
     /** @var string */
     public $id;
 
+    /** @var string The release whose code dispatched the job. */
+    public $dispatchedBy;
+
     public function __construct(string $id)
     {
         $this->id = $id;
+        $this->dispatchedBy = Release::name();
     }
 
     public function handle(): void
     {
-        $line = sprintf("%s %s %s\n", $this->id, Release::version(), Release::name());
+        $line = sprintf("%s %s %s %s\n", $this->id, Release::version(), Release::name(), $this->dispatchedBy ?? '-');
 
         // One short append per job; LOCK_EX keeps concurrent workers' lines whole.
         file_put_contents(storage_path('app/jobs.log'), $line, FILE_APPEND | LOCK_EX);
