@@ -21,6 +21,7 @@ mod laravel_harness;
 mod laravel_support;
 mod notify;
 mod output;
+mod quickstart;
 mod remote;
 mod secrets;
 mod settings_input;
