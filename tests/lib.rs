@@ -24,6 +24,7 @@ mod output;
 mod quickstart;
 mod remote;
 mod secrets;
+mod services;
 mod settings_input;
 mod ssh_harness;
 mod ssh_support;
