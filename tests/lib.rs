@@ -26,3 +26,4 @@ mod secrets;
 mod settings_input;
 mod ssh_harness;
 mod ssh_support;
+mod tls;
