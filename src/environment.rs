@@ -19,6 +19,12 @@ pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
 #[allow(dead_code)]
 pub const NO_COLOR: &str = "NO_COLOR";
 
+/// A PEM file of certificate authorities that `https://` requests (health gate, webhooks) trust
+/// besides the system's, as OpenSSL reads it (curl, git).
+pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+/// Directories (`:`-separated) whose PEM files hold more certificate authorities to trust.
+pub const SSL_CERT_DIR: &str = "SSL_CERT_DIR";
+
 /// Whether zdd runs in GitHub Actions.
 pub fn github_actions() -> bool {
     std::env::var(GITHUB_ACTIONS).is_ok_and(|value| value == "true")

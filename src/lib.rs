@@ -11,6 +11,7 @@ mod error;
 mod failure;
 mod git;
 mod host_setup;
+mod http;
 mod interrupt;
 mod notify;
 mod plan;

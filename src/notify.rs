@@ -5,17 +5,18 @@
 //! A notification never changes the outcome of a deploy: a webhook that cannot be reached, that
 //! answers anything but 2xx or that does not answer within `webhook_timeout` seconds (5) is
 //! reported as a warning and a `notification_failed` event. Bodies go through the run's
-//! [`Secrets`] like everything else zdd prints. This build speaks plain `http://` only (ureq
-//! without TLS): an `https://` webhook is reported as not sent.
+//! [`Secrets`] like everything else zdd prints. Requests go through [`crate::http`] (`https://`
+//! verified against the system's certificate authorities and `SSL_CERT_FILE`); a webhook's URL is
+//! a secret, so an error names only its origin (`https://hooks.slack.com`).
 
 use std::collections::BTreeMap;
-use std::io::ErrorKind;
 use std::time::Duration;
 
 use rhai::Dynamic;
 use serde::Serialize;
 
 use crate::config;
+use crate::http;
 use crate::reporter::{format_duration, Event, Reporter};
 use crate::secrets::Secrets;
 
@@ -268,28 +269,21 @@ fn slack_escape(text: &str) -> String {
 
 /// POST `body` as JSON; the status when it is 2xx, else why not, in words.
 fn post(url: &str, body: &str, timeout: Duration) -> Result<u16, String> {
-    if url.starts_with("https://") {
-        return Err(
-            "not sent: this build of zdd has no TLS and cannot send to an https:// URL; \
-             use an http:// endpoint (e.g. a relay on the same network)"
-                .to_string(),
-        );
+    let lower = url.to_ascii_lowercase();
+    if !lower.starts_with("http://") && !lower.starts_with("https://") {
+        return Err("not sent: the URL must start with http:// or https://".to_string());
     }
-    if !url.starts_with("http://") {
-        return Err("not sent: the URL must start with http://".to_string());
-    }
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .user_agent(concat!("zdd/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
+    // The URL is a secret: what is printed of it is its origin.
+    let words = |e: http::RequestError| match e.hint {
+        Some(hint) => format!("{}; {hint}", e.cause),
+        None => e.cause,
+    };
+    let agent = http::agent(url, timeout).map_err(words)?;
     let mut response = agent
         .post(url)
         .header("Content-Type", "application/json")
         .send(body)
-        .map_err(|e| describe(e, timeout))?;
+        .map_err(|e| words(http::explain(e, &http::origin(url), timeout)))?;
     let status = response.status().as_u16();
     if (200..300).contains(&status) {
         return Ok(status);
@@ -308,32 +302,6 @@ fn post(url: &str, body: &str, timeout: Duration) -> Result<u16, String> {
             answer.chars().take(200).collect::<String>()
         ),
     })
-}
-
-/// A transport error in words (never with the URL: it is a secret).
-fn describe(error: ureq::Error, timeout: Duration) -> String {
-    match error {
-        ureq::Error::Timeout(_) => format!("no answer within {}", seconds(timeout)),
-        ureq::Error::HostNotFound => "the host name does not resolve".to_string(),
-        ureq::Error::BadUri(_) => "the URL is not valid".to_string(),
-        ureq::Error::Io(e) => match e.kind() {
-            ErrorKind::ConnectionRefused => "connection refused".to_string(),
-            ErrorKind::TimedOut | ErrorKind::WouldBlock => {
-                format!("no answer within {}", seconds(timeout))
-            }
-            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => {
-                "the server closed the connection without an answer".to_string()
-            }
-            _ => format!("network error: {e}"),
-        },
-        ureq::Error::Protocol(_) => "the server's answer is not HTTP".to_string(),
-        other => other.to_string(),
-    }
-}
-
-/// `5 s`, `0.5 s`.
-fn seconds(duration: Duration) -> String {
-    format!("{} s", duration.as_secs_f64())
 }
 
 #[cfg(test)]
@@ -393,9 +361,25 @@ mod tests {
     }
 
     #[test]
-    fn https_is_refused_plainly() {
-        let error = post("https://hooks.slack.com/x", "{}", DEFAULT_TIMEOUT).unwrap_err();
-        assert!(error.starts_with("not sent: this build of zdd has no TLS"));
+    fn only_http_and_https_are_sent() {
+        let error = post("ftp://hooks.example.com/x", "{}", DEFAULT_TIMEOUT).unwrap_err();
+        assert_eq!(
+            error,
+            "not sent: the URL must start with http:// or https://"
+        );
+        // An https URL is tried, not refused: here nothing listens.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let error = post(
+            &format!("https://127.0.0.1:{port}/x"),
+            "{}",
+            DEFAULT_TIMEOUT,
+        )
+        .unwrap_err();
+        assert_eq!(error, "connection refused");
     }
 
     #[test]

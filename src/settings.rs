@@ -42,7 +42,7 @@ pub enum Kind {
     ReleaseName,
     /// A version such as `8.2`.
     Version,
-    /// Empty, or a URL starting with `http://`.
+    /// Empty, or a URL starting with `http://` or `https://`.
     HttpUrl,
 }
 
@@ -956,11 +956,14 @@ fn check_value(
             let Some(text) = expanded(name, &text, host, config)? else {
                 return Ok(());
             };
+            let lower = text.to_ascii_lowercase();
             if !text.is_empty()
-                && (!text.starts_with("http://")
+                && ((!lower.starts_with("http://") && !lower.starts_with("https://"))
                     || text.chars().any(|c| c.is_control() || c == ' '))
             {
-                return Err(bad("it must be empty or a URL starting with http://"));
+                return Err(bad(
+                    "it must be empty or a URL starting with http:// or https://",
+                ));
             }
         }
     }
@@ -1196,6 +1199,24 @@ mod tests {
                 ("deploy_path", text("/srv/{{host}}/app")),
             ]),
             Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn health_urls_are_http_or_https() {
+        for good in [
+            "",
+            "http://127.0.0.1/health",
+            "https://app.example.com/health",
+        ] {
+            assert_eq!(
+                problems(&[("health_url", text(good))]),
+                Vec::<String>::new()
+            );
+        }
+        assert_eq!(
+            problems(&[("health_url", text("ftp://example.com"))]),
+            ["`health_url` is `ftp://example.com`: it must be empty or a URL starting with http:// or https://"]
         );
     }
 

@@ -1013,8 +1013,9 @@ const REFUSED: &[Refused] = &[
     Refused { input: "health_interval=1e9", errors: "`health_interval` is `1e9`: it must be a number of seconds from 0 to 3600", hint: Hint::Set("health_interval"), commands: EVERY },
     Refused { input: "health_timeout=-5s", errors: "`health_timeout` is `-5s`: it must be a number of seconds from 0 to 3600", hint: Hint::Set("health_timeout"), commands: EVERY },
     Refused { input: "health_expect_release=perhaps", errors: "`health_expect_release` is `perhaps`: it must be true or false", hint: Hint::Set("health_expect_release"), commands: EVERY },
-    Refused { input: "health_url=https://example.com/health", errors: "`health_url` is `https://example.com/health`: it must be empty or a URL starting with http://", hint: Hint::Set("health_url"), commands: EVERY },
-    Refused { input: "health_url=ftp://x", errors: "`health_url` is `ftp://x`: it must be empty or a URL starting with http://", hint: Hint::Set("health_url"), commands: EVERY },
+    Refused { input: "health_url=ftp://x", errors: "`health_url` is `ftp://x`: it must be empty or a URL starting with http:// or https://", hint: Hint::Set("health_url"), commands: EVERY },
+    Refused { input: "health_url=127.0.0.1/health", errors: "`health_url` is `127.0.0.1/health`: it must be empty or a URL starting with http:// or https://", hint: Hint::Set("health_url"), commands: EVERY },
+    Refused { input: "health_url=https://example.com/he alth", errors: "`health_url` is `https://example.com/he alth`: it must be empty or a URL starting with http:// or https://", hint: Hint::Set("health_url"), commands: EVERY },
     // Gates.
     Refused { input: "audit=sometimes", errors: "`audit` is `sometimes`: it must be true or false", hint: Hint::Set("audit"), commands: EVERY },
     Refused { input: "audit_severity=extreme", errors: "`audit_severity` is `extreme`: it must be one of low, medium, high, critical", hint: Hint::Set("audit_severity"), commands: EVERY },

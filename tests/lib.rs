@@ -28,3 +28,4 @@ mod services;
 mod settings_input;
 mod ssh_harness;
 mod ssh_support;
+mod tls;

@@ -1,7 +1,8 @@
 //! Notifications: a Slack-compatible webhook and a generic JSON webhook, received by a local
 //! HTTP server that records every request, on success, failure and rollback; and webhooks that
-//! fail (an error status, a closed port, a connection closed without an answer, no answer, an
-//! https URL) never fail the deploy and are reported.
+//! fail (an error status, a closed port, a connection closed without an answer, no answer, a
+//! URL that is not http:// or https://) never fail the deploy and are reported. The same server
+//! speaks https for `tls.rs`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -50,10 +51,23 @@ pub struct Server {
     pub port: u16,
     requests: Arc<Mutex<Vec<Request>>>,
     stop: Arc<AtomicBool>,
+    /// `http` or `https`.
+    scheme: &'static str,
 }
 
 impl Server {
     pub fn start(answer: Answer) -> Server {
+        Server::listen(answer, None)
+    }
+
+    /// The same server speaking https with `tls` (a client that refuses the certificate
+    /// leaves no request).
+    pub fn start_tls(answer: Answer, tls: Arc<rustls::ServerConfig>) -> Server {
+        Server::listen(answer, Some(tls))
+    }
+
+    fn listen(answer: Answer, tls: Option<Arc<rustls::ServerConfig>>) -> Server {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -66,18 +80,30 @@ impl Server {
                 }
                 let Ok(stream) = stream else { continue };
                 let recorded = recorded.clone();
-                std::thread::spawn(move || serve(stream, answer, &recorded));
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => serve(stream, answer, &recorded),
+                    Some(config) => {
+                        let connection = rustls::ServerConnection::new(config).unwrap();
+                        serve(
+                            rustls::StreamOwned::new(connection, stream),
+                            answer,
+                            &recorded,
+                        )
+                    }
+                });
             }
         });
         Server {
             port,
             requests,
             stop,
+            scheme,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.port)
     }
 
     /// The requests received so far, in order.
@@ -102,8 +128,8 @@ impl Drop for Server {
     }
 }
 
-fn serve(stream: TcpStream, answer: Answer, recorded: &Mutex<Vec<Request>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+fn serve(stream: impl Read + Write, answer: Answer, recorded: &Mutex<Vec<Request>>) {
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return;
@@ -144,7 +170,7 @@ fn serve(stream: TcpStream, answer: Answer, recorded: &Mutex<Vec<Request>>) {
         headers,
         body: String::from_utf8(body).unwrap(),
     });
-    let mut stream = stream;
+    let stream = reader.get_mut();
     match answer {
         Answer::Status(status) => {
             let body = if (200..300).contains(&status) {
@@ -157,6 +183,7 @@ fn serve(stream: TcpStream, answer: Answer, recorded: &Mutex<Vec<Request>>) {
                 "HTTP/1.1 {status} Whatever\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
+            let _ = stream.flush();
         }
         Answer::Close => {}
         Answer::Silent => std::thread::sleep(Duration::from_secs(10)),
@@ -189,7 +216,7 @@ pub fn slack_text(request: &Request) -> String {
 }
 
 /// A sandbox with a repository (one commit, `first`) and a recipe that notifies `server`.
-fn setup(server: &Server, extra: &str) -> (Sandbox, Repo, String) {
+pub fn setup(server: &Server, extra: &str) -> (Sandbox, Repo, String) {
     let sandbox = Sandbox::new();
     let repo = sandbox.repo("shop");
     let first = repo.commit(&[("index.html", "v1\n")], "first");
@@ -547,7 +574,7 @@ deploy: release [RELEASE] (commit [COMMIT]) on localhost in [DURATION]
 }
 
 #[test]
-fn closed_connections_silence_and_https_are_reported() {
+fn closed_connections_silence_and_other_schemes_are_reported() {
     let closing = Server::start(Answer::Close);
     let silent = Server::start(Answer::Silent);
     let run = deploy_despite(
@@ -565,15 +592,11 @@ warning: notification to `webhook_url` failed: no answer within 1 s
     assert_eq!(closing.requests().len(), 1);
     assert_eq!(silent.requests().len(), 1);
 
-    let run = deploy_despite(
-        "https://hooks.slack.com/services/T0/B0/XXXX",
-        "",
-        "",
-        &["-q"],
-    );
+    // A URL that is neither http:// nor https:// is not sent.
+    let run = deploy_despite("ftp://127.0.0.1/slack", "", "", &["-q"]);
     assert_eq!(
         run.stderr,
-        "warning: notification to `slack_webhook` failed: not sent: this build of zdd has no TLS and cannot send to an https:// URL; use an http:// endpoint (e.g. a relay on the same network)\n"
+        "warning: notification to `slack_webhook` failed: not sent: the URL must start with http:// or https://\n"
     );
 }
 

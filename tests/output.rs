@@ -15,16 +15,7 @@ fn setup(extra: &str) -> (Sandbox, String) {
 
 /// `zdd ARGS` with `GITHUB_ACTIONS=true`.
 fn in_github_actions(sandbox: &Sandbox, args: &[&str]) -> Run {
-    let output = sandbox
-        .zdd(args)
-        .env("GITHUB_ACTIONS", "true")
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: sandbox.normalize(&String::from_utf8_lossy(&output.stdout)),
-        stderr: sandbox.normalize(&String::from_utf8_lossy(&output.stderr)),
-    }
+    sandbox.run_with(args, &[("GITHUB_ACTIONS", "true")])
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Input that is not bad, only unusual: full ref names, numbers that are text, `-o` keys read
-//! by nothing (a warning), and a value that refers to itself while a task runs.
+//! by nothing (a warning), a value that refers to itself while a task runs, and `https://`
+//! health URLs.
 
 use crate::support::{basic_recipe, git, Sandbox};
 
@@ -29,6 +30,24 @@ fn full_ref_names_and_numeric_branch_names_deploy() {
             content,
             "{reference}"
         );
+    }
+}
+
+#[test]
+fn an_https_health_url_is_accepted() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.repo("repo");
+    repo.commit(&[("index.html", "one\n")], "one");
+    sandbox.write("app.rhai", &basic_recipe(&repo.str(), &sandbox.str("app")));
+    for url in [
+        "https://example.com/health",
+        "HTTPS://example.com/health",
+        "http://127.0.0.1/health",
+    ] {
+        let option = format!("health_url={url}");
+        let run = sandbox.run(&["check", "app.rhai", "-o", &option]);
+        run.success();
+        assert_eq!(run.stderr, "", "{url}");
     }
 }
 

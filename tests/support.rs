@@ -215,7 +215,16 @@ impl Run {
 impl Sandbox {
     /// Run `zdd ARGS` to completion; output normalized with [`Sandbox::normalize`].
     pub fn run(&self, args: &[&str]) -> Run {
-        let output = self.zdd(args).output().expect("zdd runs");
+        self.run_with(args, &[])
+    }
+
+    /// [`Sandbox::run`] with these environment variables set too.
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let output = self
+            .zdd(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("zdd runs");
         Run {
             code: output.status.code(),
             stdout: self.normalize(&String::from_utf8_lossy(&output.stdout)),

@@ -8,12 +8,14 @@
 //! `health_expect_commit` (false: they must name the new commit — weaker, since redeploying a
 //! commit makes old and new answers alike), `health_host` (a Host header), `health_retries` (5:
 //! answers from another release tolerated before giving up). A non-2xx answer or a connection
-//! error fails at once.
+//! error fails at once. `https://` URLs are verified as [`crate::http`] says (the system's
+//! certificate authorities and `SSL_CERT_FILE`).
 
 use std::time::Duration;
 
 use crate::context::HostContext;
 use crate::failure::Failure;
+use crate::http;
 use crate::template::Mode;
 
 /// One answer of the health URL.
@@ -42,9 +44,10 @@ fn seconds(ctx: &HostContext, key: &str, default: f64) -> Result<Duration, Failu
 
 pub fn gate(ctx: &HostContext, url: &str) -> Result<u64, Failure> {
     let url = ctx.expand(url, Mode::Plain)?;
-    if !url.starts_with("http://") {
+    let lower = url.to_ascii_lowercase();
+    if !lower.starts_with("http://") && !lower.starts_with("https://") {
         return Err(Failure::message(format!(
-            "health URL `{url}` must start with http:// (zdd checks the host directly, without TLS)"
+            "health URL `{url}` must start with http:// or https://"
         )));
     }
     let checks = ctx.count("health_checks", 20)?.max(1);
@@ -68,12 +71,23 @@ pub fn gate(ctx: &HostContext, url: &str) -> Result<u64, Failure> {
     };
     let expected = release.clone().or_else(|| commit.clone());
 
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into();
+    let failed = |error: http::RequestError, good: u64| {
+        let message = if error.tls {
+            // The cause names the URL.
+            format!("health check failed: {}", error.cause)
+        } else {
+            format!(
+                "health check failed: GET {url}: {} (after {good} good response{})",
+                error.cause,
+                if good == 1 { "" } else { "s" }
+            )
+        };
+        match error.hint {
+            Some(hint) => Failure::message(message).with_hint(hint),
+            None => Failure::message(message),
+        }
+    };
+    let agent = http::agent(&url, timeout).map_err(|e| failed(e, 0))?;
     let mut good = 0;
     let mut stale = 0;
     loop {
@@ -96,12 +110,7 @@ pub fn gate(ctx: &HostContext, url: &str) -> Result<u64, Failure> {
                     .read_to_string()
                     .unwrap_or_default(),
             },
-            Err(e) => {
-                return Err(Failure::message(format!(
-                    "health check failed: GET {url}: {e} (after {good} good response{})",
-                    if good == 1 { "" } else { "s" }
-                )))
-            }
+            Err(e) => return Err(failed(http::explain(e, &url, timeout), good)),
         };
         if !(200..300).contains(&answer.status) {
             return Err(Failure::message(format!(
