@@ -71,7 +71,11 @@ impl Deployment {
 
     /// How many hosts this run has (1 outside a run).
     pub fn host_count(&self) -> usize {
-        self.hosts.lock().unwrap_or_else(|e| e.into_inner()).len().max(1)
+        self.hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+            .max(1)
     }
 }
 

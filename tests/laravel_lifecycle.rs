@@ -114,12 +114,14 @@ fn log_support(sandbox: &Sandbox) -> (String, String) {
     )
 }
 
-const RECORD: &str = "        \\App\\Support\\LifecycleLog::record($this->getName());\n        return 0;";
+const RECORD: &str =
+    "        \\App\\Support\\LifecycleLog::record($this->getName());\n        return 0;";
 const RECORD_AND_FAIL: &str =
     "        \\App\\Support\\LifecycleLog::record($this->getName());\n        return 1;";
 
 /// Laravel 12's `queue:restart`: the signal in the cache (and the log).
-const QUEUE_RESTART: &str = "        \\App\\Support\\LifecycleLog::record($this->getName());\n        \
+const QUEUE_RESTART: &str =
+    "        \\App\\Support\\LifecycleLog::record($this->getName());\n        \
      cache()->forever('illuminate:queue:restart', time());\n        \
      $this->info('Broadcasting queue restart signal.');\n        return 0;";
 
@@ -161,6 +163,11 @@ class IsolatedMigrate extends MigrateCommand
 {
     protected $signature = 'migrate {--database=} {--force} {--path=*} {--realpath} {--schema-path=}
                 {--pretend} {--seed} {--seeder=} {--step} {--isolated= : Do not run the command if another instance is running}';
+
+    public function __construct()
+    {
+        parent::__construct(app('migrator'), app('events'));
+    }
 
     public function handle()
     {
@@ -290,7 +297,12 @@ fn laravel_12_restarts_run_once_per_deploy_or_on_every_host() {
     let except = "reload --except=queue:restart,schedule:interrupt,pulse:restart,reverb:restart";
     assert_eq!(
         ran_on(&log, "web1"),
-        vec!["optimize", "migrate --isolated", except, "horizon:terminate"],
+        vec![
+            "optimize",
+            "migrate --isolated",
+            except,
+            "horizon:terminate"
+        ],
         "{log:#?}"
     );
     assert_eq!(
@@ -316,9 +328,18 @@ fn laravel_12_restarts_run_once_per_deploy_or_on_every_host() {
         text.contains("optimize: config, route, view and event caches built in one run"),
         "{text}"
     );
-    assert!(text.contains("route cache: built by `artisan optimize`"), "{text}");
-    assert!(text.contains("reload: restarted queue, schedule, horizon, pulse, reverb"), "{text}");
-    assert!(text.contains("workers: restarted by `artisan reload`"), "{text}");
+    assert!(
+        text.contains("route cache: built by `artisan optimize`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("reload: restarted queue, schedule, horizon, pulse, reverb"),
+        "{text}"
+    );
+    assert!(
+        text.contains("workers: restarted by `artisan reload`"),
+        "{text}"
+    );
     for cache in ["config.php", "routes-v7.php", "events.php"] {
         assert!(
             sandbox
@@ -402,7 +423,10 @@ fn a_failed_reload_item_fails_the_deploy_and_names_it() {
     assert!(text.contains("artisan:reload"), "{text}");
     assert_eq!(sandbox.current("web1").as_deref(), Some(before.as_str()));
     let log = take_log(&sandbox);
-    assert!(ran_on(&log, "web1").contains(&"pulse:restart".to_string()), "{log:#?}");
+    assert!(
+        ran_on(&log, "web1").contains(&"pulse:restart".to_string()),
+        "{log:#?}"
+    );
 }
 
 /// Laravel 8 (Debian's, as it reports itself): `optimize` caches only the config and the
@@ -421,7 +445,11 @@ fn laravel_8_gets_the_four_cache_commands_and_a_plain_migrate() {
     let text = assert_success(&deploy(&sandbox, &fixture, &hosts, "v8", &[]));
     assert!(take_log(&sandbox).is_empty(), "optimize must not run");
     for command in ["config:cache", "route:cache", "view:cache", "event:cache"] {
-        assert_eq!(count(&text, &format!("artisan {command}")), 1, "{command}: {text}");
+        assert_eq!(
+            count(&text, &format!("artisan {command}")),
+            1,
+            "{command}: {text}"
+        );
     }
     assert!(text.contains("artisan migrate --force\n"), "{text}");
     assert!(!text.contains("--isolated"), "{text}");
@@ -453,7 +481,10 @@ fn migrate_isolated_waits_for_the_other_migration() {
                 .unwrap_or_default()
                 .contains("migrate (already running)")
             {
-                assert!(started.elapsed() < Duration::from_secs(120), "zdd never migrated");
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "zdd never migrated"
+                );
                 std::thread::sleep(Duration::from_millis(100));
             }
             std::thread::sleep(Duration::from_millis(1500));
@@ -466,9 +497,15 @@ fn migrate_isolated_waits_for_the_other_migration() {
         text.contains("migrate: another `migrate --isolated` is running (another deploy, or another host): waiting for it"),
         "{text}"
     );
-    assert!(text.contains("migrate: the other migration finished; migrated"), "{text}");
+    assert!(
+        text.contains("migrate: the other migration finished; migrated"),
+        "{text}"
+    );
     let ran = ran_on(&take_log(&sandbox), "web1");
-    assert!(ran.contains(&"migrate (already running)".to_string()), "{ran:?}");
+    assert!(
+        ran.contains(&"migrate (already running)".to_string()),
+        "{ran:?}"
+    );
     let migrations: Vec<&String> = ran.iter().filter(|c| c.starts_with("migrate")).collect();
     assert_eq!(
         migrations.last().map(|c| c.as_str()),
@@ -527,7 +564,10 @@ impl FakeOctane {
             if let Ok(mut response) = ureq::get(&self.url()).call() {
                 return response.body_mut().read_to_string().unwrap_or_default();
             }
-            assert!(started.elapsed() < Duration::from_secs(10), "no answer from the fake Octane");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no answer from the fake Octane"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -587,7 +627,10 @@ fn an_octane_reload_that_keeps_the_old_release_is_followed_by_a_restart() {
     let text = assert_success(&deploy(&sandbox, &fixture, &hosts, "v3-octane", &[]));
     let second = sandbox.current("web1").unwrap();
     assert_ne!(first, second);
-    assert!(text.contains("octane: reloaded the Octane workers"), "{text}");
+    assert!(
+        text.contains("octane: reloaded the Octane workers"),
+        "{text}"
+    );
     assert!(text.contains("octane: no `octane_url` set"), "{text}");
     assert_eq!(ran_on(&take_log(&sandbox), "web1"), vec!["octane:reload"]);
     assert!(octane.health().contains(&first), "{}", octane.health());
@@ -596,9 +639,15 @@ fn an_octane_reload_that_keeps_the_old_release_is_followed_by_a_restart() {
     let url = format!("octane_url={}", octane.url());
     let text = assert_success(&deploy(&sandbox, &fixture, &hosts, "v3-octane", &[&url]));
     let third = sandbox.current("web1").unwrap();
-    assert!(text.contains("after the reload (laravel/octane#1004): stopping the server"), "{text}");
     assert!(
-        text.contains(&format!("octane: restarted; {} serves release {third}", octane.url())),
+        text.contains("after the reload (laravel/octane#1004): stopping the server"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "octane: restarted; {} serves release {third}",
+            octane.url()
+        )),
         "{text}"
     );
     assert_eq!(
@@ -606,5 +655,4 @@ fn an_octane_reload_that_keeps_the_old_release_is_followed_by_a_restart() {
         vec!["octane:reload", "octane:stop"]
     );
     assert!(octane.health().contains(&third), "{}", octane.health());
-
 }

@@ -105,10 +105,7 @@ pub fn framework_version(ctx: &mut HostContext) -> Result<Option<(u32, u32)>, Fa
 fn parse_version(text: &str) -> Option<(u32, u32)> {
     let mut parts = text.trim().trim_start_matches('v').split('.');
     let major = parts.next()?.parse().ok()?;
-    let minor = parts
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
+    let minor = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     Some((major, minor))
 }
 
@@ -161,7 +158,10 @@ mod tests {
  {"name":"migrate","definition":{"arguments":[],"options":{"force":{},"isolated":{}}}},
  {"name":"reload","definition":{"arguments":[],"options":{"except":{}}}}]}"#;
         let listing = summarize_listing(json).unwrap();
-        assert_eq!(listing, "version 12.41.0\nmigrate force isolated\nreload except");
+        assert_eq!(
+            listing,
+            "version 12.41.0\nmigrate force isolated\nreload except"
+        );
         assert_eq!(command_line(&listing, "reload"), Some("reload except"));
         assert_eq!(command_line(&listing, "version"), None);
         assert_eq!(command_line(&listing, "queue:restart"), None);

@@ -48,8 +48,10 @@ fn memo_key(ctx: &HostContext, what: &str) -> Result<String, Failure> {
 /// Whether `artisan optimize` builds the config, route, view and event caches: Laravel 11.0
 /// and later (8.x to 10.x cache only the config and the routes).
 fn optimize_builds_all_caches(ctx: &mut HostContext) -> Result<bool, Failure> {
-    Ok(artisan::framework_version(ctx)?.is_some_and(|v| v >= (11, 0))
-        && has_command(ctx, "optimize")?)
+    Ok(
+        artisan::framework_version(ctx)?.is_some_and(|v| v >= (11, 0))
+            && has_command(ctx, "optimize")?,
+    )
 }
 
 /// One of the caches (`config`, `route`, `view`, `event`): `artisan optimize` builds all four
@@ -370,14 +372,31 @@ mod tests {
         assert_eq!(
             items,
             vec![
-                Item { name: "queue".into(), done: true },
-                Item { name: "schedule".into(), done: true },
-                Item { name: "pulse".into(), done: false },
-                Item { name: "horizon".into(), done: true },
+                Item {
+                    name: "queue".into(),
+                    done: true
+                },
+                Item {
+                    name: "schedule".into(),
+                    done: true
+                },
+                Item {
+                    name: "pulse".into(),
+                    done: false
+                },
+                Item {
+                    name: "horizon".into(),
+                    done: true
+                },
             ]
         );
         let error = check_items("reload", &items).unwrap_err();
-        assert!(error.to_string().contains("`artisan reload` reported `pulse` as failed"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("`artisan reload` reported `pulse` as failed"),
+            "{error}"
+        );
         assert!(check_items("reload", &items[..2]).is_ok());
     }
 }

@@ -8,8 +8,8 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult};
 use super::Runtime;
 use crate::primitives::gates::{app_key, audit, disk, migrations, queued_jobs, test_suite};
 use crate::primitives::{
-    artisan, cleanup, command, health, lifecycle, lock, octane, package_managers, php_fpm, release, rollback, shared,
-    symlink, update_code, writable,
+    artisan, cleanup, command, health, lifecycle, lock, octane, package_managers, php_fpm, release,
+    rollback, shared, symlink, update_code, writable,
 };
 
 type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
