@@ -2,7 +2,7 @@
 //! set by `cd`, and what this run did there (release created, swapped, lock held). Primitives
 //! read and change it; the runner owns it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use rhai::Dynamic;
@@ -27,6 +27,10 @@ pub struct Deployment {
     pub machine: String,
     /// The recipe path as the user gave it (for hints that name a command).
     pub recipe: String,
+    /// The hosts of this run, set by the runner once every host is connected.
+    pub hosts: Mutex<Vec<String>>,
+    /// For each point reached by [`Deployment::last_to_arrive`], the hosts that reached it.
+    arrivals: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
 
 impl Deployment {
@@ -50,7 +54,28 @@ impl Deployment {
             user,
             machine,
             recipe: recipe.to_string(),
+            hosts: Mutex::new(Vec::new()),
+            arrivals: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// `host` reached `point`: true for exactly one host, the last of this run's hosts to reach
+    /// it (true at once when the hosts are not known, i.e. outside a run).
+    pub fn last_to_arrive(&self, point: &str, host: &str) -> bool {
+        let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut arrivals = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        let arrived = arrivals.entry(point.to_string()).or_default();
+        let new = arrived.insert(host.to_string());
+        new && hosts.iter().all(|h| arrived.contains(h))
+    }
+
+    /// How many hosts this run has (1 outside a run).
+    pub fn host_count(&self) -> usize {
+        self.hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+            .max(1)
     }
 }
 

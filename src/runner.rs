@@ -135,6 +135,8 @@ pub fn run(
             return Err(error);
         }
     };
+    *deployment.hosts.lock().unwrap_or_else(|e| e.into_inner()) =
+        slots.iter().map(|s| s.name.clone()).collect();
     let before = start_all(&slots, notifier.is_some(), rollout.parallel);
 
     let cutover = steps.iter().position(|s| s.task == rollout.cutover_task);

@@ -517,6 +517,36 @@ pub const SETTINGS: &[Setting] = &[
         "true",
         "whether the workers' restart signal is sent by a process of the new release, microseconds before the swap",
     ),
+    setting(
+        "artisan_reload",
+        AUTO_TRUE_FALSE,
+        "auto",
+        "whether `artisan reload` (Laravel 12.41+) replaces the individual restarts",
+    ),
+    setting(
+        "shared_cache",
+        AUTO_TRUE_FALSE,
+        "auto",
+        "whether the hosts share the app's cache (restart signals sent once per deploy)",
+    ),
+    setting(
+        "octane_url",
+        TEXT,
+        "http://127.0.0.1:8000/health",
+        "a URL of the Octane server on each host; its answer must name the new release",
+    ),
+    setting(
+        "octane_restart_timeout",
+        SECONDS,
+        "30",
+        "seconds Octane's supervisor may take to start it again after `octane:stop`",
+    ),
+    setting(
+        "migrate_wait",
+        SECONDS,
+        "600",
+        "seconds to wait for another `migrate --isolated` to finish",
+    ),
 ];
 
 /// Keys zdd computes (see `context::COMPUTED_KEYS`), and what validation expands them to.

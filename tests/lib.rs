@@ -18,6 +18,7 @@ mod doctor;
 mod gates;
 mod laravel;
 mod laravel_harness;
+mod laravel_lifecycle;
 mod laravel_support;
 mod notify;
 mod output;

@@ -1,6 +1,8 @@
 //! Laravel's `artisan`, run with `bin/php` in the release this run is making (or in `current`
-//! when there is none, e.g. after a switch back), and the worker restarts that depend on what
-//! the app has installed: `octane:reload`, `horizon:terminate`, `queue:restart`.
+//! when there is none, e.g. after a switch back), what the app's `artisan list` says (its
+//! commands, their options, the framework's version), and the worker restarts that depend on
+//! what the app has installed: `horizon:terminate`, `queue:restart` (Octane: `octane.rs`; the
+//! other lifecycle commands: `lifecycle.rs`).
 
 use super::programs::program;
 use crate::context::HostContext;
@@ -29,56 +31,92 @@ pub fn artisan(ctx: &HostContext, command: &str) -> Result<String, Failure> {
     Ok(output.stdout.trim_end().to_string())
 }
 
-/// Whether the app has artisan command `name` (from `artisan list --raw`, asked once per run).
-pub fn has_command(ctx: &mut HostContext, name: &str) -> Result<bool, Failure> {
+/// What `artisan list --format=json` says of the app: the framework's version and each
+/// command with its options. Asked once per app directory (release) per host, and kept in the
+/// host's memo as lines: `version X.Y.Z`, then `NAME OPTION...` per command.
+fn listing(ctx: &mut HostContext) -> Result<String, Failure> {
     let key = format!("artisan list {}", app_path(ctx)?);
-    if !ctx.memo.contains_key(&key) {
-        let listing = artisan(ctx, "list --raw")?;
-        ctx.memo.insert(key.clone(), listing);
+    if let Some(listing) = ctx.memo.get(&key) {
+        return Ok(listing.clone());
     }
-    Ok(ctx.memo[&key]
+    let json = artisan(ctx, "list --format=json")?;
+    let listing = summarize_listing(&json).map_err(|e| {
+        Failure::message(format!(
+            "`artisan list --format=json` did not answer JSON ({e}): zdd reads the app's commands from it"
+        ))
+    })?;
+    ctx.memo.insert(key, listing.clone());
+    Ok(listing)
+}
+
+/// `artisan list --format=json` (Symfony's JSON descriptor) as `version …` and `NAME OPTION…` lines.
+fn summarize_listing(json: &str) -> Result<String, String> {
+    let start = json.find('{').ok_or("no JSON object")?;
+    let value: serde_json::Value =
+        serde_json::from_str(&json[start..]).map_err(|e| e.to_string())?;
+    let version = value["application"]["version"].as_str().unwrap_or("");
+    let mut lines = vec![format!("version {version}")];
+    for command in value["commands"].as_array().ok_or("no `commands`")? {
+        let Some(name) = command["name"].as_str() else {
+            continue;
+        };
+        let mut line = name.to_string();
+        if let Some(options) = command["definition"]["options"].as_object() {
+            for option in options.keys() {
+                line.push(' ');
+                line.push_str(option);
+            }
+        }
+        lines.push(line);
+    }
+    Ok(lines.join("\n"))
+}
+
+fn command_line<'a>(listing: &'a str, name: &str) -> Option<&'a str> {
+    listing
         .lines()
-        .any(|line| line.split_whitespace().next() == Some(name)))
+        .skip(1)
+        .find(|line| line.split(' ').next() == Some(name))
+}
+
+/// Whether the app has artisan command `name` (from `artisan list`, asked once per release).
+pub fn has_command(ctx: &mut HostContext, name: &str) -> Result<bool, Failure> {
+    Ok(command_line(&listing(ctx)?, name).is_some())
+}
+
+/// Whether the app's artisan command `name` takes the option `--option`.
+pub fn has_option(ctx: &mut HostContext, name: &str, option: &str) -> Result<bool, Failure> {
+    Ok(command_line(&listing(ctx)?, name)
+        .is_some_and(|line| line.split(' ').skip(1).any(|o| o == option)))
+}
+
+/// The framework's version as `artisan list` reports it (`(major, minor)`), when it says.
+pub fn framework_version(ctx: &mut HostContext) -> Result<Option<(u32, u32)>, Failure> {
+    let listing = listing(ctx)?;
+    let version = listing
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("version "))
+        .unwrap_or("");
+    Ok(parse_version(version))
+}
+
+/// `12.41.0`, `v11.0.2`, `10.x-dev` -> (12, 41), (11, 0), (10, 0).
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.trim().trim_start_matches('v').split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    Some((major, minor))
 }
 
 /// A setting that is `auto` (default), `true` or `false`.
-pub(crate) fn tri_state(ctx: &HostContext, key: &str) -> Result<Option<bool>, Failure> {
+pub fn tri_state(ctx: &HostContext, key: &str) -> Result<Option<bool>, Failure> {
     match ctx.value(key)? {
         None => Ok(None),
         Some(value) if value.to_string() == "auto" => Ok(None),
         Some(value) => crate::config::boolean(&value)
             .map(Some)
             .map_err(|e| Failure::message(format!("`{key}` must be auto, true or false: {e}"))),
-    }
-}
-
-/// `octane:reload` when the app runs Octane. Returns whether it ran.
-pub fn octane_reload(ctx: &mut HostContext) -> Result<bool, Failure> {
-    match tri_state(ctx, "octane")? {
-        Some(false) => {
-            ctx.info("octane: skipped (octane = false)");
-            Ok(false)
-        }
-        Some(true) => {
-            artisan(ctx, "octane:reload")?;
-            ctx.info("octane: reloaded the Octane workers");
-            Ok(true)
-        }
-        None => {
-            if !has_command(ctx, "octane:reload")? {
-                ctx.info("octane: skipped (the app does not have Laravel Octane)");
-                return Ok(false);
-            }
-            let php = program(ctx, "php")?;
-            let status = format!("{} artisan octane:status", quote::word(&php)?);
-            if ctx.exec_in(&status, Some(&app_path(ctx)?)).is_err() {
-                ctx.info("octane: skipped (Octane is installed but its server is not running)");
-                return Ok(false);
-            }
-            artisan(ctx, "octane:reload")?;
-            ctx.info("octane: reloaded the Octane workers");
-            Ok(true)
-        }
     }
 }
 
@@ -107,4 +145,34 @@ pub fn queue_restart(ctx: &mut HostContext) -> Result<(), Failure> {
     artisan(ctx, "queue:restart")?;
     ctx.info("queue: workers told to restart after their current job");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{command_line, parse_version, summarize_listing};
+
+    #[test]
+    fn the_listing_keeps_the_version_the_commands_and_their_options() {
+        let json = r#"Warning: noise first
+{"application":{"name":"Laravel Framework","version":"12.41.0"},"commands":[
+ {"name":"migrate","definition":{"arguments":[],"options":{"force":{},"isolated":{}}}},
+ {"name":"reload","definition":{"arguments":[],"options":{"except":{}}}}]}"#;
+        let listing = summarize_listing(json).unwrap();
+        assert_eq!(
+            listing,
+            "version 12.41.0\nmigrate force isolated\nreload except"
+        );
+        assert_eq!(command_line(&listing, "reload"), Some("reload except"));
+        assert_eq!(command_line(&listing, "version"), None);
+        assert_eq!(command_line(&listing, "queue:restart"), None);
+    }
+
+    #[test]
+    fn versions_are_read_leniently() {
+        assert_eq!(parse_version("12.41.0"), Some((12, 41)));
+        assert_eq!(parse_version("v11.0.2"), Some((11, 0)));
+        assert_eq!(parse_version("10.x-dev"), Some((10, 0)));
+        assert_eq!(parse_version(""), None);
+        assert_eq!(parse_version("UNKNOWN"), None);
+    }
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::app_php::{self, Probe};
 use super::artisan;
+use super::lifecycle;
 use super::lock;
 use super::release_log::{self, Entry};
 use crate::context::HostContext;
@@ -106,8 +107,10 @@ pub fn swap_signalling(ctx: &mut HostContext, commands: &[String]) -> Result<(),
     Ok(())
 }
 
-/// The restart signals sent at the swap: `horizon:terminate` when the app runs Horizon, else
-/// `queue:restart` (unless `queue_restart` is false); none when `signal_at_swap` is false.
+/// The restart signals sent at the swap: `horizon:terminate` when the app runs Horizon (every
+/// host), else `queue:restart` (unless `queue_restart` is false) when this host sends its own
+/// cache signals (see `lifecycle::cache_signals_per_host`: with a cache several hosts share, the
+/// last host to switch sends it after its swap); none when `signal_at_swap` is false.
 pub fn signals(ctx: &mut HostContext) -> Result<Vec<String>, Failure> {
     if !ctx.boolean("signal_at_swap", true)? {
         return Ok(Vec::new());
@@ -118,7 +121,7 @@ pub fn signals(ctx: &mut HostContext) -> Result<Vec<String>, Failure> {
     };
     Ok(if horizon {
         vec!["horizon:terminate".to_string()]
-    } else if ctx.boolean("queue_restart", true)? {
+    } else if ctx.boolean("queue_restart", true)? && lifecycle::cache_signals_per_host(ctx)? {
         vec!["queue:restart".to_string()]
     } else {
         Vec::new()

@@ -8,8 +8,8 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult};
 use super::Runtime;
 use crate::primitives::gates::{app_key, audit, disk, migrations, queued_jobs, test_suite};
 use crate::primitives::{
-    artisan, cleanup, command, health, lock, package_managers, php_fpm, release, rollback, shared,
-    symlink, update_code, writable,
+    artisan, cleanup, command, health, lifecycle, lock, octane, package_managers, php_fpm, release,
+    rollback, shared, symlink, update_code, writable,
 };
 
 type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
@@ -122,7 +122,23 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
     });
     let rt = runtime.clone();
     engine.register_fn("octane_reload", move || -> ScriptResult<bool> {
-        rt.with_host("octane_reload", artisan::octane_reload)
+        rt.with_host("octane_reload", octane::reload)
+    });
+    let rt = runtime.clone();
+    engine.register_fn("artisan_reload", move || -> ScriptResult<bool> {
+        rt.with_host("artisan_reload", lifecycle::reload)
+    });
+    let rt = runtime.clone();
+    engine.register_fn("restart_workers", move || -> ScriptResult<()> {
+        rt.with_host("restart_workers", lifecycle::restart_workers)
+    });
+    let rt = runtime.clone();
+    engine.register_fn("artisan_cache", move |kind: &str| -> ScriptResult<()> {
+        rt.with_host("artisan_cache", |ctx| lifecycle::cache(ctx, kind))
+    });
+    let rt = runtime.clone();
+    engine.register_fn("artisan_migrate", move || -> ScriptResult<()> {
+        rt.with_host("artisan_migrate", lifecycle::migrate)
     });
     let rt = runtime.clone();
     engine.register_fn("horizon_terminate", move || -> ScriptResult<bool> {
