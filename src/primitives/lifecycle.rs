@@ -235,23 +235,37 @@ pub fn reload(ctx: &mut HostContext) -> Result<bool, Failure> {
             }
         }
     }
-    let command = if sends_cache_signals(ctx, "artisan reload")? {
+    // What was signalled at the swap (see `symlink::signals`) is not restarted again.
+    let mut except: Vec<String> = ctx
+        .release
+        .as_ref()
+        .map(|r| r.signalled.clone())
+        .unwrap_or_default();
+    let once = !sends_cache_signals(ctx, "artisan reload")?;
+    if once {
+        for signal in CACHE_SIGNALS {
+            if !except.iter().any(|c| c == signal) {
+                except.push(signal.to_string());
+            }
+        }
+    }
+    let command = if except.is_empty() {
         "reload".to_string()
     } else {
-        format!("reload --except={}", CACHE_SIGNALS.join(","))
+        format!("reload --except={}", except.join(","))
     };
     let output = artisan(ctx, &command)?;
     let items = report_items(&output);
     check_items("reload", &items)?;
     let key = memo_key(ctx, "artisan reload")?;
     ctx.memo.insert(key, names(&items));
-    if command == "reload" {
-        ctx.info(&format!("reload: restarted {}", listed(&items)));
-    } else {
+    if once {
         ctx.info(&format!(
             "reload: restarted {} (the cache signals are sent once, by the last host to switch: the hosts share the cache)",
             listed(&items)
         ));
+    } else {
+        ctx.info(&format!("reload: restarted {}", listed(&items)));
     }
     Ok(true)
 }
