@@ -57,6 +57,49 @@ pub fn run(ctx: &HostContext, probe: &Probe, env: &[(&str, &str)]) -> Result<Val
     read_result(probe.name, &output.stdout)
 }
 
+const BATCH: Probe = Probe {
+    name: "artisan batch",
+    source: include_str!("../../stdlib/php/artisan_batch.php"),
+};
+
+/// Runs the artisan `commands` in one PHP start, in order, inside the booted app; stops at the
+/// first that fails and fails naming it, with its status and output. Returns the commands run.
+pub fn run_commands(ctx: &HostContext, commands: &[String]) -> Result<Vec<String>, Failure> {
+    for command in commands {
+        if command.is_empty() || command.contains('\n') {
+            return Err(Failure::message(format!(
+                "not an artisan command: `{command}`"
+            )));
+        }
+    }
+    let result = run(ctx, &BATCH, &[("ZDD_COMMANDS", &commands.join("\n"))])?;
+    let mut ran = Vec::new();
+    for item in result["commands"].as_array().into_iter().flatten() {
+        let command = item["command"].as_str().unwrap_or("").to_string();
+        let status = item["status"].as_i64().unwrap_or(1);
+        if status != 0 {
+            let output = item["output"].as_str().unwrap_or("");
+            let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+            let tail = &lines[lines.len().saturating_sub(crate::process::TAIL_LINES)..];
+            return Err(Failure::message(format!(
+                "`artisan {command}` failed with status {status}:{}",
+                tail.iter()
+                    .map(|l| format!("\n  | {l}"))
+                    .collect::<String>()
+            )));
+        }
+        ran.push(command);
+    }
+    if ran.len() != commands.len() {
+        return Err(Failure::message(format!(
+            "artisan batch: ran {} of {} commands and returned `{result}`",
+            ran.len(),
+            commands.len()
+        )));
+    }
+    Ok(ran)
+}
+
 /// The probe's result from what `artisan` printed, or why the app did not boot.
 fn read_result(name: &str, stdout: &str) -> Result<Value, Failure> {
     let (printed, status) = match stdout.trim_end().rsplit_once(&format!("\n{STATUS} ")) {

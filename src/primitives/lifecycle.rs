@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::app_php;
 use super::artisan::{self, app_path, artisan, has_command, has_option, tri_state};
 use super::programs::program;
 use crate::context::HostContext;
@@ -37,6 +38,9 @@ const LOCAL_CACHE_DRIVERS: [&str; 4] = ["file", "array", "apc", "null"];
 const MIGRATION_RUNNING: i32 = 75;
 const MIGRATION_POLL: Duration = Duration::from_secs(1);
 
+/// The caches of the cache steps, in the order they are built.
+const CACHES: [&str; 4] = ["config", "route", "view", "event"];
+
 fn memo_key(ctx: &HostContext, what: &str) -> Result<String, Failure> {
     Ok(format!("{what} {}", app_path(ctx)?))
 }
@@ -54,18 +58,19 @@ fn optimize_builds_all_caches(ctx: &mut HostContext) -> Result<bool, Failure> {
     )
 }
 
-/// One of the caches (`config`, `route`, `view`, `event`): `artisan optimize` builds all four
-/// in one PHP start where it can (the first cache step runs it, the others are then done),
-/// else `artisan KIND:cache`.
+/// One of the caches (`config`, `route`, `view`, `event`): the first cache step builds all four
+/// in one PHP start, the others are then done: with `artisan optimize` where it builds them
+/// (Laravel 11+), else by running the four `KIND:cache` commands in one process, as Laravel's
+/// own `optimize` does.
 pub fn cache(ctx: &mut HostContext, kind: &str) -> Result<(), Failure> {
-    if !["config", "route", "view", "event"].contains(&kind) {
+    if !CACHES.contains(&kind) {
         return Err(Failure::message(format!(
             "`artisan_cache`: unknown cache `{kind}` (config, route, view or event)"
         )));
     }
     let key = memo_key(ctx, "optimize")?;
     if ctx.memo.contains_key(&key) {
-        ctx.info(&format!("{kind} cache: built by `artisan optimize`"));
+        ctx.info(&format!("{kind} cache: built by the first cache step"));
         return Ok(());
     }
     if optimize_builds_all_caches(ctx)? {
@@ -78,7 +83,15 @@ pub fn cache(ctx: &mut HostContext, kind: &str) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    artisan(ctx, &format!("{kind}:cache"))?;
+    let commands: Vec<String> = CACHES.iter().map(|c| format!("{c}:cache")).collect();
+    for command in app_php::run_commands(ctx, &commands)? {
+        ctx.info(&format!("{command}: done"));
+    }
+    ctx.memo.insert(key, CACHES.join(" "));
+    ctx.info(&format!(
+        "caches: {} built in one PHP start (the first cache step builds them all)",
+        CACHES.join(", ")
+    ));
     Ok(())
 }
 
