@@ -154,8 +154,9 @@ GROUPS = [
     ("artisan storage:link + 4 caches", lambda t: t.startswith("artisan:") and t.endswith(("cache", "link"))),
     ("pre-swap gates (gate:*, not in the seed)", lambda t: t.startswith("gate:")),
     ("artisan migrate", lambda t: t == "artisan:migrate"),
-    ("swap + php-fpm reload", lambda t: t in ("deploy:symlink", "php-fpm:reload")),
-    ("octane/horizon (detection) + queue:restart", lambda t: t in ("artisan:octane:reload", "artisan:queue:restart")),
+    ("swap (+ queue:restart just before it) + php-fpm reload", lambda t: t in ("deploy:symlink", "php-fpm:reload")),
+    ("reload/octane/horizon (detection) + other restarts", lambda t: t in (
+        "artisan:reload", "artisan:octane:reload", "artisan:queue:restart")),
     ("health gate", lambda t: t == "deploy:health"),
     ("cleanup, unlock", lambda t: t in ("deploy:cleanup", "deploy:unlock")),
 ]

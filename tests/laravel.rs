@@ -432,6 +432,64 @@ fn failures_before_the_swap_leave_current_alone() {
     }
 }
 
+/// The swap is made by a PHP process of the new release (it signals the workers just before
+/// it). When that process renames `current` and its report is then lost (killed, connection
+/// dropped: here a `php` that swallows the swap's output and exits 137), zdd reads `current`
+/// back, counts the swap as made, and switches back: `current` is never left on a release
+/// that the failure discards. A failing restart signal stops the swap before the rename.
+#[test]
+fn a_swap_whose_report_is_lost_is_switched_back() {
+    let (sandbox, fixture, stack) = setup(StackOptions::default());
+    assert_success(&deploy(&sandbox, &fixture, &stack, "v1", &[]));
+    let good = sandbox.current(DEPLOY).unwrap();
+    let php = sandbox.write(
+        "bin/php-losing-the-swap",
+        "#!/bin/sh\nif [ -n \"$ZDD_SWAP_TARGET\" ]; then /usr/bin/php \"$@\" >/dev/null 2>&1; exit 137; fi\nexec /usr/bin/php \"$@\"\n",
+    );
+    std::fs::set_permissions(&php, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let option = format!("bin/php={}", php.display());
+    let output = deploy(&sandbox, &fixture, &stack, "v2", &[&option]);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("error: task `deploy:symlink` failed on host `localhost`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("swap: the app's `artisan` exited with status 137 and the app did not boot"),
+        "{text}"
+    );
+    assert_eq!(
+        sandbox.current(DEPLOY).unwrap(),
+        good,
+        "switched back: {text}"
+    );
+    assert!(text.contains("switched back"), "{text}");
+    assert!(!deploy_dir(&sandbox, DEPLOY).join(".zdd/lock").exists());
+    let (status, _, body) = stack.get("/version");
+    assert_eq!(
+        (status, body.trim().to_string()),
+        (200, format!("v1 {good}"))
+    );
+
+    // A restart signal that fails: nothing renamed, the deploy stops there.
+    let commands = artisan_commands(&[(
+        "BrokenQueueRestart",
+        "queue:restart",
+        "        $this->error('the cache is down'); return 3;",
+    )]);
+    fixture.version("v2-broken-restart", &as_refs(&commands));
+    let output = deploy(&sandbox, &fixture, &stack, "v2-broken-restart", &[]);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("`artisan queue:restart` failed (status 3) just before the swap; `current` was not changed:\n  | the cache is down"),
+        "{text}"
+    );
+    assert_eq!(sandbox.current(DEPLOY).unwrap(), good);
+    assert!(!text.contains("current -> releases/"), "{text}");
+}
+
 /// Octane and Horizon are not packaged here: fixture commands named `octane:status`,
 /// `octane:reload` and `horizon:terminate` stand in for them and record their calls.
 #[test]

@@ -66,10 +66,16 @@ pub fn swap_signalling(ctx: &mut HostContext, commands: &[String]) -> Result<(),
             ("ZDD_SWAP_TEMP", temp.as_str()),
             ("ZDD_SWAP_THEN", then.as_str()),
         ],
-    )?;
-    let report: SwapReport = serde_json::from_value(result.clone()).map_err(|_| {
-        Failure::message(format!("the swap returned `{result}`, not a swap report"))
-    })?;
+    )
+    .and_then(|result| {
+        serde_json::from_value::<SwapReport>(result.clone()).map_err(|_| {
+            Failure::message(format!("the swap returned `{result}`, not a swap report"))
+        })
+    });
+    // When the process renamed and its report was then lost (killed, connection dropped),
+    // `current` is this run's release: the failure's discard (`release::discard`) puts back
+    // what it pointed at before.
+    let report = result?;
     if let Some(failed) = report.commands.iter().find(|c| c.status != 0) {
         return Err(Failure::message(format!(
             "`artisan {}` failed (status {}) just before the swap; `current` was not changed:{}",
