@@ -1,0 +1,142 @@
+//! `recipes/laravel.rhai`, every gate on, on each app layout of the corpus
+//! (`laravel_layouts_support`): real php-fpm, nginx, Laravel (Debian's), under load, with a
+//! queue worker and a session kept across the deploys; and the gates on each layout's queue and
+//! database.
+
+use std::time::{Duration, Instant};
+
+use crate::laravel_layouts_support::{assert_deployed, stderr, Layout, Site, DEPLOY};
+use crate::laravel_support::{
+    dispatch, failed_jobs, wait_for_jobs, Load, QueueWorker, SessionClient, Stack, StackOptions,
+};
+
+/// A first deploy, then `rounds` deploys alternating v2 and v1 under load, with jobs dispatched
+/// before and after each: no failed request, no connection error, no mixed-version answer, every
+/// answer after a deploy from its release, the session and its CSRF token kept, every job run
+/// (the late ones by the last release) and none failed. Returns zdd's stderr of the deploys.
+fn zero_downtime(site: &Site, rounds: usize) -> String {
+    let sandbox = &site.sandbox;
+    let stack = Stack::start(sandbox, DEPLOY, StackOptions::default());
+    let first = site.deploy(Some(&stack), "v1", &[]);
+    assert_deployed(&first);
+    let (status, _, body) = stack.get("/version");
+    assert_eq!(
+        (status, body.trim().to_string()),
+        (200, format!("v1 {}", sandbox.current(DEPLOY).unwrap())),
+        "{} serves DEPLOY/current/public\n{}",
+        site.layout.name(),
+        stack.logs()
+    );
+
+    let worker = QueueWorker::start(sandbox, DEPLOY);
+    let mut session = SessionClient::new(&stack);
+    let before = session.count();
+    let token = session.csrf();
+    let load = Load::start(&stack);
+    load.wait_for(20, Duration::from_secs(30));
+
+    let mut jobs = dispatch(&stack, 3);
+    let mut deploys: Vec<(Instant, Instant, String, String)> = Vec::new();
+    let mut log = stderr(&first);
+    for round in 0..rounds {
+        let version = if round % 2 == 0 { "v2" } else { "v1" };
+        jobs.extend(dispatch(&stack, 2));
+        let started = Instant::now();
+        let output = site.deploy(Some(&stack), version, &[]);
+        assert_deployed(&output);
+        let finished = Instant::now();
+        log.push_str(&stderr(&output));
+        let release = sandbox.current(DEPLOY).expect("current");
+        let (status, _, body) = stack.get("/version");
+        assert_eq!(
+            (status, body.trim().to_string()),
+            (200, format!("{version} {release}")),
+            "after deploy {round}"
+        );
+        deploys.push((started, finished, version.to_string(), release));
+        jobs.extend(dispatch(&stack, 2));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let report = load.stop();
+    report.assert_clean();
+    for (index, (_, finished, _, release)) in deploys.iter().enumerate() {
+        let next = deploys
+            .get(index + 1)
+            .map(|d| d.0)
+            .unwrap_or(report.stopped);
+        let stale = report
+            .responses
+            .iter()
+            .filter(|s| s.sent >= *finished && s.sent < next)
+            .filter(|s| s.release.as_deref() != Some(release.as_str()))
+            .count();
+        assert_eq!(stale, 0, "deploy {index}: answers not from {release}");
+    }
+
+    let after = session.count();
+    assert_eq!(after.id, before.id, "the session survived the deploys");
+    assert_eq!(after.count, before.count + 1);
+    assert_eq!(session.post_count(&token).0, 200, "the CSRF token survived");
+
+    let (_, _, last_version, last_release) = deploys.last().unwrap().clone();
+    let late = dispatch(&stack, 3);
+    wait_for_jobs(sandbox, DEPLOY, &jobs, Duration::from_secs(60));
+    for record in wait_for_jobs(sandbox, DEPLOY, &late, Duration::from_secs(60)) {
+        assert_eq!(
+            (record.version, record.release),
+            (last_version.clone(), last_release.clone())
+        );
+    }
+    assert_eq!(failed_jobs(sandbox, DEPLOY), 0);
+    let workers = worker.stop();
+    assert!(
+        workers.spawns > 1,
+        "queue:restart restarted the workers: {:?}",
+        workers.exits
+    );
+    eprintln!(
+        "{}: {} requests, {}",
+        site.layout.name(),
+        report.total(),
+        report.latency()
+    );
+    log
+}
+
+/// What every deploy of a layout says: each gate ran and passed.
+fn assert_every_gate_ran(log: &str, deploys: usize) {
+    for line in [
+        "disk: ",
+        "tests: `php artisan --version` passed",
+        "app key: ",
+        "queued jobs: ",
+        "migrations: ",
+    ] {
+        assert_eq!(
+            log.matches(line).count(),
+            deploys,
+            "{line:?} in every deploy:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn the_fixture_layout_deploys_under_load_with_every_gate_on() {
+    let site = Site::new(Layout::Fixture);
+    let log = zero_downtime(&site, 3);
+    assert_every_gate_ran(&log, 4);
+}
+
+#[test]
+fn an_app_booted_through_bootstrap_autoload_deploys_under_load() {
+    let site = Site::new(Layout::BootstrapAutoload);
+    let log = zero_downtime(&site, 3);
+    assert_every_gate_ran(&log, 4);
+}
+
+#[test]
+fn an_app_with_its_own_bootstrap_file_and_storage_path_deploys_under_load() {
+    let site = Site::new(Layout::CustomBootstrap);
+    let log = zero_downtime(&site, 3);
+    assert_every_gate_ran(&log, 4);
+}
