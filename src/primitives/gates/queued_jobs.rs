@@ -16,6 +16,7 @@ use crate::primitives::app_php::{self, Probe};
 const PROBE: Probe = Probe {
     name: "queued jobs",
     source: include_str!("../../../stdlib/php/queued_jobs.php"),
+    setting: "check_queued_jobs",
 };
 
 #[derive(Debug, Deserialize)]
