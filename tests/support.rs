@@ -409,3 +409,33 @@ pub fn dead_pid() -> u32 {
     child.wait().unwrap();
     pid
 }
+
+/// `text` with another program's words replaced by `[THEIRS]`: every span that starts right
+/// after `after` and ends right before the next `before` (ssh's reason, the kernel's errno
+/// text, composer's error). Their wording changes from one machine to the next (versions,
+/// locales, how the network is missing), so a test compares zdd's own words around them
+/// exactly and only checks that the reason was passed on: an empty span panics, and so does
+/// `text` without `after`.
+#[track_caller]
+pub fn their_words(text: &str, after: &str, before: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut found = false;
+    while let Some(start) = rest.find(after) {
+        let span = &rest[start + after.len()..];
+        let Some(end) = span.find(before) else {
+            panic!("`{after}` is not followed by `{before}` in:\n{text}");
+        };
+        assert!(
+            !span[..end].trim().is_empty(),
+            "nothing between `{after}` and `{before}` in:\n{text}"
+        );
+        out.push_str(&rest[..start + after.len()]);
+        out.push_str("[THEIRS]");
+        rest = &span[end..];
+        found = true;
+    }
+    assert!(found, "`{after}` is not in:\n{text}");
+    out.push_str(rest);
+    out
+}

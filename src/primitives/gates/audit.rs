@@ -130,11 +130,64 @@ pub fn parse_npm(stdout: &str, stderr: &str, status: i32) -> Outcome {
     Outcome::Advisories(found)
 }
 
+/// The terminal width composer is told it has (`COLUMNS`). Composer (Symfony Console) prints an
+/// error in a box whose lines are cut to fit the terminal; left to itself it asks `stty`, so the
+/// cut would depend on where zdd runs. Told this width, it cuts only lines longer than
+/// `COLUMNS - 5` characters, and [`unwrap_box`] knows where the cuts are.
+const COLUMNS: usize = 1000;
+
+/// Undo the box composer (Symfony Console's `renderThrowable`) draws around an error, printed
+/// for a terminal `columns` wide: each line of the message is cut every `columns - 5`
+/// characters, wherever that falls (in the middle of a word, or just before or after a space),
+/// and every piece is printed indented by two spaces and padded with spaces to the box's width.
+/// The pieces of one line are put back together as they were: a word cut in two is whole again,
+/// and a space that fell at the start of a piece is kept. Each line of the message is one
+/// paragraph (a piece that ends in a space ends one too: see below). Lines outside a box (a title, a usage line) are paragraphs of their own.
+fn unwrap_box(text: &str, columns: usize) -> Vec<String> {
+    let piece = columns.saturating_sub(5).max(1);
+    let mut paragraphs = Vec::new();
+    let mut current: Option<String> = None;
+    fn finish(current: &mut Option<String>, paragraphs: &mut Vec<String>) {
+        if let Some(text) = current.take() {
+            let text = text.trim();
+            if !text.is_empty() {
+                paragraphs.push(text.to_string());
+            }
+        }
+    }
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        let Some(body) = line.strip_prefix("  ").filter(|_| !line.trim().is_empty()) else {
+            finish(&mut current, &mut paragraphs);
+            if !line.trim().is_empty() {
+                paragraphs.push(line.trim().to_string());
+            }
+            continue;
+        };
+        // Cut: the piece fills the box to its last character. A piece that ends in a space
+        // looks like the padded end of a line, and is taken as one: the text reads the same
+        // (one space between the two), only as two paragraphs.
+        let cut = body.chars().nth(piece - 1).is_some_and(|c| c != ' ')
+            && body.chars().skip(piece).all(|c| c == ' ');
+        let target = current.get_or_insert_with(String::new);
+        if cut {
+            // A whole piece: the line goes on in the next one, exactly where this one stops.
+            target.extend(body.chars().take(piece));
+        } else {
+            target.push_str(body.trim_end());
+            finish(&mut current, &mut paragraphs);
+        }
+    }
+    finish(&mut current, &mut paragraphs);
+    paragraphs
+}
+
+/// What a tool said when it could not audit, in a few words: its first lines, without
+/// composer's title (`In File.php line N:`) and usage lines.
 fn summarize(text: &str, status: i32) -> String {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("In ") && !l.starts_with("audit ["))
+    let lines: Vec<String> = unwrap_box(text, COLUMNS)
+        .into_iter()
+        .filter(|l| !l.starts_with("In ") && !l.starts_with("audit ["))
         .take(3)
         .collect();
     if lines.is_empty() {
@@ -177,7 +230,7 @@ pub fn audit(ctx: &HostContext) -> Result<(), Failure> {
     let mut outcomes: Vec<(&str, Outcome)> = Vec::new();
     if ctx.transport.exists(&format!("{dir}/composer.lock"))? {
         let line = format!(
-            "{} {} audit --format=json --no-interaction --locked --no-dev",
+            "COLUMNS={COLUMNS} {} {} audit --format=json --no-interaction --locked --no-dev",
             word(&program(ctx, "php")?)?,
             word(&program(ctx, "composer")?)?
         );
@@ -280,6 +333,102 @@ mod tests {
             parse_composer("", "In RemoteFilesystem.php line 476:\n  The \"https://repo.packagist.org/packages.json\" file could not be downloaded\n", 1),
             Outcome::Unavailable(reason) if reason.starts_with("The \"https://repo.packagist.org/packages.json\" file could not be downloaded")
         ));
+    }
+
+    /// Composer's stderr offline, as it printed it for a terminal `columns` wide (Debian's
+    /// composer 2.5, Symfony Console 6.2): `"  "` + piece + `"  "`, padded to the box.
+    fn boxed(columns: usize, pieces: &[&str]) -> String {
+        let width = columns - 1;
+        let blank = " ".repeat(width);
+        let mut text = format!("\nIn RemoteFilesystem.php line 476:\n{blank}\n");
+        for piece in pieces {
+            text.push_str(&format!("  {piece:<0$}\n", width - 2));
+        }
+        text.push_str(&format!(
+            "{blank}\n\naudit [--no-dev] [-f|--format FORMAT] [--locked]\n\n"
+        ));
+        text
+    }
+
+    const DOWNLOAD: &str = "The \"https://repo.packagist.org/packages.json\" file could not be downloaded: php_network_getaddresses: getaddrinfo for repo.packagist.org failed: Name or service not known";
+    const STREAM: &str = "Failed to open stream: php_network_getaddresses: getaddrinfo for repo.packagist.org failed: Name or service not known";
+
+    #[test]
+    fn a_boxed_error_is_unwrapped_where_composer_cut_it() {
+        // 80 columns (composer's default): cut mid-word (`repo.packa|gist.org`), just before a
+        // space (`Name| or`) and just before punctuation (`downloaded|:`).
+        let eighty = boxed(
+            80,
+            &[
+                "The \"https://repo.packagist.org/packages.json\" file could not be downloaded",
+                ": php_network_getaddresses: getaddrinfo for repo.packagist.org failed: Name",
+                " or service not known",
+                "Failed to open stream: php_network_getaddresses: getaddrinfo for repo.packa",
+                "gist.org failed: Name or service not known",
+            ],
+        );
+        assert!(eighty.contains(
+            "  The \"https://repo.packagist.org/packages.json\" file could not be downloaded  \n"
+        ));
+        assert!(eighty.contains(
+            "\n   or service not known                                                        \n"
+        ));
+        let paragraphs = vec![
+            "In RemoteFilesystem.php line 476:".to_string(),
+            DOWNLOAD.to_string(),
+            STREAM.to_string(),
+            "audit [--no-dev] [-f|--format FORMAT] [--locked]".to_string(),
+        ];
+        assert_eq!(unwrap_box(&eighty, 80), paragraphs);
+        // 57 columns: a piece that ends with a space (`file |could`), words cut everywhere.
+        let narrow = boxed(
+            57,
+            &[
+                "The \"https://repo.packagist.org/packages.json\" file ",
+                "could not be downloaded: php_network_getaddresses: g",
+                "etaddrinfo for repo.packagist.org failed: Name or se",
+                "rvice not known",
+                "Failed to open stream: php_network_getaddresses: get",
+                "addrinfo for repo.packagist.org failed: Name or serv",
+                "ice not known",
+            ],
+        );
+        let mut cut_after_a_space = paragraphs.clone();
+        cut_after_a_space.splice(
+            1..2,
+            [
+                "The \"https://repo.packagist.org/packages.json\" file".to_string(),
+                DOWNLOAD[52..].to_string(),
+            ],
+        );
+        assert_eq!(unwrap_box(&narrow, 57), cut_after_a_space);
+        assert!(unwrap_box(&narrow, 57)
+            .join(" ")
+            .contains(&format!("{DOWNLOAD} {STREAM}")));
+        // curl's wording, cut in `Could`.
+        let curl = boxed(
+            80,
+            &[
+                "curl error 6 while downloading https://repo.packagist.org/packages.json: Co",
+                "uld not resolve host: repo.packagist.org",
+            ],
+        );
+        assert_eq!(
+            unwrap_box(&curl, 80)[1],
+            "curl error 6 while downloading https://repo.packagist.org/packages.json: Could not resolve host: repo.packagist.org"
+        );
+        // A line as wide as the box but shorter than a cut is whole: the next line is another.
+        let whole = boxed(1000, &[DOWNLOAD, STREAM]);
+        assert_eq!(unwrap_box(&whole, 1000), paragraphs);
+        // Told a width, composer cuts nowhere; the summary is its first two lines, whole.
+        assert_eq!(
+            parse_composer("", &whole, 1),
+            Outcome::Unavailable(format!("{DOWNLOAD} {STREAM}"))
+        );
+        assert_eq!(
+            parse_composer("", "", 1),
+            Outcome::Unavailable("it exited with status 1 without a report".into())
+        );
     }
 
     #[test]
