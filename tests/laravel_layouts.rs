@@ -5,10 +5,12 @@
 
 use std::time::{Duration, Instant};
 
+use crate::laravel_layouts_support::Service;
 use crate::laravel_layouts_support::{assert_deployed, stderr, Layout, Site, DEPLOY};
 use crate::laravel_support::{
-    dispatch, failed_jobs, wait_for_jobs, Load, QueueWorker, SessionClient, Stack, StackOptions,
+    dispatch, run_in, wait_for_jobs, Load, QueueWorker, SessionClient, Stack, StackOptions,
 };
+use crate::support::git;
 
 /// A first deploy, then `rounds` deploys alternating v2 and v1 under load, with jobs dispatched
 /// before and after each: no failed request, no connection error, no mixed-version answer, every
@@ -87,7 +89,7 @@ fn zero_downtime(site: &Site, rounds: usize) -> String {
             (last_version.clone(), last_release.clone())
         );
     }
-    assert_eq!(failed_jobs(sandbox, DEPLOY), 0);
+    assert_eq!(site.failed_jobs(), 0);
     let workers = worker.stop();
     assert!(
         workers.spawns > 1,
@@ -139,6 +141,286 @@ fn an_app_with_its_own_bootstrap_file_and_storage_path_deploys_under_load() {
     let site = Site::new(Layout::CustomBootstrap);
     let log = zero_downtime(&site, 3);
     assert_every_gate_ran(&log, 4);
+}
+
+#[test]
+fn an_app_with_its_queue_and_cache_on_redis_deploys_under_load() {
+    let site = Site::new(Layout::Redis);
+    let log = zero_downtime(&site, 3);
+    assert_every_gate_ran(&log, 4);
+    assert_eq!(log.matches("(redis queue)").count(), 4, "{log}");
+    // The workers restarted (see zero_downtime) on a signal that lives in Redis, not in a file.
+    let Service::Redis(redis) = &site.service else {
+        unreachable!()
+    };
+    let keys = redis.cli(&[
+        "-n",
+        "1",
+        "--scan",
+        "--pattern",
+        "*illuminate:queue:restart",
+    ]);
+    assert_eq!(
+        keys.lines().count(),
+        1,
+        "the restart signal in Redis: {keys:?}"
+    );
+}
+
+#[test]
+fn an_app_on_postgresql_deploys_under_load() {
+    let site = Site::new(Layout::Postgres);
+    let log = zero_downtime(&site, 3);
+    assert_every_gate_ran(&log, 4);
+    assert_eq!(log.matches("(database queue)").count(), 4, "{log}");
+}
+
+#[test]
+fn an_app_on_mariadb_deploys_under_load() {
+    let site = Site::new(Layout::MariaDb);
+    let log = zero_downtime(&site, 3);
+    assert_every_gate_ran(&log, 4);
+    assert_eq!(log.matches("(database queue)").count(), 4, "{log}");
+}
+
+/// A refusal by `task` with `message`, before the swap: `current` is still `good`.
+fn assert_refused(
+    site: &Site,
+    output: &std::process::Output,
+    task: &str,
+    message: &str,
+    good: &str,
+) {
+    let text = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("error: task `{task}` failed on host `localhost`")),
+        "{text}"
+    );
+    assert!(text.contains(message), "expected {message:?} in:\n{text}");
+    assert_eq!(site.sandbox.current(DEPLOY).unwrap(), good);
+}
+
+/// Three RecordVersion jobs wait in the layout's queue: a release that renamed the class is
+/// refused; one that keeps the old class next to the new deploys.
+fn queued_jobs_gate(site: &Site, queue: &str) {
+    assert_deployed(&site.deploy(None, "v1", &[]));
+    let good = site.sandbox.current(DEPLOY).unwrap();
+    run_in(
+        &site.deploy_path().join("current"),
+        "php",
+        &["artisan", "app:dispatch", "3"],
+    );
+
+    let read = |path: &str| git(site.fixture.path(), &["show", &format!("v1:{path}")]);
+    let renamed = |path: &str| read(path).replace("RecordVersion", "RecordRelease");
+    site.fixture.remove_and_tag(
+        "renamed",
+        &["app/Jobs/RecordVersion.php"],
+        &[
+            (
+                "app/Jobs/RecordRelease.php",
+                &renamed("app/Jobs/RecordVersion.php"),
+            ),
+            (
+                "app/Http/Controllers/ProbeController.php",
+                &renamed("app/Http/Controllers/ProbeController.php"),
+            ),
+            (
+                "app/Console/Commands/DispatchJobs.php",
+                &renamed("app/Console/Commands/DispatchJobs.php"),
+            ),
+        ],
+    );
+    let output = site.deploy(None, "renamed", &[]);
+    assert_refused(
+        site,
+        &output,
+        "gate:queued_jobs",
+        "Caused by: jobs waiting in the queue use classes the new release does not have:\n  | App\\Jobs\\RecordVersion: 3 jobs\n",
+        &good,
+    );
+    site.fixture.version(
+        "renamed-safely",
+        &[(
+            "app/Jobs/RecordVersion.php",
+            &read("app/Jobs/RecordVersion.php"),
+        )],
+    );
+    let output = site.deploy(None, "renamed-safely", &[]);
+    assert_deployed(&output);
+    assert!(
+        stderr(&output).contains(&format!(
+            "queued jobs: 3 waiting ({queue} queue), every class exists in the new release"
+        )),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn queued_jobs_gate_reads_the_database_queue_on_postgresql() {
+    queued_jobs_gate(&Site::new(Layout::Postgres), "database");
+}
+
+#[test]
+fn queued_jobs_gate_reads_the_database_queue_on_mariadb() {
+    queued_jobs_gate(&Site::new(Layout::MariaDb), "database");
+}
+
+/// The Redis queue, read through the app's own connection (its key prefix), and the queues
+/// listed in `queue_names` besides the default one.
+#[test]
+fn queued_jobs_gate_reads_the_redis_queues_named_in_queue_names() {
+    let site = Site::new(Layout::Redis);
+    queued_jobs_gate(&site, "redis");
+    // A job of a class no release has, waiting in another queue (`emails`), as Laravel stores it.
+    let Service::Redis(redis) = &site.service else {
+        unreachable!()
+    };
+    let payload = r#"{"uuid":"8a4c1c1e-0000-4000-8000-000000000001","displayName":"App\\Jobs\\SendNewsletter","job":"Illuminate\\Queue\\CallQueuedHandler@call","maxTries":null,"timeout":null,"data":{"commandName":"App\\Jobs\\SendNewsletter","command":"O:26:\"App\\Jobs\\SendNewsletter\":0:{}"},"id":"1","attempts":0}"#;
+    redis.cli(&["rpush", "zdd_fixture_database_queues:emails", payload]);
+    let output = site.deploy(None, "renamed-safely", &[]);
+    assert_deployed(&output);
+    assert!(
+        stderr(&output).contains("queued jobs: 3 waiting (redis queue)"),
+        "{}",
+        stderr(&output)
+    );
+    let good = site.sandbox.current(DEPLOY).unwrap();
+    let output = site.deploy(None, "renamed-safely", &["queue_names=emails"]);
+    assert_refused(
+        &site,
+        &output,
+        "gate:queued_jobs",
+        "use classes the new release does not have:\n  | App\\Jobs\\SendNewsletter: 1 job\n",
+        &good,
+    );
+}
+
+/// A migration file `database/migrations/<name>.php` whose `up()` runs `body`.
+fn migration(name: &str, body: &str) -> (String, String) {
+    (
+        format!("database/migrations/{name}.php"),
+        format!(
+            "<?php\n\nuse Illuminate\\Database\\Migrations\\Migration;\nuse Illuminate\\Database\\Schema\\Blueprint;\n\
+             use Illuminate\\Support\\Facades\\Schema;\n\nreturn new class extends Migration\n{{\n    \
+             public function up()\n    {{\n        {body}\n    }}\n\n    public function down()\n    {{\n    }}\n}};\n"
+        ),
+    )
+}
+
+/// On the layout's real database, with the SQL its driver prints for `migrate --pretend`:
+/// additive migrations pass, dropping indexes, unique keys and foreign keys passes, and
+/// dropping or renaming a table or a column is refused, each migration named.
+fn migrations_gate(site: &Site) {
+    let files = |list: &[(String, String)]| -> Vec<(String, String)> { list.to_vec() };
+    let additive = files(&[
+        migration(
+            "2030_01_01_000000_create_authors",
+            "Schema::create('authors', function (Blueprint $table) { $table->id(); $table->string('name'); });",
+        ),
+        migration(
+            "2030_01_01_000001_create_notes",
+            "Schema::create('notes', function (Blueprint $table) { $table->id(); \
+             $table->foreignId('author_id')->constrained(); $table->string('title')->index(); \
+             $table->string('slug')->unique(); $table->text('body'); $table->text('summary'); });",
+        ),
+    ]);
+    let harmless = files(&[
+        migration(
+            "2030_01_02_000000_drop_indexes",
+            "Schema::table('notes', function (Blueprint $table) { $table->dropForeign(['author_id']); \
+             $table->dropIndex(['title']); $table->dropUnique(['slug']); });",
+        ),
+        migration(
+            "2030_01_02_000001_add_column",
+            "Schema::table('notes', function (Blueprint $table) { $table->string('tag')->nullable(); });",
+        ),
+    ]);
+    let destructive = [
+        migration(
+            "2030_01_03_000000_drop_body",
+            "Schema::table('notes', function (Blueprint $table) { $table->dropColumn('body'); });",
+        ),
+        migration(
+            "2030_01_03_000001_drop_two_columns",
+            "Schema::table('notes', function (Blueprint $table) { $table->dropColumn(['summary', 'tag']); });",
+        ),
+        migration(
+            "2030_01_03_000002_rename_notes",
+            "Schema::rename('notes', 'posts');",
+        ),
+        migration("2030_01_03_000003_drop_authors", "Schema::drop('authors');"),
+        migration(
+            "2030_01_03_000004_drop_legacy_if_exists",
+            "Schema::dropIfExists('failed_jobs');",
+        ),
+    ];
+    let refs = |list: &[(String, String)]| -> Vec<(String, String)> { list.to_vec() };
+    assert_deployed(&site.deploy(None, "v1", &[]));
+    site.fixture.version(
+        "additive",
+        &crate::laravel_support::as_refs(&refs(&additive)),
+    );
+    let output = site.deploy(None, "additive", &[]);
+    assert_deployed(&output);
+    assert!(
+        stderr(&output).contains(" statement(s) pending, none destructive"),
+        "{}",
+        stderr(&output)
+    );
+    site.fixture
+        .version("harmless", &crate::laravel_support::as_refs(&harmless));
+    let output = site.deploy(None, "harmless", &[]);
+    assert_deployed(&output);
+    assert!(
+        stderr(&output).contains(" statement(s) pending, none destructive"),
+        "{}",
+        stderr(&output)
+    );
+    let good = site.sandbox.current(DEPLOY).unwrap();
+
+    site.fixture.version(
+        "destructive",
+        &crate::laravel_support::as_refs(&destructive),
+    );
+    let output = site.deploy(None, "destructive", &[]);
+    assert_refused(
+        site,
+        &output,
+        "gate:migrations",
+        "Caused by: the migrations drop or rename what the running release still uses:\n",
+        &good,
+    );
+    let text = stderr(&output);
+    for (path, _) in &destructive {
+        let name = path
+            .trim_start_matches("database/migrations/")
+            .trim_end_matches(".php");
+        assert!(
+            text.contains(&format!("\n  | {name}: ")),
+            "{name} refused:\n{text}"
+        );
+    }
+    // What --pretend printed is what runs: allowed, the same migrations apply on the database.
+    let output = site.deploy(None, "destructive", &["allow_destructive_migrations=true"]);
+    assert_deployed(&output);
+    assert!(
+        stderr(&output).contains("warning: migrations: 5 destructive statement(s) allowed"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn migrations_gate_on_postgresql() {
+    migrations_gate(&Site::new(Layout::Postgres));
+}
+
+#[test]
+fn migrations_gate_on_mariadb() {
+    migrations_gate(&Site::new(Layout::MariaDb));
 }
 
 /// Apps zdd cannot boot: its check says why and what to set, and nothing is switched.

@@ -13,7 +13,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::laravel_support::{deploy_dir, fixture_repo_with, shared_env, FixtureRepo, Stack};
+use crate::laravel_support::{
+    deploy_dir, failed_jobs, fixture_repo_with, shared_env, FixtureRepo, Stack,
+};
+use crate::services::{MariaDb, Postgres, Redis};
 use crate::support::Sandbox;
 
 /// Where the sites of these tests deploy to, in their sandbox.
@@ -34,6 +37,13 @@ pub enum Layout {
     /// app cannot be made without that chain. It keeps its storage in `var/storage`
     /// (`$app->useStoragePath`), shared as `var/storage`.
     CustomBootstrap,
+    /// The queue and the cache on Redis (`QUEUE_CONNECTION=redis`, `CACHE_DRIVER=redis`, with
+    /// the key prefixes of Laravel's skeleton): `queue:restart`'s signal lives in Redis.
+    Redis,
+    /// The database on PostgreSQL, the queue in its `jobs` table.
+    Postgres,
+    /// The database on MariaDB, the queue in its `jobs` table.
+    MariaDb,
 }
 
 impl Layout {
@@ -42,6 +52,9 @@ impl Layout {
             Layout::Fixture => "fixture",
             Layout::BootstrapAutoload => "bootstrap-autoload",
             Layout::CustomBootstrap => "custom-bootstrap",
+            Layout::Redis => "redis",
+            Layout::Postgres => "postgres",
+            Layout::MariaDb => "mariadb",
         }
     }
 
@@ -67,8 +80,89 @@ impl Layout {
             Layout::Fixture => {}
             Layout::BootstrapAutoload => bootstrap_autoload(app),
             Layout::CustomBootstrap => custom_bootstrap(app),
+            Layout::Redis => redis_cache(app),
+            Layout::Postgres | Layout::MariaDb => database_servers(app),
         }
     }
+}
+
+/// The overlay of [`Layout::Redis`]: a Redis cache store on its own connection, and the key
+/// prefixes Laravel's skeleton sets (the probe must read the queue through the app's own
+/// connection to find its keys).
+fn redis_cache(app: &Path) {
+    edit(app, "config/cache.php", |text| {
+        replace_once(
+            text,
+            "        'database' => [",
+            r#"        // CACHE_DRIVER=redis: queue:restart's signal is a key in Redis.
+        'redis' => [
+            'driver' => 'redis',
+            'connection' => 'cache',
+            'lock_connection' => 'default',
+        ],
+
+        'database' => ["#,
+        )
+    });
+    edit(app, "config/database.php", |text| {
+        replace_once(
+            text,
+            "        'default' => [\n            'host' => env('REDIS_HOST', '127.0.0.1'),",
+            r#"        'options' => [
+            'prefix' => env('REDIS_PREFIX', Illuminate\Support\Str::slug(env('APP_NAME', 'laravel'), '_').'_database_'),
+        ],
+        'cache' => [
+            'host' => env('REDIS_HOST', '127.0.0.1'),
+            'password' => env('REDIS_PASSWORD'),
+            'port' => env('REDIS_PORT', 6379),
+            'database' => env('REDIS_CACHE_DB', 1),
+        ],
+        'default' => [
+            'password' => env('REDIS_PASSWORD'),
+            'host' => env('REDIS_HOST', '127.0.0.1'),"#,
+        )
+    });
+}
+
+/// The overlay of [`Layout::Postgres`] and [`Layout::MariaDb`]: the `pgsql` and `mysql`
+/// connections of Laravel's skeleton (the `.env` picks one).
+fn database_servers(app: &Path) {
+    edit(app, "config/database.php", |text| {
+        replace_once(
+            text,
+            "    ],\n\n    'migrations' => 'migrations',",
+            r#"        'pgsql' => [
+            'driver' => 'pgsql',
+            'host' => env('DB_HOST', '127.0.0.1'),
+            'port' => env('DB_PORT', '5432'),
+            'database' => env('DB_DATABASE', 'forge'),
+            'username' => env('DB_USERNAME', 'forge'),
+            'password' => env('DB_PASSWORD', ''),
+            'charset' => 'utf8',
+            'prefix' => '',
+            'schema' => 'public',
+            'sslmode' => 'prefer',
+        ],
+
+        'mysql' => [
+            'driver' => 'mysql',
+            'host' => env('DB_HOST', '127.0.0.1'),
+            'port' => env('DB_PORT', '3306'),
+            'database' => env('DB_DATABASE', 'forge'),
+            'username' => env('DB_USERNAME', 'forge'),
+            'password' => env('DB_PASSWORD', ''),
+            'charset' => 'utf8mb4',
+            'collation' => 'utf8mb4_unicode_ci',
+            'prefix' => '',
+            'strict' => true,
+            'engine' => null,
+        ],
+
+    ],
+
+    'migrations' => 'migrations',"#,
+        )
+    });
 }
 
 /// The overlay of [`Layout::BootstrapAutoload`].
@@ -188,9 +282,18 @@ fn replace_once(text: &str, from: &str, to: &str) -> String {
 // A site: one layout in a repository, with its shared .env, ready to deploy
 // ---------------------------------------------------------------------------------------------
 
+/// The server a layout uses, running for the site's test.
+pub enum Service {
+    None,
+    Redis(Redis),
+    Postgres(Postgres),
+    MariaDb(MariaDb),
+}
+
 pub struct Site {
     pub layout: Layout,
     pub fixture: FixtureRepo,
+    pub service: Service,
     /// Last: the sandbox outlives what runs in it.
     pub sandbox: Sandbox,
 }
@@ -211,10 +314,42 @@ impl Site {
             )
             .unwrap();
         }
-        Site {
+        let service = match layout {
+            Layout::Redis => Service::Redis(Redis::start(&sandbox)),
+            Layout::Postgres => Service::Postgres(Postgres::start(&sandbox)),
+            Layout::MariaDb => Service::MariaDb(MariaDb::start(&sandbox)),
+            _ => Service::None,
+        };
+        let site = Site {
             layout,
             fixture,
+            service,
             sandbox,
+        };
+        let env = match &site.service {
+            Service::None => String::new(),
+            Service::Redis(redis) => {
+                redis.laravel_env() + "QUEUE_CONNECTION=redis\nCACHE_DRIVER=redis\n"
+            }
+            Service::Postgres(database) => database.laravel_env(),
+            Service::MariaDb(database) => database.laravel_env(),
+        };
+        for line in env.lines() {
+            let (key, value) = line.split_once('=').unwrap();
+            site.set_env(key, value);
+        }
+        site
+    }
+
+    /// Rows in the app's `failed_jobs` table, on whichever database the layout uses.
+    pub fn failed_jobs(&self) -> usize {
+        let count = |text: String| text.trim().parse().unwrap();
+        match &self.service {
+            Service::Postgres(database) => {
+                count(database.query("select count(*) from failed_jobs"))
+            }
+            Service::MariaDb(database) => count(database.query("select count(*) from failed_jobs")),
+            _ => failed_jobs(&self.sandbox, DEPLOY),
         }
     }
 
