@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::laravel_layouts_support::Service;
 use crate::laravel_layouts_support::{assert_deployed, stderr, Layout, Site, DEPLOY};
 use crate::laravel_support::{
-    dispatch, run_in, wait_for_jobs, Load, QueueWorker, SessionClient, Stack, StackOptions,
+    as_refs, dispatch, run_in, wait_for_jobs, Load, QueueWorker, SessionClient, Stack, StackOptions,
 };
 use crate::support::git;
 
@@ -16,9 +16,10 @@ use crate::support::git;
 /// before and after each: no failed request, no connection error, no mixed-version answer, every
 /// answer after a deploy from its release, the session and its CSRF token kept, every job run
 /// (the late ones by the last release) and none failed. Returns zdd's stderr of the deploys.
-fn zero_downtime(site: &Site, rounds: usize) -> String {
+fn zero_downtime(site: &Site, rounds: usize, options: StackOptions) -> String {
     let sandbox = &site.sandbox;
-    let stack = Stack::start(sandbox, DEPLOY, StackOptions::default());
+    let reloads = options.process_control_timeout.is_some();
+    let stack = Stack::start(sandbox, DEPLOY, options);
     let first = site.deploy(Some(&stack), "v1", &[]);
     assert_deployed(&first);
     let (status, _, body) = stack.get("/version");
@@ -96,6 +97,11 @@ fn zero_downtime(site: &Site, rounds: usize) -> String {
         "queue:restart restarted the workers: {:?}",
         workers.exits
     );
+    assert_eq!(
+        log.matches("php-fpm: reloaded (SIGUSR2").count(),
+        if reloads { rounds + 1 } else { 0 },
+        "php-fpm reloaded at each deploy only when the reload is graceful:\n{log}"
+    );
     eprintln!(
         "{}: {} requests, {}",
         site.layout.name(),
@@ -104,6 +110,13 @@ fn zero_downtime(site: &Site, rounds: usize) -> String {
     );
     log
 }
+
+/// php-fpm with `process_control_timeout` > 0: the recipe reloads it at each deploy (the other
+/// layouts run Debian's default pool, where it does not).
+const GRACEFUL_RELOAD: StackOptions = StackOptions {
+    process_control_timeout: Some(10),
+    document_root: false,
+};
 
 /// What every deploy of a layout says: each gate ran and passed.
 fn assert_every_gate_ran(log: &str, deploys: usize) {
@@ -122,31 +135,49 @@ fn assert_every_gate_ran(log: &str, deploys: usize) {
     }
 }
 
+/// Boots the app in `DEPLOY/current` the way zdd's probe did before it went through `artisan`
+/// (`vendor/autoload.php`, then `bootstrap/app.php`): whether that works.
+fn boots_without_artisan(site: &Site) -> bool {
+    let code = "require 'vendor/autoload.php'; $app = require 'bootstrap/app.php'; \
+                $app->make(Illuminate\\Contracts\\Console\\Kernel::class)->bootstrap(); echo 'booted';";
+    let output = std::process::Command::new("php")
+        .args(["-r", code])
+        .current_dir(site.deploy_path().join("current"))
+        .output()
+        .unwrap();
+    output.status.success() && String::from_utf8_lossy(&output.stdout).ends_with("booted")
+}
+
 #[test]
 fn the_fixture_layout_deploys_under_load_with_every_gate_on() {
     let site = Site::new(Layout::Fixture);
-    let log = zero_downtime(&site, 3);
+    let log = zero_downtime(&site, 3, StackOptions::default());
     assert_every_gate_ran(&log, 4);
+    assert!(boots_without_artisan(&site));
 }
 
 #[test]
 fn an_app_booted_through_bootstrap_autoload_deploys_under_load() {
     let site = Site::new(Layout::BootstrapAutoload);
-    let log = zero_downtime(&site, 3);
+    let log = zero_downtime(&site, 3, StackOptions::default());
     assert_every_gate_ran(&log, 4);
+    // The layout is what it claims: only its artisan's chain loads the framework.
+    assert!(!boots_without_artisan(&site));
 }
 
 #[test]
 fn an_app_with_its_own_bootstrap_file_and_storage_path_deploys_under_load() {
     let site = Site::new(Layout::CustomBootstrap);
-    let log = zero_downtime(&site, 3);
+    let log = zero_downtime(&site, 3, GRACEFUL_RELOAD);
     assert_every_gate_ran(&log, 4);
+    // The layout is what it claims: the app cannot be made without bootstrap/start.php.
+    assert!(!boots_without_artisan(&site));
 }
 
 #[test]
 fn an_app_with_its_queue_and_cache_on_redis_deploys_under_load() {
     let site = Site::new(Layout::Redis);
-    let log = zero_downtime(&site, 3);
+    let log = zero_downtime(&site, 3, StackOptions::default());
     assert_every_gate_ran(&log, 4);
     assert_eq!(log.matches("(redis queue)").count(), 4, "{log}");
     // The workers restarted (see zero_downtime) on a signal that lives in Redis, not in a file.
@@ -170,7 +201,7 @@ fn an_app_with_its_queue_and_cache_on_redis_deploys_under_load() {
 #[test]
 fn an_app_on_postgresql_deploys_under_load() {
     let site = Site::new(Layout::Postgres);
-    let log = zero_downtime(&site, 3);
+    let log = zero_downtime(&site, 3, GRACEFUL_RELOAD);
     assert_every_gate_ran(&log, 4);
     assert_eq!(log.matches("(database queue)").count(), 4, "{log}");
 }
@@ -178,7 +209,7 @@ fn an_app_on_postgresql_deploys_under_load() {
 #[test]
 fn an_app_on_mariadb_deploys_under_load() {
     let site = Site::new(Layout::MariaDb);
-    let log = zero_downtime(&site, 3);
+    let log = zero_downtime(&site, 3, GRACEFUL_RELOAD);
     assert_every_gate_ran(&log, 4);
     assert_eq!(log.matches("(database queue)").count(), 4, "{log}");
 }
@@ -314,8 +345,7 @@ fn migration(name: &str, body: &str) -> (String, String) {
 /// additive migrations pass, dropping indexes, unique keys and foreign keys passes, and
 /// dropping or renaming a table or a column is refused, each migration named.
 fn migrations_gate(site: &Site) {
-    let files = |list: &[(String, String)]| -> Vec<(String, String)> { list.to_vec() };
-    let additive = files(&[
+    let additive = [
         migration(
             "2030_01_01_000000_create_authors",
             "Schema::create('authors', function (Blueprint $table) { $table->id(); $table->string('name'); });",
@@ -326,8 +356,8 @@ fn migrations_gate(site: &Site) {
              $table->foreignId('author_id')->constrained(); $table->string('title')->index(); \
              $table->string('slug')->unique(); $table->text('body'); $table->text('summary'); });",
         ),
-    ]);
-    let harmless = files(&[
+    ];
+    let harmless = [
         migration(
             "2030_01_02_000000_drop_indexes",
             "Schema::table('notes', function (Blueprint $table) { $table->dropForeign(['author_id']); \
@@ -337,7 +367,7 @@ fn migrations_gate(site: &Site) {
             "2030_01_02_000001_add_column",
             "Schema::table('notes', function (Blueprint $table) { $table->string('tag')->nullable(); });",
         ),
-    ]);
+    ];
     let destructive = [
         migration(
             "2030_01_03_000000_drop_body",
@@ -357,12 +387,8 @@ fn migrations_gate(site: &Site) {
             "Schema::dropIfExists('failed_jobs');",
         ),
     ];
-    let refs = |list: &[(String, String)]| -> Vec<(String, String)> { list.to_vec() };
     assert_deployed(&site.deploy(None, "v1", &[]));
-    site.fixture.version(
-        "additive",
-        &crate::laravel_support::as_refs(&refs(&additive)),
-    );
+    site.fixture.version("additive", &as_refs(&additive));
     let output = site.deploy(None, "additive", &[]);
     assert_deployed(&output);
     assert!(
@@ -370,8 +396,7 @@ fn migrations_gate(site: &Site) {
         "{}",
         stderr(&output)
     );
-    site.fixture
-        .version("harmless", &crate::laravel_support::as_refs(&harmless));
+    site.fixture.version("harmless", &as_refs(&harmless));
     let output = site.deploy(None, "harmless", &[]);
     assert_deployed(&output);
     assert!(
@@ -381,10 +406,7 @@ fn migrations_gate(site: &Site) {
     );
     let good = site.sandbox.current(DEPLOY).unwrap();
 
-    site.fixture.version(
-        "destructive",
-        &crate::laravel_support::as_refs(&destructive),
-    );
+    site.fixture.version("destructive", &as_refs(&destructive));
     let output = site.deploy(None, "destructive", &[]);
     assert_refused(
         site,

@@ -75,9 +75,8 @@ fn after_table_name(rest: &str) -> &str {
     for prefix in ["if exists ", "only "] {
         rest = rest.strip_prefix(prefix).unwrap_or(rest);
     }
-    let mut chars = rest.char_indices().peekable();
     let mut quote: Option<char> = None;
-    while let Some((index, c)) = chars.next() {
+    for (index, c) in rest.char_indices() {
         match quote {
             Some(close) if c == close => quote = None,
             Some(_) => {}
@@ -249,7 +248,7 @@ mod tests {
         ];
         for sql in destructive_statements {
             let line = format!("2030_01_01_000000_change: {sql}");
-            assert_eq!(destructive(&line), [line.clone()], "destructive: {sql}");
+            assert_eq!(destructive(&line), vec![line.clone()], "destructive: {sql}");
         }
         for sql in harmless {
             let line = format!("2030_01_01_000000_change: {sql}");
