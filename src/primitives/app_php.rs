@@ -104,7 +104,9 @@ fn read_result(probe: &Probe, stdout: &str) -> Result<Value, Failure> {
             (true, _) => format!("with status {status} before Laravel booted"),
             (false, _) => format!("with status {status} before Laravel booted: {reason}"),
         };
-        let hint = if reason.contains("vendor/autoload.php") {
+        let missing_vendor =
+            reason.contains("Failed opening required '") && reason.contains("vendor/autoload.php'");
+        let hint = if missing_vendor {
             format!(
                 "the release has no `vendor/`: zdd runs its check in the app as its `artisan` boots it, so the app's dependencies must be installed first (`composer = true`, the default), {switch_off}"
             )
