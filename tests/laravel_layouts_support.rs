@@ -4,9 +4,10 @@
 //! the recipe is proven on each (`tests/laravel_layouts.rs`).
 //!
 //! A [`Layout`] is an overlay on the app's files (applied before the first commit, so every
-//! version of the repository has it), the lines it adds to the shared `.env`, the recipe
-//! settings it needs, and where it keeps its storage. A [`Site`] is one such app in a git
-//! repository, its shared `.env` and the services it uses, ready to deploy.
+//! version of the repository has it), the recipe settings it needs, and where it keeps its
+//! storage. A [`Site`] is one such app in a git repository, the server it uses (Redis,
+//! PostgreSQL or MariaDB from `services`, started for the test) and its shared `.env` pointing
+//! at that server, ready to deploy.
 
 #![allow(dead_code)]
 
