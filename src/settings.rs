@@ -335,6 +335,12 @@ pub const SETTINGS: &[Setting] = &[
         "whether queued jobs are checked against the release",
     ),
     setting(
+        "queue_names",
+        Kind::List,
+        "emails",
+        "Redis queues the queued-jobs gate reads besides the connection's default queue",
+    ),
+    setting(
         "allow_key_rotation",
         Kind::Boolean,
         "false",

@@ -908,6 +908,7 @@ fn how_to_set(name: &str) -> String {
         "port" => ("22", "22"),
         "hostname" => ("\"10.0.0.1\"", "10.0.0.1"),
         "notify_tasks" => ("[\"deploy\"]", "deploy"),
+        "queue_names" => ("[\"emails\"]", "emails"),
         other => panic!("no hint known for `{other}`"),
     };
     format!("set it in the recipe with `set(\"{name}\", {in_recipe})` or on the command line with `-o {name}={example}`")
@@ -1023,6 +1024,7 @@ const REFUSED: &[Refused] = &[
     Refused { input: "disk_min_free_mb=-1", errors: "`disk_min_free_mb` is `-1`: it must be a whole number from 0 to 1000000000", hint: Hint::Set("disk_min_free_mb"), commands: EVERY },
     Refused { input: "disk_min_free_mb=lots", errors: "`disk_min_free_mb` is `lots`: it must be a whole number from 0 to 1000000000", hint: Hint::Set("disk_min_free_mb"), commands: EVERY },
     Refused { input: "check_queued_jobs=nope", errors: "`check_queued_jobs` is `nope`: it must be true or false", hint: Hint::Set("check_queued_jobs"), commands: EVERY },
+    Refused { input: "set(\"queue_names\", #{ emails: true });", errors: "`queue_names` is a map: it must be a list", hint: Hint::Set("queue_names"), commands: EVERY },
     Refused { input: "set(\"allow_key_rotation\", #{});", errors: "`allow_key_rotation` is `#{}`: it must be true or false", hint: Hint::Set("allow_key_rotation"), commands: EVERY },
     // php-fpm and programs.
     Refused { input: "fpm_reload=sometimes", errors: "`fpm_reload` is `sometimes`: it must be one of auto, signal, systemctl, none", hint: Hint::Set("fpm_reload"), commands: EVERY },

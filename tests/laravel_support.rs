@@ -1634,3 +1634,24 @@ fn table_count(deploy: &Path, table: &str) -> usize {
         .parse()
         .unwrap()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Other app layouts (see `laravel_layouts_support`)
+// ---------------------------------------------------------------------------------------------
+
+/// [`fixture_repo`], with `overlay` applied to the copied app before the first commit: the same
+/// app in another layout (another `artisan`, another bootstrap, another database...).
+pub fn fixture_repo_with(
+    sandbox: &Sandbox,
+    name: &str,
+    overlay: impl FnOnce(&Path),
+) -> FixtureRepo {
+    let repo = sandbox.repo(name);
+    copy_tree(&fixture_dir(), &repo.path, true);
+    overlay(&repo.path);
+    let v1 = repo.commit(&[("VERSION", "v1\n")], "fixture v1");
+    repo.tag("v1");
+    let v2 = repo.commit(&[("VERSION", "v2\n")], "fixture v2");
+    repo.tag("v2");
+    FixtureRepo { repo, v1, v2 }
+}

@@ -18,6 +18,8 @@ mod doctor;
 mod gates;
 mod laravel;
 mod laravel_harness;
+mod laravel_layouts;
+mod laravel_layouts_support;
 mod laravel_lifecycle;
 mod laravel_support;
 mod notify;

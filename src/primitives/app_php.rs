@@ -22,6 +22,9 @@ pub struct Probe {
     /// Names the temporary file (`.zdd-NAME.php` in the release) and the probe in messages.
     pub name: &'static str,
     pub source: &'static str,
+    /// The boolean setting that switches off the step running the probe, named in the hint
+    /// when the app does not boot.
+    pub setting: &'static str,
 }
 
 /// Runs `probe` in the app this run acts on, with `env` in its environment, and returns the
@@ -33,9 +36,10 @@ pub fn run(ctx: &HostContext, probe: &Probe, env: &[(&str, &str)]) -> Result<Val
             "{}: the app has no `artisan` in {dir}: zdd boots the app through it",
             probe.name
         ))
-        .with_hint(
-            "deploy a Laravel app (with `artisan` at its root), or switch the step off (see `zdd tasks`)",
-        ));
+        .with_hint(format!(
+            "deploy a Laravel app (with `artisan` at its root), or switch the check off with `-o {}=false`",
+            probe.setting
+        )));
     }
     let file = format!("{dir}/.zdd-{}.php", probe.name.replace(' ', "-"));
     let body = probe.source.trim_start().trim_start_matches("<?php");
@@ -54,7 +58,7 @@ pub fn run(ctx: &HostContext, probe: &Probe, env: &[(&str, &str)]) -> Result<Val
     let removed = ctx.transport.remove_file(&file);
     let output = result?;
     removed?;
-    read_result(probe.name, &output.stdout)
+    read_result(probe, &output.stdout)
 }
 
 const BATCH: Probe = Probe {
@@ -101,7 +105,8 @@ pub fn run_commands(ctx: &HostContext, commands: &[String]) -> Result<Vec<String
 }
 
 /// The probe's result from what `artisan` printed, or why the app did not boot.
-fn read_result(name: &str, stdout: &str) -> Result<Value, Failure> {
+fn read_result(probe: &Probe, stdout: &str) -> Result<Value, Failure> {
+    let name = probe.name;
     let (printed, status) = match stdout.trim_end().rsplit_once(&format!("\n{STATUS} ")) {
         Some((printed, status)) => (printed, status.trim().to_string()),
         None => (stdout, "unknown".to_string()),
@@ -118,56 +123,87 @@ fn read_result(name: &str, stdout: &str) -> Result<Value, Failure> {
             .map(|l| format!("\n  | {l}"))
             .collect::<String>()
     };
+    let switch_off = format!(
+        "or deploy without this check with `-o {}=false`",
+        probe.setting
+    );
     let value: Value = match serde_json::from_str(result) {
         Ok(value) => value,
         Err(_) => {
             return Err(Failure::message(format!(
-                "{name}: the app's `artisan` exited with status {status} and the app did not boot; it printed:{}",
+                "{name}: the app did not boot: `php artisan --version` exited with status {status} and zdd's check never ran; it printed:{}",
                 tail(printed)
             ))
-            .with_hint("run `php artisan --version` in the release to see why the app does not start"))
+            .with_hint(format!(
+                "run `php artisan --version` in the release to see why the app does not start, {switch_off}"
+            )))
         }
     };
     if let Some(reason) = value.get("not_booted") {
-        let reason = reason.as_str().unwrap_or("");
-        let why = if reason.is_empty() {
-            String::new()
+        // The first line of PHP's last error: the rest is its stack trace, shown in the tail.
+        let reason = reason.as_str().unwrap_or("").lines().next().unwrap_or("");
+        let how = match (reason.is_empty(), status.as_str()) {
+            (true, "0") => "with status 0 without booting Laravel".to_string(),
+            (true, _) => format!("with status {status} before Laravel booted"),
+            (false, _) => format!("with status {status} before Laravel booted: {reason}"),
+        };
+        let missing_vendor =
+            reason.contains("Failed opening required '") && reason.contains("vendor/autoload.php'");
+        let hint = if missing_vendor {
+            format!(
+                "the release has no `vendor/`: zdd runs its check in the app as its `artisan` boots it, so the app's dependencies must be installed first (`composer = true`, the default), {switch_off}"
+            )
         } else {
-            format!(" ({reason})")
+            format!(
+                "zdd runs its check in the app as its `artisan` boots it: `php artisan --version` in the release must boot Laravel (require the autoloader and bootstrap files, make the console kernel and handle the command); fix `artisan`, {switch_off}"
+            )
         };
         return Err(Failure::message(format!(
-            "{name}: the app's `artisan` exited with status {status} before the app booted{why}; it printed:{}",
+            "{name}: the app did not boot: `php artisan --version` exited {how}; it printed:{}",
             tail(before)
         ))
-        .with_hint(
-            "zdd boots the app the way its `artisan` does: `php artisan --version` in the release must boot Laravel (a console kernel that bootstraps the app)",
-        ));
+        .with_hint(hint));
     }
     Ok(value)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::read_result;
+    use super::{read_result, Probe};
+
+    const PROBE: Probe = Probe {
+        name: "queued jobs",
+        source: "",
+        setting: "check_queued_jobs",
+    };
 
     #[test]
     fn reads_the_result_after_the_marker_and_explains_a_failed_boot() {
         let out =
             "Laravel Framework 8.83.26\n\nzdd-probe-result\n{\"a\":1}\n\nzdd-artisan-exit 0\n";
-        assert_eq!(read_result("probe", out).unwrap()["a"], 1);
+        assert_eq!(read_result(&PROBE, out).unwrap()["a"], 1);
 
-        let out = "PHP Fatal error:  Uncaught Error: Class \"X\" not found\n\nzdd-probe-result\n{\"not_booted\":\"Class \\\"X\\\" not found in /app/artisan:9\"}\n\nzdd-artisan-exit 255\n";
-        let error = read_result("queued jobs", out).unwrap_err().to_string();
+        let out = "PHP Fatal error:  Uncaught Error: Class \"X\" not found\n\nzdd-probe-result\n{\"not_booted\":\"Uncaught Error: Class \\\"X\\\" not found in /app/artisan:9\\nStack trace:\\n#0 {main} in /app/artisan:9\"}\n\nzdd-artisan-exit 255\n";
+        let error = read_result(&PROBE, out).unwrap_err();
+        let text = error.to_string();
         assert!(
-            error.contains("queued jobs: the app's `artisan` exited with status 255 before the app booted (Class \"X\" not found in /app/artisan:9); it printed:\n  | PHP Fatal error:  Uncaught Error: Class \"X\" not found"),
-            "{error}"
+            text.contains("queued jobs: the app did not boot: `php artisan --version` exited with status 255 before Laravel booted: Uncaught Error: Class \"X\" not found in /app/artisan:9; it printed:\n  | PHP Fatal error:  Uncaught Error: Class \"X\" not found"),
+            "{text}"
+        );
+        assert!(!text.contains("Stack trace"), "{text}");
+
+        let out = "exec php bin/console \"$@\"\n\nzdd-probe-result\n{\"not_booted\":\"\"}\n\nzdd-artisan-exit 0\n";
+        let text = read_result(&PROBE, out).unwrap_err().to_string();
+        assert!(
+            text.contains("exited with status 0 without booting Laravel; it printed:\n  | exec php bin/console"),
+            "{text}"
         );
 
         let out = "Segmentation fault\n\nzdd-artisan-exit 139\n";
-        let error = read_result("queued jobs", out).unwrap_err().to_string();
+        let text = read_result(&PROBE, out).unwrap_err().to_string();
         assert!(
-            error.contains("exited with status 139 and the app did not boot; it printed:\n  | Segmentation fault"),
-            "{error}"
+            text.contains("`php artisan --version` exited with status 139 and zdd's check never ran; it printed:\n  | Segmentation fault"),
+            "{text}"
         );
     }
 }

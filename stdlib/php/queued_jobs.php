@@ -3,6 +3,8 @@
 // this probe runs in does not have. Run by zdd inside the booted app (see boot.php):
 // returns {"driver": ..., "connection": ..., "classes": {class: count},
 // "missing": {class: count}} or {"error": "..."}. Reads only; changes nothing.
+// Redis: the connection's default queue, and those in ZDD_QUEUES (comma-separated, from zdd's
+// `queue_names` setting); the database driver's table holds every queue.
 
 function zdd_class_of(string $payload): ?string
 {

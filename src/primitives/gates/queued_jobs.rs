@@ -3,7 +3,8 @@
 //! not exist in the new release: a worker on the new code would fail every one of them. The
 //! check runs a small PHP probe (embedded in zdd) inside the new release, booted the way its
 //! `artisan` boots it (see `app_php`), so `class_exists` answers for the new code, with the
-//! queue configuration the app itself uses.
+//! queue configuration the app itself uses. Redis queues other than the connection's default
+//! one are read when listed in `queue_names`.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,7 @@ use crate::primitives::app_php::{self, Probe};
 const PROBE: Probe = Probe {
     name: "queued jobs",
     source: include_str!("../../../stdlib/php/queued_jobs.php"),
+    setting: "check_queued_jobs",
 };
 
 #[derive(Debug, Deserialize)]
@@ -35,7 +37,10 @@ pub fn check_queued_jobs(ctx: &HostContext) -> Result<(), Failure> {
         ctx.info("queued jobs: skipped (check_queued_jobs = false)");
         return Ok(());
     }
-    let result = app_php::run(ctx, &PROBE, &[])?;
+    // The database driver's table holds every queue; Redis keeps one list per queue, so the
+    // probe reads the connection's default queue and the `queue_names` listed.
+    let queues = ctx.list("queue_names")?.join(",");
+    let result = app_php::run(ctx, &PROBE, &[("ZDD_QUEUES", &queues)])?;
     let report: Report = serde_json::from_value(result.clone()).map_err(|_| {
         Failure::message(format!(
             "cannot read the queue: the check returned `{result}`"
