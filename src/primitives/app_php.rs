@@ -37,7 +37,7 @@ pub fn run(ctx: &HostContext, probe: &Probe, env: &[(&str, &str)]) -> Result<Val
             probe.name
         ))
         .with_hint(format!(
-            "deploy a Laravel app (with `artisan` at its root), or switch the check off with `-o {}=false`",
+            "deploy a Laravel app (with `artisan` at its root), or switch the step off with `-o {}=false`",
             probe.setting
         )));
     }
@@ -62,8 +62,9 @@ pub fn run(ctx: &HostContext, probe: &Probe, env: &[(&str, &str)]) -> Result<Val
 }
 
 const BATCH: Probe = Probe {
-    name: "artisan batch",
+    name: "artisan caches",
     source: include_str!("../../stdlib/php/artisan_batch.php"),
+    setting: "artisan_caches",
 };
 
 /// Runs the artisan `commands` in one PHP start, in order, inside the booted app; stops at the
@@ -124,14 +125,14 @@ fn read_result(probe: &Probe, stdout: &str) -> Result<Value, Failure> {
             .collect::<String>()
     };
     let switch_off = format!(
-        "or deploy without this check with `-o {}=false`",
+        "or deploy without this step with `-o {}=false`",
         probe.setting
     );
     let value: Value = match serde_json::from_str(result) {
         Ok(value) => value,
         Err(_) => {
             return Err(Failure::message(format!(
-                "{name}: the app did not boot: `php artisan --version` exited with status {status} and zdd's check never ran; it printed:{}",
+                "{name}: the app did not boot: `php artisan --version` exited with status {status} and zdd's PHP never ran; it printed:{}",
                 tail(printed)
             ))
             .with_hint(format!(
@@ -151,11 +152,11 @@ fn read_result(probe: &Probe, stdout: &str) -> Result<Value, Failure> {
             reason.contains("Failed opening required '") && reason.contains("vendor/autoload.php'");
         let hint = if missing_vendor {
             format!(
-                "the release has no `vendor/`: zdd runs its check in the app as its `artisan` boots it, so the app's dependencies must be installed first (`composer = true`, the default), {switch_off}"
+                "the release has no `vendor/`: zdd runs its PHP in the app as its `artisan` boots it, so the app's dependencies must be installed first (`composer = true`, the default), {switch_off}"
             )
         } else {
             format!(
-                "zdd runs its check in the app as its `artisan` boots it: `php artisan --version` in the release must boot Laravel (require the autoloader and bootstrap files, make the console kernel and handle the command); fix `artisan`, {switch_off}"
+                "zdd runs its PHP in the app as its `artisan` boots it: `php artisan --version` in the release must boot Laravel (require the autoloader and bootstrap files, make the console kernel and handle the command); fix `artisan`, {switch_off}"
             )
         };
         return Err(Failure::message(format!(
@@ -202,7 +203,7 @@ mod tests {
         let out = "Segmentation fault\n\nzdd-artisan-exit 139\n";
         let text = read_result(&PROBE, out).unwrap_err().to_string();
         assert!(
-            text.contains("`php artisan --version` exited with status 139 and zdd's check never ran; it printed:\n  | Segmentation fault"),
+            text.contains("`php artisan --version` exited with status 139 and zdd's PHP never ran; it printed:\n  | Segmentation fault"),
             "{text}"
         );
     }

@@ -21,6 +21,7 @@ use crate::transport::temporary_path;
 const SWAP: Probe = Probe {
     name: "swap",
     source: include_str!("../../stdlib/php/swap.php"),
+    setting: "signal_at_swap",
 };
 
 /// Points `current` at the new release.
