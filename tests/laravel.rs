@@ -14,6 +14,7 @@ use crate::laravel_support::{
     LoadOptions, QueueWorker, SessionClient, Stack, StackOptions, BROKEN_COMPOSER_JSON,
     BROKEN_MIGRATION, HEALTH_FAIL,
 };
+use crate::services::Redis;
 use crate::support::Sandbox;
 
 const DEPLOY: &str = "app";
@@ -82,6 +83,15 @@ fn setup(options: StackOptions) -> (Sandbox, FixtureRepo, Stack) {
 /// dispatched every 50 ms across the swaps).
 fn zero_downtime(options: StackOptions) -> String {
     let (sandbox, fixture, stack) = setup(options);
+    // The queue on Redis, as in production (and in the rig that measured the queue window):
+    // Laravel 8's database queue on SQLite, under this load on two cores, loses the deletion of
+    // some processed jobs (they run again after `retry_after` and fail as attempted too many
+    // times), with or without zdd's signal at the swap.
+    let redis = Redis::start(&sandbox);
+    let env = shared_env(&sandbox, DEPLOY);
+    let mut text = std::fs::read_to_string(&env).unwrap();
+    text.push_str(&(redis.laravel_env() + "QUEUE_CONNECTION=redis\n"));
+    std::fs::write(&env, text).unwrap();
     let first = deploy(&sandbox, &fixture, &stack, "v1", &[]);
     assert_success(&first);
 
@@ -161,12 +171,21 @@ fn zero_downtime(options: StackOptions) -> String {
             (last.2.as_str(), last.3.as_str())
         );
     }
-    assert_eq!(
-        failed_jobs(&sandbox, DEPLOY),
-        0,
-        "{:?}",
-        failed_job_errors(&sandbox, DEPLOY)
-    );
+    if failed_jobs(&sandbox, DEPLOY) > 0 {
+        let log = std::fs::read_to_string(&worker.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let around: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.contains("Failed") || l.contains("worker start"))
+            .map(|(i, _)| lines[i.saturating_sub(3)..(i + 2).min(lines.len())].join("\n"))
+            .collect();
+        panic!(
+            "failed jobs: {:?}\nworker log around failures and starts:\n{}",
+            failed_job_errors(&sandbox, DEPLOY).first(),
+            around.join("\n--\n")
+        );
+    }
 
     // The queue window: a job dispatched by the new code is never run by the old code, though
     // one was dispatched every 50 ms across every swap.
@@ -456,7 +475,7 @@ fn a_swap_whose_report_is_lost_is_switched_back() {
         "{text}"
     );
     assert!(
-        text.contains("swap: the app's `artisan` exited with status 137 and the app did not boot"),
+        text.contains("swap: the app did not boot: `php artisan --version` exited with status 137"),
         "{text}"
     );
     assert_eq!(
