@@ -26,10 +26,9 @@ class AppServiceProvider extends ServiceProvider
                 && ! file_exists($db['database'])
                 && is_dir(dirname($db['database']))) {
                 touch($db['database']);
-                // Write-ahead logging: readers (requests, the queue gate) never block the
-                // writers (the dispatcher, the queue worker), as production SQLite setups
-                // do. Without it a worker under load can wait on the lock until its
-                // timeout kills it mid-job. Kept in the file: set once.
+                // Write-ahead logging, as production SQLite setups use: readers (requests,
+                // zdd's queue gate) do not block the writers (dispatches, the queue worker).
+                // Kept in the file: set once.
                 (new \PDO('sqlite:' . $db['database']))->exec('PRAGMA journal_mode=WAL');
             }
         }
