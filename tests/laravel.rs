@@ -509,6 +509,38 @@ fn a_swap_whose_report_is_lost_is_switched_back() {
     assert!(!text.contains("current -> releases/"), "{text}");
 }
 
+/// A hostile repository ships symlinks under the names of the files zdd writes in a release
+/// (the APP_KEY record) or used to (its PHP probes), pointing at files outside the deploy path:
+/// the deploy writes through none of them, and the link it replaces is the repository's own.
+#[test]
+fn symlinks_a_repository_ships_under_zdds_file_names_are_not_written_through() {
+    let (sandbox, fixture, stack) = setup(StackOptions::default());
+    assert_success(&deploy(&sandbox, &fixture, &stack, "v1", &[]));
+    let names = [
+        ".zdd-app-key",
+        ".zdd-queued-jobs.php",
+        ".zdd-swap.php",
+        ".zdd-artisan-caches.php",
+    ];
+    let dir = &fixture.repo.path;
+    for name in names {
+        let victim = sandbox.write(&format!("victims/{name}"), "untouched\n");
+        std::os::unix::fs::symlink(&victim, dir.join(name)).unwrap();
+    }
+    fixture.version("v2-hostile", &[]);
+    assert_success(&deploy(&sandbox, &fixture, &stack, "v2-hostile", &[]));
+    for name in names {
+        assert_eq!(
+            std::fs::read_to_string(sandbox.path(&format!("victims/{name}"))).unwrap(),
+            "untouched\n",
+            "{name}"
+        );
+    }
+    let release = sandbox.current(DEPLOY).unwrap();
+    let record = deploy_dir(&sandbox, DEPLOY).join(format!("releases/{release}/.zdd-app-key"));
+    assert!(!record.is_symlink() && std::fs::read_to_string(&record).unwrap().len() == 65);
+}
+
 /// Octane and Horizon are not packaged here: fixture commands named `octane:status`,
 /// `octane:reload` and `horizon:terminate` stand in for them and record their calls.
 #[test]

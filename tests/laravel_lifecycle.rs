@@ -461,7 +461,7 @@ fn laravel_8_gets_the_four_cache_commands_and_a_plain_migrate() {
         "{text}"
     );
     assert_eq!(
-        count(&text, ".zdd-artisan-caches.php"),
+        count(&text, ".probe-artisan-caches.php.tmp."),
         1,
         "one PHP start: {text}"
     );

@@ -12,6 +12,7 @@ use super::programs::program;
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::quote;
+use crate::transport::temporary_path;
 
 const PRELUDE: &str = include_str!("../../stdlib/php/boot.php");
 const MARKER: &str = "zdd-probe-result";
@@ -19,7 +20,8 @@ const STATUS: &str = "zdd-artisan-exit";
 
 /// A probe: a PHP file defining `zdd_probe(): array`, run in the booted app.
 pub struct Probe {
-    /// Names the temporary file (`.zdd-NAME.php` in the release) and the probe in messages.
+    /// Names the temporary file (`.zdd/.probe-NAME.php.tmp.PID` in the deploy path) and the
+    /// probe in messages.
     pub name: &'static str,
     pub source: &'static str,
     /// The boolean setting that switches off the step running the probe, named in the hint
@@ -41,7 +43,12 @@ pub fn run(ctx: &HostContext, probe: &Probe, env: &[(&str, &str)]) -> Result<Val
             probe.setting
         )));
     }
-    let file = format!("{dir}/.zdd-{}.php", probe.name.replace(' ', "-"));
+    // In zdd's own directory, not in the release: the release stays as the repository made it,
+    // and a probe left by a killed run is swept with zdd's other temporary files.
+    let file = temporary_path(
+        &ctx.path(&format!(".zdd/probe-{}.php", probe.name.replace(' ', "-")))?,
+        "tmp",
+    );
     let body = probe.source.trim_start().trim_start_matches("<?php");
     ctx.transport
         .write_file(&file, &format!("{PRELUDE}\n{body}"))?;

@@ -29,6 +29,8 @@ pub fn check_app_key(ctx: &HostContext) -> Result<(), Failure> {
         .transport
         .read_file(&format!("{}/{RECORD}", ctx.path("current")?))?
         .map(|t| t.trim().to_string());
+    // `write_file` renames a new file into place: a symlink the repository brought under this
+    // name is replaced, never written through.
     ctx.transport
         .write_file(&format!("{release}/{RECORD}"), &format!("{new}\n"))?;
     match running {
