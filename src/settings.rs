@@ -518,6 +518,12 @@ pub const SETTINGS: &[Setting] = &[
         "whether queue workers restart",
     ),
     setting(
+        "php_file_cache",
+        Kind::Flag,
+        "true",
+        "whether zdd's PHP starts share compiled scripts through OPcache's file cache in `.zdd/opcache`",
+    ),
+    setting(
         "signal_at_swap",
         Kind::Flag,
         "true",

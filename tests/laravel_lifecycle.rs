@@ -679,3 +679,73 @@ fn an_octane_reload_that_keeps_the_old_release_is_followed_by_a_restart() {
     );
     assert!(octane.health().contains(&third), "{}", octane.health());
 }
+
+/// The PHP starts of a deploy share compiled scripts (OPcache's file cache in `.zdd/opcache`):
+/// the framework is compiled once and loaded compiled by the later starts; the compiled files
+/// of a release go when cleanup removes the release; `php_file_cache=false` leaves PHP as it
+/// is. (OPcache does not cache files changed in the last two seconds, so whether the release's
+/// own fresh files are in the cache depends on timing: the removal is checked on a compiled
+/// file put there by the test.)
+#[test]
+fn php_starts_share_compiled_scripts_and_forget_removed_releases() {
+    let hosts = ["web1"];
+    let (sandbox, fixture) = setup(&hosts);
+    let text = assert_success(&deploy(
+        &sandbox,
+        &fixture,
+        &hosts,
+        "v1",
+        &["keep_releases=1"],
+    ));
+    assert!(
+        text.contains("-d opcache.enable_cli=1 -d 'opcache.file_cache="),
+        "{text}"
+    );
+    let deploy_path = std::fs::canonicalize(sandbox.path("web1")).unwrap();
+    let cache = deploy_path.join(".zdd/opcache");
+    let systems: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|s| s.path())
+        .collect();
+    assert_eq!(systems.len(), 1, "{systems:?}");
+    assert!(
+        systems[0]
+            .join("usr/share/php/Illuminate/Foundation/Application.php.bin")
+            .exists(),
+        "the framework is compiled into the cache"
+    );
+
+    let first = sandbox.current("web1").unwrap();
+    let compiled = systems[0]
+        .join(deploy_path.strip_prefix("/").unwrap())
+        .join("releases")
+        .join(&first);
+    std::fs::create_dir_all(&compiled).unwrap();
+    std::fs::write(compiled.join("artisan.bin"), "compiled").unwrap();
+    assert_success(&deploy(
+        &sandbox,
+        &fixture,
+        &hosts,
+        "v2",
+        &["keep_releases=1"],
+    ));
+    assert_success(&deploy(
+        &sandbox,
+        &fixture,
+        &hosts,
+        "v1",
+        &["keep_releases=1"],
+    ));
+    assert!(!sandbox.path(&format!("web1/releases/{first}")).exists());
+    assert!(!compiled.exists(), "its compiled scripts went with it");
+
+    let text = assert_success(&deploy(
+        &sandbox,
+        &fixture,
+        &hosts,
+        "v2",
+        &["keep_releases=1", "php_file_cache=false"],
+    ));
+    assert!(!text.contains("opcache"), "{text}");
+}

@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use super::artisan::app_path;
-use super::programs::program;
+use super::programs::php;
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::quote;
@@ -58,7 +58,7 @@ pub fn run(ctx: &HostContext, probe: &Probe, env: &[(&str, &str)]) -> Result<Val
     }
     line.push_str(&format!(
         "{} -d {} artisan --version 2>&1; printf '\\n{STATUS} %s\\n' \"$?\"",
-        quote::word(&program(ctx, "php")?)?,
+        php(ctx)?,
         quote::word(&format!("auto_prepend_file={file}"))?,
     ));
     let result = ctx.exec_in(&line, Some(&dir));

@@ -4,10 +4,9 @@
 //! what the app has installed: `horizon:terminate`, `queue:restart` (Octane: `octane.rs`; the
 //! other lifecycle commands: `lifecycle.rs`).
 
-use super::programs::program;
+use super::programs::php;
 use crate::context::HostContext;
 use crate::failure::Failure;
-use crate::quote;
 use crate::template::Mode;
 
 /// The directory of the app this run acts on.
@@ -20,11 +19,10 @@ pub fn app_path(ctx: &HostContext) -> Result<String, Failure> {
 
 /// `php artisan COMMAND`; `{{key}}` values in COMMAND are quoted. Returns its output.
 pub fn artisan(ctx: &HostContext, command: &str) -> Result<String, Failure> {
-    let php = program(ctx, "php")?;
     let dir = app_path(ctx)?;
     let line = format!(
         "{} artisan {}",
-        quote::word(&php)?,
+        php(ctx)?,
         ctx.expand(command, Mode::Shell)?
     );
     let output = ctx.exec_in(&line, Some(&dir))?;

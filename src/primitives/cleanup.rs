@@ -13,6 +13,7 @@
 //! the next run tries again.
 
 use super::lock;
+use super::programs::PHP_FILE_CACHE;
 use super::release_log::{self, Entry};
 use crate::context::HostContext;
 use crate::failure::Failure;
@@ -72,14 +73,35 @@ pub fn remove_pending(ctx: &mut HostContext) -> Vec<String> {
         warnings.push(format!("{e:#}"));
         return warnings;
     }
-    for name in doomed {
-        if let Err(e) = remove_one(ctx, &releases, &removing, &name) {
+    for name in &doomed {
+        if let Err(e) = remove_one(ctx, &releases, &removing, name) {
             warnings.push(format!(
                 "old release `{name}` was not removed: {e}; it will never be picked again, and the next run tries again"
             ));
         }
     }
+    forget_compiled(ctx, &releases, &doomed);
     warnings
+}
+
+/// PHP's file cache (`programs::php`) keeps compiled scripts by path, under
+/// `.zdd/opcache/SYSTEM-ID/PATH`: those of removed releases go with them. Best effort: what
+/// is left only takes space.
+fn forget_compiled(ctx: &HostContext, releases: &str, doomed: &[String]) {
+    let Ok(cache) = ctx.path(PHP_FILE_CACHE) else {
+        return;
+    };
+    if doomed.is_empty() {
+        return;
+    }
+    for system in ctx.transport.list_dir(&cache).unwrap_or_default() {
+        for name in doomed {
+            let compiled = format!("{cache}/{system}{releases}/{name}");
+            if ctx.transport.exists(&compiled).unwrap_or(false) {
+                let _ = ctx.transport.remove_dir_all(&compiled);
+            }
+        }
+    }
 }
 
 fn remove_one(

@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use super::artisan::{app_path, artisan, has_command, tri_state};
-use super::programs::program;
+use super::programs::{self, program};
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::quote;
@@ -44,8 +44,7 @@ pub fn reload(ctx: &mut HostContext) -> Result<bool, Failure> {
                 ctx.info("octane: skipped (the app does not have Laravel Octane)");
                 return Ok(false);
             }
-            let php = program(ctx, "php")?;
-            let status = format!("{} artisan octane:status", quote::word(&php)?);
+            let status = format!("{} artisan octane:status", programs::php(ctx)?);
             if ctx.exec_in(&status, Some(&app_path(ctx)?)).is_err() {
                 ctx.info("octane: skipped (Octane is installed but its server is not running)");
                 return Ok(false);

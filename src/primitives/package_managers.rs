@@ -1,7 +1,7 @@
 //! `composer` and `npm`, run in the release this run is making.
 
 use super::artisan::app_path;
-use super::programs::program;
+use super::programs::{php, program};
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::quote;
@@ -21,11 +21,10 @@ fn run_tool(ctx: &HostContext, tool: &str, arguments: &str) -> Result<String, Fa
 /// `{{bin/php}} {{bin/composer}} ARGS`: composer runs on the PHP the recipe names, as in
 /// Deployer (a missing PHP fails here, before anything else runs on it).
 pub fn composer(ctx: &HostContext, arguments: &str) -> Result<String, Failure> {
-    let php = program(ctx, "php")?;
     let composer = program(ctx, "composer")?;
     let line = format!(
         "{} {} {}",
-        quote::word(&php)?,
+        php(ctx)?,
         quote::word(&composer)?,
         ctx.expand(arguments, Mode::Shell)?
     );

@@ -3,6 +3,7 @@
 
 use crate::context::HostContext;
 use crate::failure::Failure;
+use crate::quote;
 use crate::template::Mode;
 
 pub fn program(ctx: &HostContext, name: &str) -> Result<String, Failure> {
@@ -33,4 +34,27 @@ pub fn program(ctx: &HostContext, name: &str) -> Result<String, Failure> {
             "install it, or set `{setting}` to its path (e.g. `-o {setting}=/usr/bin/{name}`)"
         ))
     })
+}
+
+/// Where PHP keeps compiled scripts between zdd's PHP starts (`php_file_cache`).
+pub const PHP_FILE_CACHE: &str = ".zdd/opcache";
+
+/// `bin/php` as shell words, with OPcache's file cache in the deploy path when `php_file_cache`
+/// is true (the default): a deploy starts PHP six to ten times (artisan, composer, zdd's
+/// probes), each compiling the same framework; with the cache each start after the first
+/// loads it compiled (measured: `artisan --version` 0.17 s -> 0.09 s). OPcache checks the
+/// files' times, and skips files changed in the last two seconds, so a rewritten file is never
+/// served stale. Without the directory (made by `prepare()`) PHP runs without the cache.
+pub fn php(ctx: &HostContext) -> Result<String, Failure> {
+    let binary = quote::word(&program(ctx, "php")?)?;
+    if !ctx.boolean("php_file_cache", true)? {
+        return Ok(binary);
+    }
+    let Ok(dir) = ctx.path(PHP_FILE_CACHE) else {
+        return Ok(binary);
+    };
+    Ok(format!(
+        "{binary} -d opcache.enable_cli=1 -d {}",
+        quote::word(&format!("opcache.file_cache={dir}"))?
+    ))
 }

@@ -5,6 +5,7 @@ use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::lock;
+use super::programs::PHP_FILE_CACHE;
 use super::release_log::{self, Entry};
 use crate::context::{HostContext, ReleaseState};
 use crate::failure::Failure;
@@ -16,7 +17,8 @@ const NAME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
 /// `deploy:prepare`: the directories of the on-disk contract.
 pub fn prepare(ctx: &mut HostContext) -> Result<(), Failure> {
     lock::hold(ctx)?;
-    for dir in ["releases", "shared", ".zdd"] {
+    // `.zdd/opcache` makes `.zdd` too: PHP's file cache (see `programs::php`).
+    for dir in ["releases", "shared", PHP_FILE_CACHE] {
         ctx.transport.create_dir_all(&ctx.path(dir)?)?;
     }
     let current = ctx.path("current")?;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::primitives::artisan::app_path;
-use crate::primitives::programs::program;
+use crate::primitives::programs::{php, program};
 use crate::quote;
 
 /// Severity ranks, lowest first (`moderate` is npm's `medium`).
@@ -231,7 +231,7 @@ pub fn audit(ctx: &HostContext) -> Result<(), Failure> {
     if ctx.transport.exists(&format!("{dir}/composer.lock"))? {
         let line = format!(
             "COLUMNS={COLUMNS} {} {} audit --format=json --no-interaction --locked --no-dev",
-            word(&program(ctx, "php")?)?,
+            php(ctx)?,
             word(&program(ctx, "composer")?)?
         );
         let (stdout, stderr, status) = capture(ctx, &line, &dir)?;
