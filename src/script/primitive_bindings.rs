@@ -188,7 +188,7 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
     });
     let rt = runtime.clone();
     engine.register_fn("check_migrations", move || -> ScriptResult<()> {
-        rt.with_host("check_migrations", |ctx| migrations::check_migrations(ctx))
+        rt.with_host("check_migrations", migrations::check_migrations)
     });
     let rt = runtime.clone();
     engine.register_fn("check_disk", move || -> ScriptResult<()> {

@@ -2,7 +2,7 @@
 // zdd: list the classes of the jobs waiting in the app's queue, and which of them the release
 // this probe runs in does not have. Run by zdd inside the booted app (see boot.php):
 // returns {"driver": ..., "connection": ..., "classes": {class: count},
-// "missing": {class: count}} or {"error": "..."}. Reads only; changes nothing.
+// "missing": {class: count}, "pretend": ...} or {"error": "..."}. Reads only; changes nothing.
 // Redis: the connection's default queue, and those in ZDD_QUEUES (comma-separated, from zdd's
 // `queue_names` setting); the database driver's table holds every queue.
 
@@ -63,5 +63,24 @@ function zdd_probe(): array
         'connection' => $connection,
         'classes' => (object) $classes,
         'missing' => (object) $missing,
+        'pretend' => zdd_pretend(),
     ];
+}
+
+// ZDD_PRETEND=1: also `migrate --pretend --force` in this process (the migrations gate reads
+// its output instead of starting PHP again). null when not asked or when it failed: the
+// migrations gate then runs it itself, and reports the failure in its own words.
+function zdd_pretend(): ?string
+{
+    if (getenv('ZDD_PRETEND') !== '1') {
+        return null;
+    }
+    putenv('COLUMNS=120');
+    $kernel = app(\Illuminate\Contracts\Console\Kernel::class);
+    try {
+        $status = $kernel->call('migrate', ['--pretend' => true, '--force' => true]);
+    } catch (\Throwable $e) {
+        return null;
+    }
+    return $status === 0 ? $kernel->output() : null;
 }

@@ -5,7 +5,7 @@
 
 use crate::context::HostContext;
 use crate::failure::Failure;
-use crate::primitives::artisan::artisan;
+use crate::primitives::artisan::{app_path, artisan};
 
 /// The lines of `--pretend` output (`Migration: sql`, one line per query) with a statement that
 /// removes or renames a table or a column, in the SQL each of Laravel's schema grammars prints:
@@ -155,8 +155,19 @@ fn split_top_level(text: &str, separator: char) -> Vec<&str> {
     parts
 }
 
-pub fn check_migrations(ctx: &HostContext) -> Result<(), Failure> {
-    let output = artisan(ctx, "migrate --pretend --force --no-interaction")?;
+/// The output of `migrate --pretend` that the queued-jobs probe ran in its PHP start.
+pub fn remember_pretend(ctx: &mut HostContext, output: &str) -> Result<(), Failure> {
+    let key = format!("migrate --pretend {}", app_path(ctx)?);
+    ctx.memo.insert(key, output.to_string());
+    Ok(())
+}
+
+pub fn check_migrations(ctx: &mut HostContext) -> Result<(), Failure> {
+    let key = format!("migrate --pretend {}", app_path(ctx)?);
+    let output = match ctx.memo.remove(&key) {
+        Some(output) => output,
+        None => artisan(ctx, "migrate --pretend --force --no-interaction")?,
+    };
     let found = destructive(&output);
     if found.is_empty() {
         let pending = output

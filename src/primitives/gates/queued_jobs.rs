@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::primitives::app_php::{self, Probe};
+use crate::primitives::gates::migrations;
 
 const PROBE: Probe = Probe {
     name: "queued jobs",
@@ -32,7 +33,7 @@ struct Report {
     error: Option<String>,
 }
 
-pub fn check_queued_jobs(ctx: &HostContext) -> Result<(), Failure> {
+pub fn check_queued_jobs(ctx: &mut HostContext) -> Result<(), Failure> {
     if !ctx.boolean("check_queued_jobs", true)? {
         ctx.info("queued jobs: skipped (check_queued_jobs = false)");
         return Ok(());
@@ -40,7 +41,19 @@ pub fn check_queued_jobs(ctx: &HostContext) -> Result<(), Failure> {
     // The database driver's table holds every queue; Redis keeps one list per queue, so the
     // probe reads the connection's default queue and the `queue_names` listed.
     let queues = ctx.list("queue_names")?.join(",");
-    let result = app_php::run(ctx, &PROBE, &[("ZDD_QUEUES", &queues)])?;
+    // The migrations gate comes next: its `migrate --pretend` runs in this same PHP start.
+    let pretend = ctx.boolean("migrate", true)? && ctx.boolean("check_migrations", true)?;
+    let result = app_php::run(
+        ctx,
+        &PROBE,
+        &[
+            ("ZDD_QUEUES", &queues),
+            ("ZDD_PRETEND", if pretend { "1" } else { "0" }),
+        ],
+    )?;
+    if let Some(output) = result.get("pretend").and_then(|p| p.as_str()) {
+        migrations::remember_pretend(ctx, output)?;
+    }
     let report: Report = serde_json::from_value(result.clone()).map_err(|_| {
         Failure::message(format!(
             "cannot read the queue: the check returned `{result}`"
