@@ -488,14 +488,20 @@ fn an_app_whose_artisan_does_not_boot_is_refused_with_the_reason() {
     );
 
     // `artisan` as a shell wrapper: `php artisan` prints it and exits 0, so composer's
-    // package:discover and `artisan storage:link` "pass"; the caches, built inside the booted
-    // app, do not.
+    // package:discover "passes"; storage:link, run inside the booted app, does not.
     site.fixture.version_from(
         "v2",
         "shell-artisan",
         &[("artisan", "#!/bin/sh\nexec php bin/console \"$@\"\n")],
     );
     let output = site.deploy(None, "shell-artisan", &[]);
+    refused(
+        &output,
+        "artisan:storage:link",
+        "Caused by: artisan: the app did not boot: `php artisan --version` exited with status 0 without booting Laravel; it printed:\n  | exec php bin/console \"$@\"\n",
+        "hint: zdd runs its PHP in the app as its `artisan` boots it: `php artisan --version` in the release must boot Laravel (require the autoloader and bootstrap files, make the console kernel and handle the command); fix `artisan`, or deploy without this step with `-o storage_link=false`",
+    );
+    let output = site.deploy(None, "shell-artisan", &["storage_link=false"]);
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(
@@ -507,7 +513,11 @@ fn an_app_whose_artisan_does_not_boot_is_refused_with_the_reason() {
         "{text}"
     );
     assert_eq!(site.sandbox.current(DEPLOY).unwrap(), good);
-    let output = site.deploy(None, "shell-artisan", &["artisan_caches=false"]);
+    let output = site.deploy(
+        None,
+        "shell-artisan",
+        &["storage_link=false", "artisan_caches=false"],
+    );
     refused(
         &output,
         "gate:queued_jobs",

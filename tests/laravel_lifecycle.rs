@@ -292,7 +292,9 @@ fn laravel_12_restarts_run_once_per_deploy_or_on_every_host() {
     ));
     let release = sandbox.current("web1").unwrap();
     assert_eq!(sandbox.current("web2").as_deref(), Some(release.as_str()));
-    assert_eq!(count(&text, "artisan list --format=json"), 2, "{text}");
+    // The commands are read once per host, in the PHP start of storage:link.
+    assert_eq!(count(&text, "artisan list --format=json"), 0, "{text}");
+    assert_eq!(count(&text, "ZDD_COMMANDS=storage:link"), 2, "{text}");
     let log = take_log(&sandbox);
     // Horizon is terminated at the swap (see deploy:symlink), so `reload` leaves it out.
     let except = "reload --except=horizon:terminate,queue:restart,schedule:interrupt,pulse:restart,reverb:restart";
@@ -461,9 +463,13 @@ fn laravel_8_gets_the_four_cache_commands_and_a_plain_migrate() {
         "{text}"
     );
     assert_eq!(
-        count(&text, ".probe-artisan-caches.php.tmp."),
-        1,
-        "one PHP start: {text}"
+        count(&text, ".probe-artisan.php.tmp."),
+        2,
+        "one PHP start for storage:link (and `artisan list`), one for the caches: {text}"
+    );
+    assert!(
+        !text.contains("artisan list"),
+        "read in storage:link's start: {text}"
     );
     let release = sandbox.current("web1").unwrap();
     for cache in ["config.php", "routes-v7.php", "events.php"] {
@@ -480,7 +486,7 @@ fn laravel_8_gets_the_four_cache_commands_and_a_plain_migrate() {
         text.contains("reload: the app has no `artisan reload` (Laravel 12.41+)"),
         "{text}"
     );
-    assert_eq!(count(&text, "artisan list --format=json"), 1, "{text}");
+    assert_eq!(count(&text, "artisan list --format=json"), 0, "{text}");
 }
 
 /// `migrate --isolated`: while another migration holds the lock zdd waits, then migrates.

@@ -68,15 +68,18 @@ pub fn run(ctx: &HostContext, probe: &Probe, env: &[(&str, &str)]) -> Result<Val
     read_result(probe, &output.stdout)
 }
 
-const BATCH: Probe = Probe {
-    name: "artisan caches",
-    source: include_str!("../../stdlib/php/artisan_batch.php"),
-    setting: "artisan_caches",
-};
+const BATCH: &str = include_str!("../../stdlib/php/artisan_batch.php");
 
 /// Runs the artisan `commands` in one PHP start, in order, inside the booted app; stops at the
-/// first that fails and fails naming it, with its status and output. Returns the commands run.
-pub fn run_commands(ctx: &HostContext, commands: &[String]) -> Result<Vec<String>, Failure> {
+/// first that fails and fails naming it, with its status and output. The same start reads
+/// `artisan list` for [`artisan::has_command`](super::artisan::has_command). Returns the
+/// commands run.
+/// `setting` switches the step off (named when the app does not boot).
+pub fn run_commands(
+    ctx: &mut HostContext,
+    commands: &[String],
+    setting: &'static str,
+) -> Result<Vec<String>, Failure> {
     for command in commands {
         if command.is_empty() || command.contains('\n') {
             return Err(Failure::message(format!(
@@ -84,7 +87,15 @@ pub fn run_commands(ctx: &HostContext, commands: &[String]) -> Result<Vec<String
             )));
         }
     }
-    let result = run(ctx, &BATCH, &[("ZDD_COMMANDS", &commands.join("\n"))])?;
+    let batch = Probe {
+        name: "artisan",
+        source: BATCH,
+        setting,
+    };
+    let result = run(ctx, &batch, &[("ZDD_COMMANDS", &commands.join("\n"))])?;
+    if let Some(json) = result["listing"].as_str() {
+        super::artisan::remember_listing(ctx, json)?;
+    }
     let mut ran = Vec::new();
     for item in result["commands"].as_array().into_iter().flatten() {
         let command = item["command"].as_str().unwrap_or("").to_string();

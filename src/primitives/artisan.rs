@@ -47,6 +47,16 @@ fn listing(ctx: &mut HostContext) -> Result<String, Failure> {
     Ok(listing)
 }
 
+/// Keeps what `artisan list --format=json` printed in another PHP start (see
+/// `app_php::run_commands`), so that [`listing`] does not start PHP again.
+pub fn remember_listing(ctx: &mut HostContext, json: &str) -> Result<(), Failure> {
+    if let Ok(listing) = summarize_listing(json) {
+        let key = format!("artisan list {}", app_path(ctx)?);
+        ctx.memo.insert(key, listing);
+    }
+    Ok(())
+}
+
 /// `artisan list --format=json` (Symfony's JSON descriptor) as `version …` and `NAME OPTION…` lines.
 fn summarize_listing(json: &str) -> Result<String, String> {
     let start = json.find('{').ok_or("no JSON object")?;

@@ -49,6 +49,14 @@ fn memo_key(ctx: &HostContext, what: &str) -> Result<String, Failure> {
 // optimize
 // ---------------------------------------------------------------------------------------------
 
+/// `artisan storage:link` (public/storage -> storage/app/public), in a PHP start that also reads
+/// `artisan list` for the steps after it (see `app_php::run_commands`).
+pub fn storage_link(ctx: &mut HostContext) -> Result<(), Failure> {
+    app_php::run_commands(ctx, &["storage:link".to_string()], "storage_link")?;
+    ctx.info("storage link: public/storage -> storage/app/public");
+    Ok(())
+}
+
 /// Whether `artisan optimize` builds the config, route, view and event caches: Laravel 11.0
 /// and later (8.x to 10.x cache only the config and the routes).
 fn optimize_builds_all_caches(ctx: &mut HostContext) -> Result<bool, Failure> {
@@ -84,7 +92,7 @@ pub fn cache(ctx: &mut HostContext, kind: &str) -> Result<(), Failure> {
         return Ok(());
     }
     let commands: Vec<String> = CACHES.iter().map(|c| format!("{c}:cache")).collect();
-    for command in app_php::run_commands(ctx, &commands)? {
+    for command in app_php::run_commands(ctx, &commands, "artisan_caches")? {
         ctx.info(&format!("{command}: done"));
     }
     ctx.memo.insert(key, CACHES.join(" "));

@@ -137,6 +137,10 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
         rt.with_host("artisan_cache", |ctx| lifecycle::cache(ctx, kind))
     });
     let rt = runtime.clone();
+    engine.register_fn("storage_link", move || -> ScriptResult<()> {
+        rt.with_host("storage_link", lifecycle::storage_link)
+    });
+    let rt = runtime.clone();
     engine.register_fn("artisan_migrate", move || -> ScriptResult<()> {
         rt.with_host("artisan_migrate", lifecycle::migrate)
     });

@@ -2,7 +2,7 @@
 // zdd: several artisan commands in one PHP start, the way Laravel's own `optimize` runs its
 // cache commands (`$this->call(...)` in one process). Run by zdd inside the booted app (see
 // boot.php). ZDD_COMMANDS: the commands, one per line; stops at the first that fails.
-// Returns {"commands": [{command, status, output}]}.
+// Returns {"commands": [{command, status, output}], "listing": `list --format=json`}.
 
 function zdd_probe(): array
 {
@@ -24,5 +24,13 @@ function zdd_probe(): array
             break;
         }
     }
-    return ['commands' => $done];
+    // What `artisan list --format=json` says, from this process: zdd reads the app's commands
+    // and version from it without another PHP start.
+    try {
+        $kernel->call('list', ['--format' => 'json']);
+        $listing = $kernel->output();
+    } catch (\Throwable $e) {
+        $listing = null;
+    }
+    return ['commands' => $done, 'listing' => $listing];
 }
