@@ -96,6 +96,16 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[start..].join("\n")
 }
 
+/// The last [`TAIL_LINES`] non-blank lines of `text`, each on a line of its own behind `  | `,
+/// as failures quote another program's output.
+pub fn quoted_tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(TAIL_LINES)..]
+        .iter()
+        .map(|l| format!("\n  | {l}"))
+        .collect()
+}
+
 fn signal_name(signal: i32) -> String {
     nix::sys::signal::Signal::try_from(signal)
         .map(|s| s.as_str().to_string())

@@ -525,6 +525,26 @@ fn an_app_whose_artisan_does_not_boot_is_refused_with_the_reason() {
         "or deploy without this step with `-o check_queued_jobs=false`",
     );
 
+    // No `artisan` at all (and so no composer, whose scripts call it): said as such, before
+    // anything is switched.
+    site.fixture.remove_and_tag("no-artisan", &["artisan"], &[]);
+    let output = site.deploy(None, "no-artisan", &["composer=false"]);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("error: task `artisan:storage:link` failed on host `localhost`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Caused by: artisan: the app has no `artisan` in "),
+        "{text}"
+    );
+    assert!(
+        text.contains("or switch the step off with `-o storage_link=false`"),
+        "{text}"
+    );
+    assert_eq!(site.sandbox.current(DEPLOY).unwrap(), good);
+
     // An `artisan` that is not Laravel's cannot be deployed with the Laravel recipe: every
     // step that asks the app something refuses it, each saying why.
 }

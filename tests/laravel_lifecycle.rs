@@ -463,7 +463,9 @@ fn laravel_8_gets_the_four_cache_commands_and_a_plain_migrate() {
         "{text}"
     );
     assert_eq!(
-        count(&text, ".probe-artisan.php.tmp."),
+        text.lines()
+            .filter(|l| l.contains("auto_prepend_file=") && l.contains(".probe-artisan.php.tmp."))
+            .count(),
         2,
         "one PHP start for storage:link (and `artisan list`), one for the caches: {text}"
     );

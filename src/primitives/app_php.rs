@@ -11,12 +11,15 @@ use super::artisan::app_path;
 use super::programs::php;
 use crate::context::HostContext;
 use crate::failure::Failure;
+use crate::process::quoted_tail;
 use crate::quote;
 use crate::transport::temporary_path;
 
 const PRELUDE: &str = include_str!("../../stdlib/php/boot.php");
 const MARKER: &str = "zdd-probe-result";
 const STATUS: &str = "zdd-artisan-exit";
+/// The status the probe's shell line reports when the app has no `artisan`.
+const NO_ARTISAN: &str = "no-artisan";
 
 /// A probe: a PHP file defining `zdd_probe(): array`, run in the booted app.
 pub struct Probe {
@@ -33,16 +36,6 @@ pub struct Probe {
 /// array `zdd_probe()` returned. A `{"error": …}` result is returned as is: the caller words it.
 pub fn run(ctx: &HostContext, probe: &Probe, env: &[(&str, &str)]) -> Result<Value, Failure> {
     let dir = app_path(ctx)?;
-    if !ctx.transport.exists(&format!("{dir}/artisan"))? {
-        return Err(Failure::message(format!(
-            "{}: the app has no `artisan` in {dir}: zdd boots the app through it",
-            probe.name
-        ))
-        .with_hint(format!(
-            "deploy a Laravel app (with `artisan` at its root), or switch the step off with `-o {}=false`",
-            probe.setting
-        )));
-    }
     // In zdd's own directory, not in the release: the release stays as the repository made it,
     // and a probe left by a killed run is swept with zdd's other temporary files.
     let file = temporary_path(
@@ -52,20 +45,23 @@ pub fn run(ctx: &HostContext, probe: &Probe, env: &[(&str, &str)]) -> Result<Val
     let body = probe.source.trim_start().trim_start_matches("<?php");
     ctx.transport
         .write_file(&file, &format!("{PRELUDE}\n{body}"))?;
-    let mut line = String::new();
+    let mut assignments = String::new();
     for (key, value) in env {
-        line.push_str(&format!("{key}={} ", quote::word(value)?));
+        assignments.push_str(&format!("{key}={} ", quote::word(value)?));
     }
-    line.push_str(&format!(
-        "{} -d {} artisan --version 2>&1; printf '\\n{STATUS} %s\\n' \"$?\"",
-        php(ctx)?,
-        quote::word(&format!("auto_prepend_file={file}"))?,
-    ));
-    let result = ctx.exec_in(&line, Some(&dir));
-    let removed = ctx.transport.remove_file(&file);
-    let output = result?;
-    removed?;
-    read_result(probe, &output.stdout)
+    // One request: the check for `artisan`, the probe, its removal, and artisan's status.
+    let prepend = quote::word(&format!("auto_prepend_file={file}"))?;
+    let probe_line = format!(
+        "{assignments}{} -d {prepend} artisan --version 2>&1",
+        php(ctx)?
+    );
+    let line = format!(
+        "if [ -f artisan ]; then {probe_line}; s=$?; else s={NO_ARTISAN}; fi; rm -f -- {}; \
+         printf '\\n{STATUS} %s\\n' \"$s\"",
+        quote::word(&file)?
+    );
+    let output = ctx.exec_in(&line, Some(&dir))?;
+    read_result(probe, &dir, &output.stdout)
 }
 
 const BATCH: &str = include_str!("../../stdlib/php/artisan_batch.php");
@@ -101,14 +97,9 @@ pub fn run_commands(
         let command = item["command"].as_str().unwrap_or("").to_string();
         let status = item["status"].as_i64().unwrap_or(1);
         if status != 0 {
-            let output = item["output"].as_str().unwrap_or("");
-            let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
-            let tail = &lines[lines.len().saturating_sub(crate::process::TAIL_LINES)..];
             return Err(Failure::message(format!(
                 "`artisan {command}` failed with status {status}:{}",
-                tail.iter()
-                    .map(|l| format!("\n  | {l}"))
-                    .collect::<String>()
+                quoted_tail(item["output"].as_str().unwrap_or(""))
             )));
         }
         ran.push(command);
@@ -124,24 +115,26 @@ pub fn run_commands(
 }
 
 /// The probe's result from what `artisan` printed, or why the app did not boot.
-fn read_result(probe: &Probe, stdout: &str) -> Result<Value, Failure> {
+fn read_result(probe: &Probe, dir: &str, stdout: &str) -> Result<Value, Failure> {
     let name = probe.name;
     let (printed, status) = match stdout.trim_end().rsplit_once(&format!("\n{STATUS} ")) {
         Some((printed, status)) => (printed, status.trim().to_string()),
         None => (stdout, "unknown".to_string()),
     };
+    if status == NO_ARTISAN {
+        return Err(Failure::message(format!(
+            "{name}: the app has no `artisan` in {dir}: zdd boots the app through it"
+        ))
+        .with_hint(format!(
+            "deploy a Laravel app (with `artisan` at its root), or switch the step off with `-o {}=false`",
+            probe.setting
+        )));
+    }
     let (before, result) = match printed.rsplit_once(&format!("\n{MARKER}\n")) {
         Some((before, result)) => (before, result.lines().next().unwrap_or("")),
         None => (printed, ""),
     };
-    let tail = |text: &str| {
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        let start = lines.len().saturating_sub(crate::process::TAIL_LINES);
-        lines[start..]
-            .iter()
-            .map(|l| format!("\n  | {l}"))
-            .collect::<String>()
-    };
+    let tail = quoted_tail;
     let switch_off = format!(
         "or deploy without this step with `-o {}=false`",
         probe.setting
@@ -200,10 +193,10 @@ mod tests {
     fn reads_the_result_after_the_marker_and_explains_a_failed_boot() {
         let out =
             "Laravel Framework 8.83.26\n\nzdd-probe-result\n{\"a\":1}\n\nzdd-artisan-exit 0\n";
-        assert_eq!(read_result(&PROBE, out).unwrap()["a"], 1);
+        assert_eq!(read_result(&PROBE, "/app", out).unwrap()["a"], 1);
 
         let out = "PHP Fatal error:  Uncaught Error: Class \"X\" not found\n\nzdd-probe-result\n{\"not_booted\":\"Uncaught Error: Class \\\"X\\\" not found in /app/artisan:9\\nStack trace:\\n#0 {main} in /app/artisan:9\"}\n\nzdd-artisan-exit 255\n";
-        let error = read_result(&PROBE, out).unwrap_err();
+        let error = read_result(&PROBE, "/app", out).unwrap_err();
         let text = error.to_string();
         assert!(
             text.contains("queued jobs: the app did not boot: `php artisan --version` exited with status 255 before Laravel booted: Uncaught Error: Class \"X\" not found in /app/artisan:9; it printed:\n  | PHP Fatal error:  Uncaught Error: Class \"X\" not found"),
@@ -212,14 +205,24 @@ mod tests {
         assert!(!text.contains("Stack trace"), "{text}");
 
         let out = "exec php bin/console \"$@\"\n\nzdd-probe-result\n{\"not_booted\":\"\"}\n\nzdd-artisan-exit 0\n";
-        let text = read_result(&PROBE, out).unwrap_err().to_string();
+        let text = read_result(&PROBE, "/app", out).unwrap_err().to_string();
         assert!(
             text.contains("exited with status 0 without booting Laravel; it printed:\n  | exec php bin/console"),
             "{text}"
         );
 
+        let text = read_result(&PROBE, "/app", "\nzdd-artisan-exit no-artisan\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains(
+                "queued jobs: the app has no `artisan` in /app: zdd boots the app through it"
+            ),
+            "{text}"
+        );
+
         let out = "Segmentation fault\n\nzdd-artisan-exit 139\n";
-        let text = read_result(&PROBE, out).unwrap_err().to_string();
+        let text = read_result(&PROBE, "/app", out).unwrap_err().to_string();
         assert!(
             text.contains("`php artisan --version` exited with status 139 and zdd's PHP never ran; it printed:\n  | Segmentation fault"),
             "{text}"

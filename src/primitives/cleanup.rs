@@ -96,10 +96,9 @@ fn forget_compiled(ctx: &HostContext, releases: &str, doomed: &[String]) {
     }
     for system in ctx.transport.list_dir(&cache).unwrap_or_default() {
         for name in doomed {
-            let compiled = format!("{cache}/{system}{releases}/{name}");
-            if ctx.transport.exists(&compiled).unwrap_or(false) {
-                let _ = ctx.transport.remove_dir_all(&compiled);
-            }
+            let _ = ctx
+                .transport
+                .remove_dir_all(&format!("{cache}/{system}{releases}/{name}"));
         }
     }
 }

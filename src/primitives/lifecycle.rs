@@ -229,6 +229,14 @@ pub fn reload_covered(ctx: &HostContext, item: &str) -> bool {
         .is_some_and(|items| items.split(' ').any(|i| i == item))
 }
 
+/// The restart signals sent at this run's swap (see `symlink::signals`).
+fn signalled_at_swap(ctx: &HostContext) -> Vec<String> {
+    ctx.release
+        .as_ref()
+        .map(|r| r.signalled.clone())
+        .unwrap_or_default()
+}
+
 fn reload_ran(ctx: &HostContext) -> bool {
     memo_key(ctx, "artisan reload")
         .ok()
@@ -257,11 +265,7 @@ pub fn reload(ctx: &mut HostContext) -> Result<bool, Failure> {
         }
     }
     // What was signalled at the swap (see `symlink::signals`) is not restarted again.
-    let mut except: Vec<String> = ctx
-        .release
-        .as_ref()
-        .map(|r| r.signalled.clone())
-        .unwrap_or_default();
+    let mut except = signalled_at_swap(ctx);
     let once = !sends_cache_signals(ctx, "artisan reload")?;
     if once {
         for signal in CACHE_SIGNALS {
@@ -300,11 +304,7 @@ pub fn restart_workers(ctx: &mut HostContext) -> Result<(), Failure> {
         ctx.info("workers: restarted by `artisan reload`");
         return Ok(());
     }
-    let at_swap = ctx
-        .release
-        .as_ref()
-        .map(|r| r.signalled.clone())
-        .unwrap_or_default();
+    let at_swap = signalled_at_swap(ctx);
     let horizon = if at_swap.iter().any(|c| c == "horizon:terminate") {
         true
     } else {

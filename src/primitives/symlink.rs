@@ -15,6 +15,7 @@ use super::lock;
 use super::release_log::{self, Entry};
 use crate::context::HostContext;
 use crate::failure::Failure;
+use crate::process::quoted_tail;
 use crate::reporter::Event;
 use crate::transport::temporary_path;
 
@@ -82,11 +83,7 @@ pub fn swap_signalling(ctx: &mut HostContext, commands: &[String]) -> Result<(),
             "`artisan {}` failed (status {}) just before the swap; `current` was not changed:{}",
             failed.command,
             failed.status,
-            failed
-                .output
-                .lines()
-                .map(|l| format!("\n  | {l}"))
-                .collect::<String>()
+            quoted_tail(&failed.output)
         )));
     }
     if !report.swapped {

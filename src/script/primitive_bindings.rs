@@ -67,15 +67,6 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
         })
     });
     let rt = runtime.clone();
-    engine.register_fn("signalled_at_swap", move || -> ScriptResult<bool> {
-        rt.with_host("signalled_at_swap", |ctx| {
-            Ok(ctx
-                .release
-                .as_ref()
-                .is_some_and(|r| !r.signalled.is_empty()))
-        })
-    });
-    let rt = runtime.clone();
     engine.register_fn("cleanup", move || -> ScriptResult<Array> {
         rt.with_host("cleanup", |ctx| {
             Ok(cleanup::cleanup(ctx)?

@@ -26,10 +26,6 @@ class AppServiceProvider extends ServiceProvider
                 && ! file_exists($db['database'])
                 && is_dir(dirname($db['database']))) {
                 touch($db['database']);
-                // Write-ahead logging, as production SQLite setups use: readers (requests,
-                // zdd's queue gate) do not block the writers (dispatches, the queue worker).
-                // Kept in the file: set once.
-                (new \PDO('sqlite:' . $db['database']))->exec('PRAGMA journal_mode=WAL');
             }
         }
     }
