@@ -9,11 +9,12 @@ use rhai::Dynamic;
 
 use crate::config;
 use crate::failure::{Failure, FailureKind};
+use crate::primitives::host_state::{Current, HostState};
 use crate::process::{LineSink, Output, Stream};
 use crate::reporter::{Event, Reporter};
 use crate::suggest;
 use crate::template::{self, Mode, TemplateError};
-use crate::transport::Transport;
+use crate::transport::{Op, Transport};
 
 /// Shared by every host of one run: the things that must be the same everywhere.
 pub struct Deployment {
@@ -113,8 +114,26 @@ pub struct HostContext {
     pub failure: Option<String>,
     /// Answers worth keeping for the rest of the run (e.g. the artisan commands an app has).
     pub memo: BTreeMap<String, String>,
+    /// The host's deploy state, read when the lock was taken (`primitives::host_state`).
+    pub state: Option<HostState>,
+    /// The step running now, set by the runner: what a request sent without waiting is
+    /// reported as when it fails.
+    pub step: Option<Sender>,
+    /// Who sent each request sent without waiting, by tag.
+    pub senders: Vec<Sender>,
     pub deployment: Arc<Deployment>,
     pub reporter: Arc<Reporter>,
+}
+
+/// The step that sent a request without waiting, and where it is declared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sender {
+    pub task: String,
+    pub source: String,
+    pub line: usize,
+    pub column: usize,
+    /// The tasks the step runs inside (whose fail hooks fire), ending with `task`.
+    pub ancestry: Vec<String>,
 }
 
 /// The release a `current` link target names: `releases/NAME` (relative, as zdd writes it) or
@@ -273,7 +292,46 @@ impl HostContext {
 
     /// Exactly where the `current` link points, if it is a link.
     pub fn current_target(&self) -> Result<Option<String>, Failure> {
-        Ok(self.transport.read_link(&self.path("current")?)?)
+        match &self.state {
+            Some(state) => Ok(state.current.target()),
+            None => Ok(self.transport.read_link(&self.path("current")?)?),
+        }
+    }
+
+    /// `current` was pointed at `target` (or removed): the state says so.
+    pub fn current_moved(&mut self, target: Option<&str>) {
+        if let Some(state) = self.state.as_mut() {
+            state.current = match target {
+                Some(target) => Current::Link(target.to_string()),
+                None => Current::Missing,
+            };
+        }
+    }
+
+    /// Send `op` to the host without waiting for it; when it fails, the failure is reported
+    /// as the step running now (see `Transport::send`).
+    pub fn send(&mut self, op: Op) -> Result<(), Failure> {
+        let tag = self.senders.len() as u64;
+        self.senders.push(self.step.clone().unwrap_or_default());
+        Ok(self.transport.send(op, tag)?)
+    }
+
+    /// Send an already-quoted command line without waiting (shown with `-v` as it is sent).
+    pub fn send_command(&mut self, command: String) -> Result<(), Failure> {
+        self.reporter.event(Event::Command {
+            host: &self.host,
+            command: &command,
+        });
+        self.send(Op::Exec {
+            display: command.clone(),
+            script: command,
+            cwd: None,
+        })
+    }
+
+    /// Who sent the request with `tag`.
+    pub fn sender(&self, tag: u64) -> Option<&Sender> {
+        self.senders.get(tag as usize)
     }
 
     fn previous_release(&self) -> Result<Option<String>, Failure> {

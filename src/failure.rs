@@ -72,7 +72,10 @@ impl From<ProcessError> for Failure {
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Failure {
-        Failure::message(format!("{e:#}"))
+        match e.downcast::<ProcessError>() {
+            Ok(process) => Failure::from(process),
+            Err(e) => Failure::message(format!("{e:#}")),
+        }
     }
 }
 

@@ -90,6 +90,9 @@ pub struct Connected {
     pub ssh: Option<Arc<Ssh>>,
 }
 
+/// Connect to `host`. With `wait`, an SSH host is waited for (an unreachable host is an error
+/// here); without, its first answer waits, one round trip less (the runner does this when
+/// the run has one host: nothing can change anywhere before that first answer).
 pub fn connect(
     recipe: &Recipe,
     host: &Host,
@@ -97,20 +100,26 @@ pub fn connect(
     control_directory: &Path,
     reporter: Arc<Reporter>,
     deployment: Arc<Deployment>,
+    wait: bool,
 ) -> Result<Connected, String> {
     let config = merged_config(recipe, Some(host));
     let (transport, ssh): (Arc<dyn Transport>, Option<Arc<Ssh>>) = if host.local {
         (Arc::new(Local::new().map_err(|e| format!("{e:#}"))?), None)
     } else {
         let target = ssh_target(host, &config)?;
-        let ssh = Arc::new(
-            Ssh::connect(
-                &host.name,
-                &target,
-                &ssh::control_path(control_directory, index),
-            )
-            .map_err(|e| format!("{e:#} (ssh {})", target.describe()))?,
-        );
+        let ssh = Ssh::start(
+            &host.name,
+            &target,
+            &ssh::control_path(control_directory, index),
+        )
+        .and_then(|ssh| {
+            if wait {
+                ssh.wait_ready()?;
+            }
+            Ok(ssh)
+        })
+        .map_err(|e| format!("{e:#} (ssh {})", target.describe()))?;
+        let ssh = Arc::new(ssh);
         (ssh.clone(), Some(ssh))
     };
     Ok(Connected {
@@ -126,6 +135,9 @@ pub fn connect(
             pending_removals: Vec::new(),
             failure: None,
             memo: BTreeMap::new(),
+            state: None,
+            step: None,
+            senders: Vec::new(),
             deployment,
             reporter,
         },

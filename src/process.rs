@@ -37,7 +37,7 @@ pub enum Stream {
 }
 
 /// What a finished command produced.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Output {
     pub stdout: String,
     pub stderr: String,

@@ -42,6 +42,16 @@ pub fn command<S: AsRef<str>>(argv: &[S]) -> Result<String, QuoteError> {
     Ok(words?.join(" "))
 }
 
+/// `rm -rf` of `DIR/*/REST` for each `rest`: every directory one level under `dir` (whatever
+/// its name) followed by `rest` (an absolute path). The `*` is the only unquoted character.
+pub fn remove_under_any(dir: &str, rests: &[String]) -> Result<String, QuoteError> {
+    let mut line = String::from("rm -rf --");
+    for rest in rests {
+        line.push_str(&format!(" {}/*{}", word(dir)?, word(rest)?));
+    }
+    Ok(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,6 +98,9 @@ pub enum Event<'a> {
         release: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         commit: Option<&'a str>,
+        /// How many times zdd waited for a host after its connection was up, summed over
+        /// the hosts (requests sent without waiting are not counted).
+        round_trips: u64,
     },
 }
 

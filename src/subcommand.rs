@@ -339,6 +339,7 @@ fn with_host_context<T>(
         control.path(),
         Arc::new(Reporter::silent()),
         deployment,
+        true,
     )
     .map_err(|message| Error::Failed {
         message,

@@ -535,3 +535,67 @@ fn healthy_server() -> std::net::SocketAddr {
     });
     address
 }
+
+/// `round_trips` of the `finished` event of a `--json` run.
+fn round_trips(sandbox: &Sandbox, args: &[&str]) -> u64 {
+    let output = sandbox.zdd(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|event| event["event"] == "finished")
+        .and_then(|event| event["round_trips"].as_u64())
+        .unwrap_or_else(|| panic!("no round_trips in {stdout}"))
+}
+
+/// The transport pipelines: what decides nothing is sent without waiting, and the host's
+/// state is read once, with the lock. The stdlib deploy to one host waits for it at most
+/// 4 times after the connection is up, a rollback at most twice (DESIGN.md's targets), and a
+/// failure in a request that nobody waited for is still reported as the step that sent it,
+/// with nothing after it done.
+#[test]
+fn one_host_is_waited_for_a_few_times_per_deploy() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo(&sandbox);
+    recipe(&sandbox, &hosts, &repo, "");
+    let deploy = ["run", "app.rhai", "--json"];
+    let first = round_trips(&sandbox, &deploy);
+    repo.commit(&[("index.html", "two\n")], "two");
+    let second = round_trips(&sandbox, &deploy);
+    assert!(
+        first <= 4 && second <= 4,
+        "{first} and {second} round trips"
+    );
+    let rollback = round_trips(&sandbox, &["rollback", "app.rhai", "--json"]);
+    assert!(rollback <= 2, "{rollback} round trips");
+
+    // `shared` is a file: the `mkdir -p` deploy:prepare sent without waiting fails, and is
+    // found by the next wait (in deploy:release or later); it is reported as deploy:prepare's,
+    // and nothing sent after it ran.
+    let live = sandbox.current(&hosts.deploy_rel(1)).unwrap();
+    repo.commit(&[("index.html", "three\n")], "three");
+    let shared = hosts.deploy_path(1).join("shared");
+    std::fs::rename(&shared, hosts.deploy_path(1).join("shared.aside")).unwrap();
+    std::fs::write(&shared, "not a directory").unwrap();
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("task `deploy:prepare` failed on host `web1`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cannot create directory"), "{stderr}");
+    assert_eq!(sandbox.current(&hosts.deploy_rel(1)).unwrap(), live);
+    assert!(!hosts.deploy_path(1).join(".zdd/lock").exists());
+    let names: Vec<String> = std::fs::read_dir(hosts.deploy_path(1).join("releases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}

@@ -109,6 +109,7 @@ fn diagnose(recipe: &Recipe, host: &Host, index: usize, control: &Path) -> Vec<F
         control,
         Arc::new(Reporter::silent()),
         deployment,
+        true,
     ) {
         Ok(connected) => connected,
         Err(message) => {

@@ -19,6 +19,7 @@ use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::release_state::{self, Protected};
 use crate::reporter::Event;
+use crate::transport::Op;
 
 /// Where releases being removed wait for their deletion.
 pub const REMOVING: &str = ".zdd/removing";
@@ -53,7 +54,8 @@ pub fn cleanup(ctx: &mut HostContext) -> Result<Vec<String>, Failure> {
 }
 
 /// The run succeeded: remove what its cleanup decided to remove, and what earlier runs could
-/// not finish removing. Returns warnings (a removal that failed), never an error.
+/// not finish removing. Everything is sent without waiting; a removal that fails is a warning
+/// (`runner::finish_all` reads it), never an error.
 pub fn remove_pending(ctx: &mut HostContext) -> Vec<String> {
     let doomed = std::mem::take(&mut ctx.pending_removals);
     let mut warnings = Vec::new();
@@ -64,13 +66,19 @@ pub fn remove_pending(ctx: &mut HostContext) -> Vec<String> {
         return warnings;
     };
     // Left by an earlier run whose deletion failed or was cut short.
-    for name in ctx.transport.list_dir(&removing).unwrap_or_default() {
-        if let Err(e) = ctx.transport.remove_dir_all(&format!("{removing}/{name}")) {
-            warnings.push(format!("cannot remove `{removing}/{name}`: {e:#}"));
-        }
+    let left: Vec<String> = ctx
+        .state
+        .as_ref()
+        .map(|state| state.removing.clone())
+        .unwrap_or_default();
+    let mut sent = left
+        .iter()
+        .try_for_each(|name| ctx.send(Op::RemoveDirAll(format!("{removing}/{name}"))));
+    if sent.is_ok() && !doomed.is_empty() {
+        sent = ctx.send(Op::CreateDirAll(removing.clone()));
     }
-    if let Err(e) = ctx.transport.create_dir_all(&removing) {
-        warnings.push(format!("{e:#}"));
+    if let Err(e) = sent {
+        warnings.push(e.to_string());
         return warnings;
     }
     for name in &doomed {
@@ -87,24 +95,28 @@ pub fn remove_pending(ctx: &mut HostContext) -> Vec<String> {
 /// PHP's file cache (`programs::php`) keeps compiled scripts by path, under
 /// `.zdd/opcache/SYSTEM-ID/PATH`: those of removed releases go with them. Best effort: what
 /// is left only takes space.
-fn forget_compiled(ctx: &HostContext, releases: &str, doomed: &[String]) {
+fn forget_compiled(ctx: &mut HostContext, releases: &str, doomed: &[String]) {
     let Ok(cache) = ctx.path(PHP_FILE_CACHE) else {
         return;
     };
     if doomed.is_empty() {
         return;
     }
-    for system in ctx.transport.list_dir(&cache).unwrap_or_default() {
-        for name in doomed {
-            let _ = ctx
-                .transport
-                .remove_dir_all(&format!("{cache}/{system}{releases}/{name}"));
-        }
+    let rests: Vec<String> = doomed
+        .iter()
+        .map(|name| format!("{releases}/{name}"))
+        .collect();
+    if let Ok(script) = crate::quote::remove_under_any(&cache, &rests) {
+        let _ = ctx.send(Op::Exec {
+            display: script.clone(),
+            script,
+            cwd: None,
+        });
     }
 }
 
 fn remove_one(
-    ctx: &HostContext,
+    ctx: &mut HostContext,
     releases: &str,
     removing: &str,
     name: &str,
@@ -116,10 +128,15 @@ fn remove_one(
     };
     release_log::record(ctx, entry("removing"))?;
     let aside = format!("{removing}/{name}");
-    ctx.transport
-        .rename(&format!("{releases}/{name}"), &aside)?;
-    ctx.transport.remove_dir_all(&aside)?;
+    ctx.send(Op::Rename {
+        from: format!("{releases}/{name}"),
+        to: aside.clone(),
+    })?;
+    ctx.send(Op::RemoveDirAll(aside))?;
     release_log::record(ctx, entry("removed"))?;
+    if let Some(state) = ctx.state.as_mut() {
+        state.releases.retain(|r| r != name);
+    }
     ctx.reporter.event(Event::ReleaseRemoved {
         host: &ctx.host,
         release: name,

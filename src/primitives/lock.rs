@@ -10,11 +10,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::release_log;
+use super::{host_state, release_log};
 use crate::context::HostContext;
 use crate::failure::{Failure, FailureKind};
+use crate::transport::Op;
 
 pub const LOCK: &str = ".zdd/lock";
+
+/// Where the context keeps what this run wrote into the lock file.
+const LOCK_CONTENTS: &str = "lock_contents";
 
 /// How many times a lock that vanished while we looked at it is tried again.
 const ATTEMPTS: usize = 3;
@@ -48,7 +52,6 @@ pub fn hold(ctx: &mut HostContext) -> Result<(), Failure> {
     if ctx.holds_lock {
         return Ok(());
     }
-    ctx.transport.create_dir_all(&ctx.path(".zdd")?)?;
     let path = ctx.path(LOCK)?;
     let info = LockInfo {
         user: ctx.deployment.user.clone(),
@@ -60,14 +63,19 @@ pub fn hold(ctx: &mut HostContext) -> Result<(), Failure> {
     let contents = serde_json::to_string(&info).map_err(|e| Failure::message(e.to_string()))?;
     // The holder may release the lock between our attempt and our reading of it: then the
     // lock is free, and we try again (a few times: each retry means another run just ended).
+    // The request that takes the lock also reads the host's deploy state (`host_state`):
+    // one round trip.
     let mut text = None;
     for _ in 0..ATTEMPTS {
-        if ctx.transport.create_exclusive(&path, &contents)? {
+        let (taken, holder, state) = host_state::take_lock_and_read(ctx, &path, &contents)?;
+        if taken {
             ctx.holds_lock = true;
-            remove_leftovers(ctx);
+            ctx.state = Some(state);
+            ctx.memo.insert(LOCK_CONTENTS.into(), contents);
+            remove_leftovers(ctx)?;
             return Ok(());
         }
-        text = ctx.transport.read_file(&path)?;
+        text = holder;
         if text.is_some() {
             break;
         }
@@ -118,46 +126,38 @@ pub fn release(ctx: &mut HostContext) -> Result<(), Failure> {
     }
     ctx.holds_lock = false;
     let path = ctx.path(LOCK)?;
-    let holder: Option<LockInfo> = ctx
-        .transport
-        .read_file(&path)?
-        .and_then(|text| serde_json::from_str(&text).ok());
-    match holder {
-        Some(holder)
-            if holder.pid == std::process::id() && holder.machine == ctx.deployment.machine =>
-        {
-            ctx.transport.remove_file(&path)?;
-        }
-        Some(holder) => ctx.warn(&format!(
-            "the lock was removed during this run and is now held by {}: left in place",
-            holder.describe()
-        )),
-        None => {}
-    }
-    Ok(())
+    let Some(contents) = ctx.memo.remove(LOCK_CONTENTS) else {
+        return Ok(());
+    };
+    // Removed only when it still says what this run wrote: sent without waiting, and when
+    // someone else holds it now, that failure says so.
+    ctx.send(Op::RemoveIfHolds { path, contents })
 }
 
 /// Temporary files left in the deploy path by zdd runs that were killed (a lock being taken, a
 /// swap, a file being written): removed by the next run that holds the lock. Only files whose
 /// process is gone from this machine; nothing that is not a zdd temporary name.
-fn remove_leftovers(ctx: &HostContext) {
+fn remove_leftovers(ctx: &mut HostContext) -> Result<(), Failure> {
     let own = std::process::id();
-    for dir in [String::new(), ".zdd".to_string()] {
-        let Ok(dir) = ctx.path(&dir).map(|p| p.trim_end_matches('/').to_string()) else {
-            continue;
-        };
-        let Ok(names) = ctx.transport.list_dir(&dir) else {
-            continue;
-        };
+    let Some(state) = &ctx.state else {
+        return Ok(());
+    };
+    let mut doomed = Vec::new();
+    for (dir, names) in [
+        (ctx.deploy_path()?, &state.root_names),
+        (ctx.path(".zdd")?, &state.zdd_names),
+    ] {
         for name in names {
-            match crate::transport::leftover_pid(&name) {
-                Some(pid) if pid != own && !alive(pid) => {
-                    let _ = ctx.transport.remove_file(&format!("{dir}/{name}"));
-                }
+            match crate::transport::leftover_pid(name) {
+                Some(pid) if pid != own && !alive(pid) => doomed.push(format!("{dir}/{name}")),
                 _ => {}
             }
         }
     }
+    for path in doomed {
+        ctx.send(Op::RemoveFile(path))?;
+    }
+    Ok(())
 }
 
 /// `zdd unlock`: remove the lock; says whose it was. A lock held by a process of this machine

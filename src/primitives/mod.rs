@@ -7,6 +7,7 @@ pub mod cleanup;
 pub mod command;
 pub mod gates;
 pub mod health;
+pub mod host_state;
 pub mod lifecycle;
 pub mod lock;
 pub mod octane;

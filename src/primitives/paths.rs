@@ -4,9 +4,11 @@
 //! zdd itself made. A symlink committed in the repository (`storage -> /somewhere`) is never
 //! followed.
 
+use std::collections::BTreeMap;
+
 use crate::context::HostContext;
 use crate::failure::Failure;
-use crate::transport::FileType;
+use crate::transport::{FileType, Op};
 
 /// A path inside the release: relative, no `..`, no empty parts.
 pub fn inside_release(setting: &str, path: &str) -> Result<String, Failure> {
@@ -36,11 +38,66 @@ pub fn shared_link_target(relative: &str) -> String {
     format!("{}shared/{relative}", "../".repeat(depth + 1))
 }
 
+/// What the host says of the paths on the way to some entries of a release (lstat and
+/// readlink of each), asked in one round trip, for [`check_parents`] and [`check_whole`].
+#[derive(Debug, Default)]
+pub struct Facts {
+    kinds: BTreeMap<String, (Option<FileType>, Option<String>)>,
+}
+
+impl Facts {
+    /// Ask, in one query, about every prefix of each of `relatives` in the release (and the
+    /// entry itself), plus each of `extra` (any path).
+    pub fn gather(
+        ctx: &HostContext,
+        release_path: &str,
+        relatives: &[String],
+        extra: &[String],
+    ) -> Result<Facts, Failure> {
+        let mut paths: Vec<String> = Vec::new();
+        for relative in relatives {
+            let parts: Vec<&str> = relative.split('/').collect();
+            for end in 1..=parts.len() {
+                let path = format!("{release_path}/{}", parts[..end].join("/"));
+                if !paths.contains(&path) {
+                    paths.push(path);
+                }
+            }
+        }
+        for path in extra {
+            if !paths.contains(path) {
+                paths.push(path.clone());
+            }
+        }
+        let ops = paths
+            .iter()
+            .flat_map(|p| [Op::FileType(p.clone()), Op::ReadLink(p.clone())])
+            .collect();
+        let mut answers = ctx.transport.query(ops)?.into_iter();
+        let mut kinds = BTreeMap::new();
+        for path in paths {
+            let kind = answers.next().and_then(|a| a.kind());
+            let link = answers.next().and_then(|a| a.text());
+            kinds.insert(path, (kind, link));
+        }
+        Ok(Facts { kinds })
+    }
+
+    /// What is at `path` (asked for in [`Facts::gather`]).
+    pub fn kind(&self, path: &str) -> Option<FileType> {
+        self.kinds.get(path).and_then(|(kind, _)| *kind)
+    }
+
+    fn link(&self, path: &str) -> Option<String> {
+        self.kinds.get(path).and_then(|(_, link)| link.clone())
+    }
+}
+
 /// Whether the directories on the way to `relative` in the release (not `relative` itself)
 /// may be walked through: each is a real directory, or — when `through_shared` — a link into
 /// `shared/` that zdd made. Errors name the setting, the entry and the culprit.
 pub fn check_parents(
-    ctx: &HostContext,
+    facts: &Facts,
     release_path: &str,
     setting: &str,
     relative: &str,
@@ -50,7 +107,7 @@ pub fn check_parents(
     for end in 1..parts.len() {
         let prefix = parts[..end].join("/");
         check_step(
-            ctx,
+            facts,
             release_path,
             setting,
             relative,
@@ -64,17 +121,17 @@ pub fn check_parents(
 /// Like [`check_parents`], and `relative` itself too (for operations that act on what it
 /// points at, such as `chmod -R`).
 pub fn check_whole(
-    ctx: &HostContext,
+    facts: &Facts,
     release_path: &str,
     setting: &str,
     relative: &str,
 ) -> Result<(), Failure> {
-    check_parents(ctx, release_path, setting, relative, true)?;
-    check_step(ctx, release_path, setting, relative, relative, true)
+    check_parents(facts, release_path, setting, relative, true)?;
+    check_step(facts, release_path, setting, relative, relative, true)
 }
 
 fn check_step(
-    ctx: &HostContext,
+    facts: &Facts,
     release_path: &str,
     setting: &str,
     relative: &str,
@@ -82,10 +139,10 @@ fn check_step(
     through_shared: bool,
 ) -> Result<(), Failure> {
     let path = format!("{release_path}/{prefix}");
-    match ctx.transport.file_type(&path)? {
+    match facts.kind(&path) {
         None | Some(FileType::Directory) => Ok(()),
         Some(FileType::Symlink) => {
-            let target = ctx.transport.read_link(&path)?.unwrap_or_default();
+            let target = facts.link(&path).unwrap_or_default();
             if through_shared && target == shared_link_target(prefix) {
                 return Ok(());
             }

@@ -4,12 +4,14 @@
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
+use super::host_state::Current;
 use super::lock;
 use super::programs::PHP_FILE_CACHE;
 use super::release_log::{self, Entry};
 use crate::context::{HostContext, ReleaseState};
 use crate::failure::Failure;
 use crate::reporter::Event;
+use crate::transport::Op;
 
 const NAME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second]Z");
@@ -17,12 +19,17 @@ const NAME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
 /// `deploy:prepare`: the directories of the on-disk contract.
 pub fn prepare(ctx: &mut HostContext) -> Result<(), Failure> {
     lock::hold(ctx)?;
+    let current = ctx.path("current")?;
+    let not_a_link = match &ctx.state {
+        Some(state) => state.current == Current::Other,
+        None => ctx.transport.exists(&current)? && ctx.transport.read_link(&current)?.is_none(),
+    };
     // `.zdd/opcache` makes `.zdd` too: PHP's file cache (see `programs::php`).
     for dir in ["releases", "shared", PHP_FILE_CACHE] {
-        ctx.transport.create_dir_all(&ctx.path(dir)?)?;
+        let path = ctx.path(dir)?;
+        ctx.send(Op::CreateDirAll(path))?;
     }
-    let current = ctx.path("current")?;
-    if ctx.transport.exists(&current)? && ctx.transport.read_link(&current)?.is_none() {
+    if not_a_link {
         return Err(
             Failure::message(format!("`{current}` exists and is not a symlink")).with_hint(
                 "zdd swaps `current` as a symlink: move the directory away, then deploy",
@@ -59,8 +66,11 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
     }
     lock::hold(ctx)?;
     let releases_dir = ctx.path("releases")?;
-    ctx.transport.create_dir_all(&releases_dir)?;
-    let mut known = ctx.transport.list_dir(&releases_dir)?;
+    ctx.send(Op::CreateDirAll(releases_dir.clone()))?;
+    let mut known = match &ctx.state {
+        Some(state) => state.releases.clone(),
+        None => ctx.transport.list_dir(&releases_dir)?,
+    };
     known.extend(
         release_log::read(ctx)?
             .entries
@@ -103,7 +113,11 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
         previous_target,
         ..Default::default()
     });
-    ctx.transport.create_dir_all(&path)?;
+    ctx.send(Op::CreateDirAll(path))?;
+    if let Some(state) = ctx.state.as_mut() {
+        state.releases.push(name.clone());
+        state.releases.sort();
+    }
     ctx.reporter.event(Event::ReleaseCreated {
         host: &ctx.host,
         release: &name,
@@ -142,14 +156,24 @@ pub fn finish(ctx: &mut HostContext) -> Result<(), Failure> {
 pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
     // Kept in the context until the end: a discard that fails half-way is tried again by the
     // runner.
-    let Some(release) = ctx.release.clone() else {
+    let Some(mut release) = ctx.release.clone() else {
         return Ok(());
     };
     let current_link = ctx.path("current")?;
+    if ctx.state.is_some() {
+        // Requests sent without waiting may have been skipped after a failure: what the host
+        // has is read again, and the release counts as swapped only if `current` names it.
+        let now = ctx.transport.read_link(&current_link)?;
+        ctx.current_moved(now.as_deref());
+        if ctx.current_release()?.as_deref() != Some(release.name.as_str()) {
+            release.swapped = false;
+        }
+    }
     if ctx.current_release()?.as_deref() == Some(release.name.as_str()) {
         match &release.previous_target {
             Some(previous) => {
                 ctx.transport.replace_symlink(previous, &current_link)?;
+                ctx.current_moved(Some(previous));
                 ctx.switched_back = true;
                 ctx.reporter.event(Event::SwitchedBack {
                     host: &ctx.host,
@@ -157,7 +181,10 @@ pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
                     to: release.previous.as_deref().unwrap_or(previous),
                 });
             }
-            None => ctx.transport.remove_file(&current_link)?,
+            None => {
+                ctx.transport.remove_file(&current_link)?;
+                ctx.current_moved(None);
+            }
         }
     }
     release_log::record(
@@ -172,6 +199,9 @@ pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
     if !release.swapped {
         ctx.transport
             .remove_dir_all(&ctx.path(&format!("releases/{}", release.name))?)?;
+        if let Some(state) = ctx.state.as_mut() {
+            state.releases.retain(|r| *r != release.name);
+        }
     }
     ctx.release = None;
     if release.swapped {

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::release_state::{self, Event, Record};
+use crate::transport::Op;
 
 pub use crate::release_state::ReleaseInfo;
 
@@ -34,7 +35,7 @@ pub struct Entry {
 }
 
 /// The log as read: its events, and the numbers of the lines that could not be read.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Log {
     pub entries: Vec<Entry>,
     pub damaged: Vec<usize>,
@@ -48,8 +49,9 @@ pub fn now() -> String {
         .unwrap_or_default()
 }
 
-/// Append an event for `release`.
-pub fn record(ctx: &HostContext, mut entry: Entry) -> Result<(), Failure> {
+/// Append an event for `release`: kept in the host's state, and sent to the log without
+/// waiting.
+pub fn record(ctx: &mut HostContext, mut entry: Entry) -> Result<(), Failure> {
     if entry.user.is_empty() {
         entry.user = ctx.deployment.user.clone();
     }
@@ -83,18 +85,26 @@ pub fn record(ctx: &HostContext, mut entry: Entry) -> Result<(), Failure> {
         redact(text);
     }
     let line = serde_json::to_string(&entry).map_err(|e| Failure::message(e.to_string()))?;
-    ctx.transport.append_line(&ctx.path(LOG)?, &line)?;
+    let path = ctx.path(LOG)?;
+    ctx.send(Op::AppendLine { path, line })?;
+    if let Some(state) = ctx.state.as_mut() {
+        state.log.entries.push(entry);
+        state.log.missing = false;
+    }
     Ok(())
 }
 
 /// Every event, oldest first. Damaged lines are skipped, with a warning (once per run).
 pub fn read(ctx: &mut HostContext) -> Result<Log, Failure> {
     let path = ctx.path(LOG)?;
-    let log = match ctx.transport.read_file(&path)? {
-        Some(text) => parse(&text),
-        None => Log {
-            missing: true,
-            ..Log::default()
+    let log = match &ctx.state {
+        Some(state) => state.log.clone(),
+        None => match ctx.transport.read_file(&path)? {
+            Some(text) => parse(&text),
+            None => Log {
+                missing: true,
+                ..Log::default()
+            },
         },
     };
     if !log.damaged.is_empty()
@@ -176,7 +186,10 @@ pub fn releases(entries: &[Entry]) -> std::collections::BTreeMap<String, Release
 
 /// The release directories on the host, oldest first, with what the log says of each.
 pub fn on_disk(ctx: &mut HostContext) -> Result<Vec<ReleaseInfo>, Failure> {
-    let names = ctx.transport.list_dir(&ctx.path("releases")?)?;
+    let names = match &ctx.state {
+        Some(state) => state.releases.clone(),
+        None => ctx.transport.list_dir(&ctx.path("releases")?)?,
+    };
     let log = read(ctx)?;
     if log.missing
         && !names.is_empty()

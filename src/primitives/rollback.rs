@@ -9,6 +9,7 @@ use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::release_state::{self, ReleaseInfo, Status, Target};
 use crate::reporter::Event;
+use crate::transport::Op;
 
 pub fn rollback(ctx: &mut HostContext) -> Result<String, Failure> {
     lock::hold(ctx)?;
@@ -42,8 +43,13 @@ pub fn rollback(ctx: &mut HostContext) -> Result<String, Failure> {
         }
         requested
     };
-    ctx.transport
-        .replace_symlink(&format!("releases/{target}"), &ctx.path("current")?)?;
+    let link = ctx.path("current")?;
+    let new_target = format!("releases/{target}");
+    ctx.send(Op::ReplaceSymlink {
+        target: new_target.clone(),
+        link,
+    })?;
+    ctx.current_moved(Some(&new_target));
     release_log::record(
         ctx,
         Entry {

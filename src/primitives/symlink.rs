@@ -17,7 +17,7 @@ use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::process::quoted_tail;
 use crate::reporter::Event;
-use crate::transport::temporary_path;
+use crate::transport::{temporary_path, Op};
 
 const SWAP: Probe = Probe {
     name: "swap",
@@ -26,10 +26,18 @@ const SWAP: Probe = Probe {
 };
 
 /// Points `current` at the new release.
+///
+/// Sent without waiting: the host makes the swap only if every request before it succeeded,
+/// and the request fails (stopping what follows) if the release is not a directory or the
+/// link does not read back as the release.
 pub fn swap(ctx: &mut HostContext) -> Result<(), Failure> {
     let target = checked_target(ctx)?;
-    ctx.transport
-        .replace_symlink(&target, &ctx.path("current")?)?;
+    let link = ctx.path("current")?;
+    ctx.send(Op::ReplaceSymlink {
+        target: target.clone(),
+        link,
+    })?;
+    ctx.current_moved(Some(&target));
     swapped(ctx)
 }
 
@@ -93,6 +101,7 @@ pub fn swap_signalling(ctx: &mut HostContext, commands: &[String]) -> Result<(),
         )));
     }
     let now = ctx.transport.read_link(&link)?;
+    ctx.current_moved(now.as_deref());
     if now.as_deref() != Some(target.as_str()) {
         return Err(Failure::message(format!(
             "`{link}` points at `{}` after the swap, not at `{target}`",
@@ -137,12 +146,13 @@ fn checked_target(ctx: &mut HostContext) -> Result<String, Failure> {
     lock::hold(ctx)?;
     let release = ctx.release()?.clone();
     let release_dir = ctx.path(&format!("releases/{}", release.name))?;
-    if !ctx.transport.is_dir(&release_dir)? {
-        return Err(Failure::message(format!(
+    ctx.send(Op::ExpectDirectory {
+        path: release_dir,
+        otherwise: format!(
             "release `{}` is not a directory: refusing to point `current` at it",
             release.name
-        )));
-    }
+        ),
+    })?;
     Ok(format!("releases/{}", release.name))
 }
 

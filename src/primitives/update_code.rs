@@ -7,6 +7,7 @@ use super::release_log::{self, Entry};
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::template::Mode;
+use crate::transport::Op;
 
 pub fn clone(ctx: &mut HostContext) -> Result<String, Failure> {
     lock::hold(ctx)?;
@@ -48,11 +49,15 @@ pub fn clone(ctx: &mut HostContext) -> Result<String, Failure> {
             "`{reference}` is {resolved} here, but the deploy pinned {commit} on the first host: checking that out"
         ));
     }
-    ctx.transport.export(&cache, &commit, &release_path)?;
-    ctx.transport.write_file(
-        &format!("{release_path}/REVISION"),
-        &format!("{}\n", commit),
-    )?;
+    ctx.send(Op::Export {
+        cache,
+        commit: commit.clone(),
+        destination: release_path.clone(),
+    })?;
+    ctx.send(Op::WriteFile {
+        path: format!("{release_path}/REVISION"),
+        contents: format!("{commit}\n"),
+    })?;
     if let Some(release) = ctx.release.as_mut() {
         release.commit = Some(commit.clone());
     }

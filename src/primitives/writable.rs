@@ -5,6 +5,7 @@ use super::{lock, paths};
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::quote;
+use crate::transport::Op;
 
 pub fn make_writable(ctx: &mut HostContext) -> Result<(), Failure> {
     let dirs = ctx.list("writable_dirs")?;
@@ -15,13 +16,19 @@ pub fn make_writable(ctx: &mut HostContext) -> Result<(), Failure> {
     let mode = ctx.text("writable_mode")?;
     let recursive = ctx.boolean("writable_recursive", true)?;
     let release_path = ctx.release_path()?;
+    let dirs = dirs
+        .iter()
+        .map(|dir| paths::inside_release("writable_dirs", dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let facts = paths::Facts::gather(ctx, &release_path, &dirs, &[])?;
+    // `chmod -R dir/` acts on what `dir` points at: only a real directory of the release or a
+    // shared dir's link, never a symlink the repository brought. All are checked first.
+    for dir in &dirs {
+        paths::check_whole(&facts, &release_path, "writable_dirs", dir)?;
+    }
     for dir in dirs {
-        let dir = paths::inside_release("writable_dirs", &dir)?;
-        // `chmod -R dir/` acts on what `dir` points at: only a real directory of the release
-        // or a shared dir's link, never a symlink the repository brought.
-        paths::check_whole(ctx, &release_path, "writable_dirs", &dir)?;
         let path = format!("{release_path}/{dir}");
-        ctx.transport.create_dir_all(&path)?;
+        ctx.send(Op::CreateDirAll(path.clone()))?;
         // A trailing slash makes the tools follow a shared-dir symlink to its directory.
         let target = format!("{path}/");
         let mut argv: Vec<String> = match mode.as_str() {
@@ -53,7 +60,7 @@ pub fn make_writable(ctx: &mut HostContext) -> Result<(), Failure> {
         }
         argv.push(target);
         let command = quote::command(&argv)?;
-        ctx.shell_raw(&command)?;
+        ctx.send_command(command)?;
     }
     Ok(())
 }

@@ -6,10 +6,12 @@
 //! create for the lock) so every primitive works on both.
 
 mod local;
+pub mod op;
 mod remote_shell;
 pub mod ssh;
 
 pub use local::Local;
+pub use op::{Answer, Deferred, DeferredError, EarlierFailure, Op};
 pub use ssh::Ssh;
 
 #[cfg(test)]
@@ -93,6 +95,118 @@ pub trait Transport: Send + Sync {
         to: &str,
         limit: usize,
     ) -> anyhow::Result<Vec<String>>;
+
+    /// Run `op` after everything sent before, without waiting for its answer. When it fails,
+    /// every request after it is skipped, the next wait returns an [`EarlierFailure`], and
+    /// [`Transport::take_failure`] gives the failure with `tag`. The local transport runs it
+    /// now and returns its error at once.
+    fn send(&self, op: Op, tag: u64) -> anyhow::Result<()> {
+        let _ = tag;
+        self.apply(op).map(|_| ())
+    }
+
+    /// Run `ops` after everything sent before and wait for their answers: one round trip.
+    /// Stops at the first op that fails.
+    fn query(&self, ops: Vec<Op>) -> anyhow::Result<Vec<Answer>> {
+        ops.into_iter().map(|op| self.apply(op)).collect()
+    }
+
+    /// Wait until everything sent has been answered.
+    fn sync(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// The last wait of a run: everything sent is answered, and the connection is let go
+    /// when nothing failed.
+    fn finish(&self) -> anyhow::Result<()> {
+        self.sync()
+    }
+
+    /// The failure of a request sent without waiting, once a wait has found it.
+    fn take_failure(&self) -> Option<Deferred> {
+        None
+    }
+
+    /// How many times zdd waited for the host since the connection was up.
+    fn round_trips(&self) -> u64 {
+        0
+    }
+
+    /// One op, at once, with the methods above.
+    fn apply(&self, op: Op) -> anyhow::Result<Answer> {
+        Ok(match op {
+            Op::Exec {
+                script,
+                cwd,
+                display,
+            } => Answer::Output(self.exec(&script, cwd.as_deref(), &display, None)?),
+            Op::WriteFile { path, contents } => {
+                self.write_file(&path, &contents)?;
+                Answer::Done
+            }
+            Op::AppendLine { path, line } => {
+                self.append_line(&path, &line)?;
+                Answer::Done
+            }
+            Op::CreateDirAll(path) => {
+                self.create_dir_all(&path)?;
+                Answer::Done
+            }
+            Op::RemoveFile(path) => {
+                self.remove_file(&path)?;
+                Answer::Done
+            }
+            Op::RemoveDirAll(path) => {
+                self.remove_dir_all(&path)?;
+                Answer::Done
+            }
+            Op::Rename { from, to } => {
+                self.rename(&from, &to)?;
+                Answer::Done
+            }
+            Op::Symlink { target, link } => {
+                self.symlink(&target, &link)?;
+                Answer::Done
+            }
+            Op::ReplaceSymlink { target, link } => {
+                self.replace_symlink(&target, &link)?;
+                Answer::Done
+            }
+            Op::Export {
+                cache,
+                commit,
+                destination,
+            } => {
+                self.export(&cache, &commit, &destination)?;
+                Answer::Done
+            }
+            Op::RemoveIfHolds { path, contents } => {
+                match self.read_file(&path)? {
+                    Some(now) if now == contents => self.remove_file(&path)?,
+                    Some(now) => anyhow::bail!("{}: {now}", left_in_place(&path)),
+                    None => {}
+                }
+                Answer::Done
+            }
+            Op::ExpectDirectory { path, otherwise } => {
+                anyhow::ensure!(self.is_dir(&path)?, "{otherwise}");
+                Answer::Done
+            }
+            Op::ReadFile(path) => Answer::Text(self.read_file(&path)?),
+            Op::ReadLink(path) => Answer::Text(self.read_link(&path)?),
+            Op::FileType(path) => Answer::Kind(self.file_type(&path)?),
+            Op::ListDir(path) => Answer::Names(self.list_dir(&path)?),
+            Op::Exists(path) => Answer::Flag(self.exists(&path)?),
+            Op::CreateExclusive { path, contents } => {
+                Answer::Flag(self.create_exclusive(&path, &contents)?)
+            }
+        })
+    }
+}
+
+/// Why [`Op::RemoveIfHolds`] left a file (what it holds now follows).
+pub fn left_in_place(path: &str) -> String {
+    format!("`{path}` was left in place: it no longer holds what this run wrote, but")
 }
 
 /// What a path is, as lstat(2) tells it: a symlink is never followed.

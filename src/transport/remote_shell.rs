@@ -4,6 +4,12 @@
 //! Protocol: each request is a line of shell that runs the command in a subshell with its
 //! output sent to two temporary files, then prints `MARKER STATUS OUT_BYTES ERR_BYTES` and the two
 //! files. Lengths, not delimiters, frame the output, so any bytes can come back.
+//!
+//! Requests are pipelined: zdd writes a request without waiting for the answers of those before
+//! it, and reads the answers in order when it needs one. A request whose status is not one it
+//! accepts marks the shell failed (`zdd_f=1`): every request after it is skipped (answered
+//! `MARKER skip`) until zdd, having read the failure, sends the next request with a reset. So a
+//! request that fails stops everything sent after it, as in a script with `set -e`.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,6 +29,15 @@ pub struct Reply {
     pub stderr: String,
 }
 
+/// The statuses a request accepts; any other one fails it and skips what follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    Zero,
+    /// 0, or the "not there" status of the helper scripts.
+    ZeroOr(i32),
+    Any,
+}
+
 pub struct RemoteShell {
     child: Child,
     stdin: ChildStdin,
@@ -30,11 +45,16 @@ pub struct RemoteShell {
     /// What ssh itself printed (connection errors, host key problems).
     ssh_errors: Arc<Mutex<Vec<u8>>>,
     marker: String,
+    /// The remote shell printed its ready line (read before the first answer).
+    ready: bool,
+    /// A failed request was read: the next request resets the remote failure mark.
+    reset: bool,
 }
 
 impl RemoteShell {
-    /// Connect with `ssh ARGS` (the last argument is the remote command, `sh`) and wait until
-    /// the remote shell answers.
+    /// Connect with `ssh ARGS` (the last argument is the remote command, `sh`) and start the
+    /// remote shell, without waiting for it: [`RemoteShell::wait_ready`] waits, and so does the
+    /// first answer.
     pub fn open(ssh: &Path, args: &[OsString], label: &str) -> anyhow::Result<RemoteShell> {
         use std::os::unix::process::CommandExt;
         let mut child = Command::new(ssh)
@@ -74,15 +94,14 @@ impl RemoteShell {
             stdout,
             ssh_errors,
             marker,
+            ready: false,
+            reset: false,
         };
         let init = format!(
-            "umask 022; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap 'rm -rf \"$zdd_tmp\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; printf '%s READY\\n' {}\n",
+            "umask 022; zdd_f=0; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap 'rm -rf \"$zdd_tmp\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; printf '%s READY\\n' {}\n",
             shell.marker
         );
-        shell
-            .send(&init)
-            .and_then(|_| shell.wait_ready())
-            .map_err(|e| shell.explain(e, label))?;
+        shell.send(&init).map_err(|e| shell.explain(e, label))?;
         Ok(shell)
     }
 
@@ -92,7 +111,20 @@ impl RemoteShell {
         Ok(())
     }
 
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// Wait until the remote shell has started (the connection is up).
+    pub fn wait_ready(&mut self, label: &str) -> anyhow::Result<()> {
+        let result = self.read_ready();
+        result.map_err(|e| self.explain(e, label))
+    }
+
+    fn read_ready(&mut self) -> anyhow::Result<()> {
+        if self.ready {
+            return Ok(());
+        }
         let ready = format!("{} READY", self.marker);
         let mut line = String::new();
         loop {
@@ -102,6 +134,7 @@ impl RemoteShell {
             }
             // Login files may print; everything before the marker is ignored.
             if line.trim_end() == ready {
+                self.ready = true;
                 return Ok(());
             }
         }
@@ -127,28 +160,67 @@ impl RemoteShell {
         }
     }
 
-    /// Run `script` with `sh -c` in `cwd` on the remote host.
-    pub fn run(&mut self, script: &str, cwd: Option<&str>, label: &str) -> anyhow::Result<Reply> {
+    /// Write a request: run `script` with `sh -c` in `cwd` on the remote host. Its answer is
+    /// read later, in order, by [`RemoteShell::read_reply`].
+    pub fn write_request(
+        &mut self,
+        script: &str,
+        cwd: Option<&str>,
+        accept: Accept,
+        label: &str,
+    ) -> anyhow::Result<()> {
         let command = quote::word(script)?;
         let cd = match cwd {
             Some(dir) => format!("cd -- {} && ", quote::word(dir)?),
             None => String::new(),
         };
+        let check = match accept {
+            Accept::Zero => "[ \"$zdd_s\" = 0 ] || zdd_f=1; ".to_string(),
+            Accept::ZeroOr(other) => {
+                format!("case $zdd_s in 0|{other}) ;; *) zdd_f=1;; esac; ")
+            }
+            Accept::Any => String::new(),
+        };
+        let reset = if std::mem::take(&mut self.reset) {
+            "zdd_f=0; "
+        } else {
+            ""
+        };
         // The command runs in a subshell (`eval`: no exec of another sh); the lengths are
         // only counted when there is output, so a quiet command costs one fork on the host.
         let request = format!(
-            "({cd}eval {command}) </dev/null >\"$zdd_tmp/o\" 2>\"$zdd_tmp/e\"; zdd_s=$?; \
+            "{reset}if [ \"$zdd_f\" = 0 ]; then \
+             ({cd}eval {command}) </dev/null >\"$zdd_tmp/o\" 2>\"$zdd_tmp/e\"; zdd_s=$?; {check}\
              if [ -s \"$zdd_tmp/o\" ] || [ -s \"$zdd_tmp/e\" ]; then \
              set -- $(wc -c \"$zdd_tmp/o\" \"$zdd_tmp/e\"); \
              printf '%s %s %s %s\\n' {marker} \"$zdd_s\" \"$1\" \"$3\"; cat \"$zdd_tmp/o\" \"$zdd_tmp/e\"; \
-             else printf '%s %s 0 0\\n' {marker} \"$zdd_s\"; fi\n",
+             else printf '%s %s 0 0\\n' {marker} \"$zdd_s\"; fi; \
+             else printf '%s skip\\n' {marker}; fi\n",
             marker = self.marker
         );
-        let result = self.send(&request).and_then(|_| self.read_reply());
+        let result = self.send(&request);
         result.map_err(|e| self.explain(e, label))
     }
 
-    fn read_reply(&mut self) -> anyhow::Result<Reply> {
+    /// The answer to the oldest request not read yet; `None` when it was skipped (a request
+    /// before it failed). `accept` is what the request was written with.
+    pub fn read_reply(&mut self, accept: Accept, label: &str) -> anyhow::Result<Option<Reply>> {
+        let result = self.read_ready().and_then(|_| self.read_framed());
+        let reply = result.map_err(|e| self.explain(e, label))?;
+        if let Some(reply) = &reply {
+            let accepted = match accept {
+                Accept::Zero => reply.status == 0,
+                Accept::ZeroOr(other) => reply.status == 0 || reply.status == other,
+                Accept::Any => true,
+            };
+            if !accepted {
+                self.reset = true;
+            }
+        }
+        Ok(reply)
+    }
+
+    fn read_framed(&mut self) -> anyhow::Result<Option<Reply>> {
         let mut header = String::new();
         if self.stdout.read_line(&mut header)? == 0 {
             bail!("the connection closed");
@@ -159,6 +231,10 @@ impl RemoteShell {
                 "unexpected output from the remote shell: `{}`",
                 header.trim()
             );
+        }
+        let mut fields = fields.peekable();
+        if fields.peek() == Some(&"skip") {
+            return Ok(None);
         }
         let mut number = || -> anyhow::Result<i64> {
             fields
@@ -173,11 +249,17 @@ impl RemoteShell {
         self.stdout.read_exact(&mut out)?;
         let mut err = vec![0u8; err_len];
         self.stdout.read_exact(&mut err)?;
-        Ok(Reply {
+        Ok(Some(Reply {
             status,
             stdout: String::from_utf8_lossy(&out).into_owned(),
             stderr: String::from_utf8_lossy(&err).into_owned(),
-        })
+        }))
+    }
+
+    /// Ask the remote shell to leave once everything before has run without a failure; it
+    /// stays when a request failed (the runner may still need it to put the host back).
+    pub fn exit_if_all_succeeded(&mut self) -> anyhow::Result<()> {
+        self.send("[ \"$zdd_f\" = 0 ] && exit 0\n")
     }
 
     /// Leave the remote shell and wait for ssh to end (closing the master connection).

@@ -9,8 +9,10 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context};
 
-use super::remote_shell::{RemoteShell, Reply};
-use super::Transport;
+use std::collections::VecDeque;
+
+use super::remote_shell::{Accept, RemoteShell, Reply};
+use super::{Answer, Deferred, DeferredError, EarlierFailure, FileType, Op, Transport};
 use crate::process::{self, LineSink, Output, ProcessError, ProcessErrorKind, TAIL_LINES};
 use crate::quote::word;
 
@@ -85,50 +87,386 @@ impl Target {
 
 pub struct Ssh {
     label: String,
-    shell: Mutex<RemoteShell>,
+    pipe: Mutex<Pipeline>,
+}
+
+/// The remote shell and what was written to it and not answered yet.
+struct Pipeline {
+    shell: RemoteShell,
+    /// Requests written and not answered yet, oldest first.
+    waiting: VecDeque<Sent>,
+    /// The first request sent without waiting that failed, until the runner takes it.
+    failure: Option<Deferred>,
+    round_trips: u64,
+}
+
+struct Sent {
+    accept: Accept,
+    /// For a request sent without waiting: its sender's tag, and how its failure is worded.
+    deferred: Option<(u64, Request)>,
+}
+
+/// One request: a shell line, the statuses it accepts, and how its failure is worded.
+#[derive(Clone)]
+struct Request {
+    script: String,
+    cwd: Option<String>,
+    accept: Accept,
+    /// Failures say `{what} on `host`: {stderr}`; `None`: a command (status and output tails).
+    what: Option<String>,
+    display: String,
+}
+
+impl Request {
+    fn must(script: String, what: String) -> Request {
+        Request {
+            script,
+            cwd: None,
+            accept: Accept::Zero,
+            what: Some(what),
+            display: String::new(),
+        }
+    }
+
+    fn maybe(script: String, what: String) -> Request {
+        Request {
+            accept: Accept::ZeroOr(ABSENT),
+            ..Request::must(script, what)
+        }
+    }
+
+    /// The error of a reply this request does not accept.
+    fn error(&self, reply: &Reply, label: &str) -> DeferredError {
+        match &self.what {
+            Some(what) if what.is_empty() => {
+                DeferredError::Message(reply.stderr.trim().to_string())
+            }
+            Some(what) => {
+                DeferredError::Message(format!("{what} on `{label}`: {}", reply.stderr.trim()))
+            }
+            None => DeferredError::Command(ProcessError {
+                command: self.display.clone(),
+                kind: ProcessErrorKind::Exit(reply.status),
+                stdout_tail: process::tail(&reply.stdout, TAIL_LINES),
+                stderr_tail: process::tail(&reply.stderr, TAIL_LINES),
+            }),
+        }
+    }
+}
+
+fn accepted(accept: Accept, status: i32) -> bool {
+    match accept {
+        Accept::Zero => status == 0,
+        Accept::ZeroOr(other) => status == 0 || status == other,
+        Accept::Any => true,
+    }
 }
 
 impl Ssh {
-    /// Connect now: an unreachable host is an error before anything runs.
-    pub fn connect(label: &str, target: &Target, control_path: &Path) -> anyhow::Result<Ssh> {
+    /// Start the connection without waiting for it; the first answer (or
+    /// [`Ssh::wait_ready`]) waits, and reports a host that cannot be reached.
+    pub fn start(label: &str, target: &Target, control_path: &Path) -> anyhow::Result<Ssh> {
         let ssh = process::find_program("ssh")
             .context("cannot find `ssh` (the OpenSSH client) on PATH")?;
         let shell = RemoteShell::open(&ssh, &target.arguments(control_path), label)?;
         Ok(Ssh {
             label: label.to_string(),
-            shell: Mutex::new(shell),
+            pipe: Mutex::new(Pipeline {
+                shell,
+                waiting: VecDeque::new(),
+                failure: None,
+                round_trips: 0,
+            }),
         })
     }
 
-    fn call(&self, script: &str, cwd: Option<&str>) -> anyhow::Result<Reply> {
-        self.shell
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .run(script, cwd, &self.label)
+    /// Wait until the remote shell has started.
+    pub fn wait_ready(&self) -> anyhow::Result<()> {
+        self.pipe().shell.wait_ready(&self.label)
     }
 
-    /// Run a helper script; any status but 0 is an error showing its stderr.
-    fn must(&self, script: &str, what: &str) -> anyhow::Result<String> {
-        let reply = self.call(script, None)?;
-        if reply.status != 0 {
-            bail!("{what} on `{}`: {}", self.label, reply.stderr.trim());
-        }
-        Ok(reply.stdout)
+    fn pipe(&self) -> std::sync::MutexGuard<'_, Pipeline> {
+        self.pipe.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Run a helper script that exits [`ABSENT`] for "not there".
-    fn maybe(&self, script: &str, what: &str) -> anyhow::Result<Option<String>> {
-        let reply = self.call(script, None)?;
-        match reply.status {
-            0 => Ok(Some(reply.stdout)),
-            ABSENT => Ok(None),
-            _ => bail!("{what} on `{}`: {}", self.label, reply.stderr.trim()),
+    /// Write `requests` after what was sent before, then read every answer: one round trip.
+    /// The answers of `requests`, in order; `None` for one that was skipped because a request
+    /// before it failed.
+    fn ask(&self, requests: &[Request]) -> anyhow::Result<Vec<Option<Reply>>> {
+        let mut pipe = self.pipe();
+        for request in requests {
+            pipe.shell.write_request(
+                &request.script,
+                request.cwd.as_deref(),
+                request.accept,
+                &self.label,
+            )?;
+            pipe.waiting.push_back(Sent {
+                accept: request.accept,
+                deferred: None,
+            });
         }
+        self.drain(&mut pipe)
+    }
+
+    /// Read every answer not read yet; the answers of the requests that wait for one.
+    fn drain(&self, pipe: &mut Pipeline) -> anyhow::Result<Vec<Option<Reply>>> {
+        if pipe.waiting.is_empty() {
+            return Ok(Vec::new());
+        }
+        pipe.round_trips += 1;
+        let mut answers = Vec::new();
+        while let Some(sent) = pipe.waiting.pop_front() {
+            let reply = pipe.shell.read_reply(sent.accept, &self.label)?;
+            match sent.deferred {
+                Some((tag, request)) => {
+                    if let Some(reply) = reply {
+                        if !accepted(sent.accept, reply.status) && pipe.failure.is_none() {
+                            pipe.failure = Some(Deferred {
+                                tag,
+                                error: request.error(&reply, &self.label),
+                            });
+                        }
+                    }
+                }
+                None => answers.push(reply),
+            }
+        }
+        Ok(answers)
+    }
+
+    /// One request, waited for; an error when a request sent before it failed.
+    fn call(&self, request: Request) -> anyhow::Result<Reply> {
+        let answer = self.ask(std::slice::from_ref(&request))?.pop().flatten();
+        match answer {
+            Some(reply) => Ok(reply),
+            None => Err(self.earlier()),
+        }
+    }
+
+    fn earlier(&self) -> anyhow::Error {
+        match self.pipe().failure.clone() {
+            Some(failure) => EarlierFailure(failure).into(),
+            None => anyhow!("a request on `{}` was skipped", self.label),
+        }
+    }
+
+    /// A request's answer as the op's result.
+    fn answer(&self, op: &Op, request: &Request, reply: Reply) -> anyhow::Result<Answer> {
+        if !accepted(request.accept, reply.status) {
+            return Err(match request.error(&reply, &self.label) {
+                DeferredError::Command(e) => e.into(),
+                DeferredError::Message(text) => anyhow!(text),
+            });
+        }
+        let present = reply.status == 0;
+        Ok(match op {
+            Op::Exec { .. } => Answer::Output(Output {
+                stdout: reply.stdout,
+                stderr: reply.stderr,
+            }),
+            Op::ReadFile(_) => Answer::Text(present.then_some(reply.stdout)),
+            Op::ReadLink(_) => {
+                Answer::Text(present.then(|| reply.stdout.trim_end_matches('\n').to_string()))
+            }
+            Op::FileType(_) => Answer::Kind(present.then(|| match reply.stdout.trim() {
+                "l" => FileType::Symlink,
+                "d" => FileType::Directory,
+                "f" => FileType::File,
+                _ => FileType::Other,
+            })),
+            Op::ListDir(_) => {
+                let mut names: Vec<String> = reply
+                    .stdout
+                    .split('\0')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                names.sort();
+                Answer::Names(names)
+            }
+            Op::Exists(_) | Op::CreateExclusive { .. } => Answer::Flag(present),
+            Op::ReplaceSymlink { target, link } => {
+                let now = reply.stdout.trim_end_matches('\n');
+                if now != target {
+                    bail!("`{link}` points at `{now}` after the swap, not at `{target}`");
+                }
+                Answer::Done
+            }
+            _ => Answer::Done,
+        })
+    }
+
+    /// One op, waited for.
+    fn one(&self, op: Op) -> anyhow::Result<Answer> {
+        let mut answers = self.query(vec![op])?;
+        Ok(answers.pop().unwrap_or(Answer::Done))
     }
 
     pub fn close(&self) {
-        self.shell.lock().unwrap_or_else(|e| e.into_inner()).close();
+        self.pipe().shell.close();
     }
+
+    /// Whether the remote shell has answered at least once (the connection is up).
+    pub fn is_ready(&self) -> bool {
+        self.pipe().shell.is_ready()
+    }
+}
+
+/// The request that does `op` on the host. Every path and value is quoted here.
+fn request(op: &Op) -> anyhow::Result<Request> {
+    Ok(match op {
+        Op::Exec {
+            script,
+            cwd,
+            display,
+        } => Request {
+            script: script.clone(),
+            cwd: cwd.clone(),
+            accept: Accept::Zero,
+            what: None,
+            display: display.clone(),
+        },
+        Op::ReadFile(path) => {
+            let p = word(path)?;
+            Request::maybe(
+                format!("[ -e {p} ] || exit {ABSENT}; cat -- {p}"),
+                format!("cannot read `{path}`"),
+            )
+        }
+        Op::WriteFile { path, contents } => {
+            let p = word(path)?;
+            let t = word(&super::temporary_path(path, "tmp"))?;
+            Request::must(
+                format!(
+                    "rm -f -- {t} && printf '%s' {} > {t} && mv -f -- {t} {p}",
+                    word(contents)?
+                ),
+                format!("cannot write `{path}`"),
+            )
+        }
+        Op::AppendLine { path, line } => Request::must(
+            format!("printf '%s\\n' {} >> {}", word(line)?, word(path)?),
+            format!("cannot append to `{path}`"),
+        ),
+        Op::CreateDirAll(path) => Request::must(
+            format!("mkdir -p -- {}", word(path)?),
+            format!("cannot create directory `{path}`"),
+        ),
+        Op::CreateExclusive { path, contents } => {
+            // Like the local transport: full content first, then link(2), which fails if the
+            // name exists. `ln` without -f never replaces.
+            let p = word(path)?;
+            let t = word(&super::temporary_path(path, "new"))?;
+            Request::maybe(
+                format!(
+                    "rm -f -- {t}; printf '%s' {} > {t} || exit 1; if ln -- {t} {p} 2>/dev/null; then rm -f -- {t}; exit 0; fi; \
+                     rm -f -- {t}; if [ -e {p} ]; then exit {ABSENT}; fi; exit 1",
+                    word(contents)?
+                ),
+                format!("cannot create `{path}`"),
+            )
+        }
+        Op::RemoveFile(path) => Request::must(
+            format!("rm -f -- {}", word(path)?),
+            format!("cannot remove `{path}`"),
+        ),
+        Op::RemoveDirAll(path) => Request::must(
+            format!("rm -rf -- {}", word(path)?),
+            format!("cannot remove `{path}`"),
+        ),
+        Op::Exists(path) => {
+            let p = word(path)?;
+            Request::maybe(
+                format!("[ -e {p} ] || [ -L {p} ] || exit {ABSENT}"),
+                "cannot check a path".to_string(),
+            )
+        }
+        Op::FileType(path) => {
+            let p = word(path)?;
+            Request::maybe(
+                format!(
+                    "if [ -L {p} ]; then echo l; elif [ -d {p} ]; then echo d; \
+                     elif [ -f {p} ]; then echo f; elif [ -e {p} ]; then echo o; else exit {ABSENT}; fi"
+                ),
+                format!("cannot look at `{path}`"),
+            )
+        }
+        Op::Rename { from, to } => Request::must(
+            format!("mv -fT -- {} {}", word(from)?, word(to)?),
+            format!("cannot rename `{from}` to `{to}`"),
+        ),
+        Op::ListDir(path) => Request::must(
+            format!(
+                "cd -- {} 2>/dev/null || exit 0; for f in * .[!.]* ..?*; do \
+                 if [ -e \"$f\" ] || [ -L \"$f\" ]; then printf '%s\\0' \"$f\"; fi; done",
+                word(path)?
+            ),
+            format!("cannot list `{path}`"),
+        ),
+        Op::ReadLink(path) => {
+            let p = word(path)?;
+            Request::maybe(
+                format!("[ -L {p} ] || exit {ABSENT}; readlink -- {p}"),
+                format!("cannot read link `{path}`"),
+            )
+        }
+        Op::Symlink { target, link } => Request::must(
+            format!("ln -s -- {} {}", word(target)?, word(link)?),
+            format!("cannot link `{link}` to `{target}`"),
+        ),
+        Op::ReplaceSymlink { target, link } => {
+            // Temp link, rename over (mv -T: rename(2), never into a directory), read back;
+            // the read-back is compared on the host too, so a request sent without waiting
+            // fails (and stops what follows) when the link is not what was asked.
+            let l = word(link)?;
+            let t = word(&super::temporary_path(link, "swap"))?;
+            let target_word = word(target)?;
+            Request::must(
+                format!(
+                    "rm -f -- {t} && ln -s -- {target_word} {t} && mv -fT -- {t} {l} && zdd_now=$(readlink -- {l}) && printf '%s\\n' \"$zdd_now\" && \
+                     {{ [ \"$zdd_now\" = {target_word} ] || {{ printf '%s\\n' \"points at $zdd_now after the swap, not at the target\" >&2; exit 1; }}; }}"
+                ),
+                format!("cannot switch `{link}`"),
+            )
+        }
+        Op::ExpectDirectory { path, otherwise } => Request {
+            // Only zdd's own words when it fails.
+            what: Some(String::new()),
+            ..Request::must(
+                format!(
+                    "[ -d {} ] || {{ printf '%s\\n' {} >&2; exit 1; }}",
+                    word(path)?,
+                    word(otherwise)?
+                ),
+                String::new(),
+            )
+        },
+        Op::RemoveIfHolds { path, contents } => {
+            let p = word(path)?;
+            Request::must(
+                format!(
+                    "[ -e {p} ] || exit 0; zdd_now=$(cat -- {p}; printf x) || exit 1; \
+                     if [ \"$zdd_now\" = {}x ]; then rm -f -- {p}; else cat -- {p} >&2; exit 1; fi",
+                    word(contents)?
+                ),
+                super::left_in_place(path),
+            )
+        }
+        Op::Export {
+            cache,
+            commit,
+            destination,
+        } => Request::must(
+            format!(
+                "git --git-dir={} archive --format=tar {} | tar -x -C {}",
+                word(cache)?,
+                word(commit)?,
+                word(destination)?
+            ),
+            format!("cannot check out {commit} into `{destination}`"),
+        ),
+    })
 }
 
 impl Transport for Ssh {
@@ -139,7 +477,14 @@ impl Transport for Ssh {
         display: &str,
         sink: Option<LineSink>,
     ) -> Result<Output, ProcessError> {
-        let reply = self.call(script, cwd).map_err(|e| ProcessError {
+        let request = Request {
+            script: script.to_string(),
+            cwd: cwd.map(str::to_string),
+            accept: Accept::Any,
+            what: None,
+            display: display.to_string(),
+        };
+        let reply = self.call(request).map_err(|e| ProcessError {
             command: display.to_string(),
             kind: ProcessErrorKind::Spawn(format!("{e:#}")),
             stdout_tail: String::new(),
@@ -168,178 +513,102 @@ impl Transport for Ssh {
     }
 
     fn read_file(&self, path: &str) -> anyhow::Result<Option<String>> {
-        let p = word(path)?;
-        self.maybe(
-            &format!("[ -e {p} ] || exit {ABSENT}; cat -- {p}"),
-            &format!("cannot read `{path}`"),
-        )
+        Ok(self.one(Op::ReadFile(path.into()))?.text())
     }
 
     fn write_file(&self, path: &str, contents: &str) -> anyhow::Result<()> {
-        let p = word(path)?;
-        let t = word(&super::temporary_path(path, "tmp"))?;
-        self.must(
-            &format!(
-                "rm -f -- {t} && printf '%s' {} > {t} && mv -f -- {t} {p}",
-                word(contents)?
-            ),
-            &format!("cannot write `{path}`"),
-        )?;
-        Ok(())
+        self.one(Op::WriteFile {
+            path: path.into(),
+            contents: contents.into(),
+        })
+        .map(drop)
     }
 
     fn append_line(&self, path: &str, line: &str) -> anyhow::Result<()> {
-        self.must(
-            &format!("printf '%s\\n' {} >> {}", word(line)?, word(path)?),
-            &format!("cannot append to `{path}`"),
-        )?;
-        Ok(())
+        self.one(Op::AppendLine {
+            path: path.into(),
+            line: line.into(),
+        })
+        .map(drop)
     }
 
     fn create_dir_all(&self, path: &str) -> anyhow::Result<()> {
-        self.must(
-            &format!("mkdir -p -- {}", word(path)?),
-            &format!("cannot create directory `{path}`"),
-        )?;
-        Ok(())
+        self.one(Op::CreateDirAll(path.into())).map(drop)
     }
 
     fn create_exclusive(&self, path: &str, contents: &str) -> anyhow::Result<bool> {
-        // Like the local transport: full content first, then link(2), which fails if the name
-        // exists. `ln` without -f never replaces.
-        let p = word(path)?;
-        let t = word(&super::temporary_path(path, "new"))?;
-        let script = format!(
-            "rm -f -- {t}; printf '%s' {} > {t} || exit 1; if ln -- {t} {p} 2>/dev/null; then rm -f -- {t}; exit 0; fi; \
-             rm -f -- {t}; if [ -e {p} ]; then exit {ABSENT}; fi; exit 1",
-            word(contents)?
-        );
         Ok(self
-            .maybe(&script, &format!("cannot create `{path}`"))?
-            .is_some())
+            .one(Op::CreateExclusive {
+                path: path.into(),
+                contents: contents.into(),
+            })?
+            .flag())
     }
 
     fn remove_file(&self, path: &str) -> anyhow::Result<()> {
-        self.must(
-            &format!("rm -f -- {}", word(path)?),
-            &format!("cannot remove `{path}`"),
-        )?;
-        Ok(())
+        self.one(Op::RemoveFile(path.into())).map(drop)
     }
 
     fn remove_dir_all(&self, path: &str) -> anyhow::Result<()> {
-        self.must(
-            &format!("rm -rf -- {}", word(path)?),
-            &format!("cannot remove `{path}`"),
-        )?;
-        Ok(())
+        self.one(Op::RemoveDirAll(path.into())).map(drop)
     }
 
     fn exists(&self, path: &str) -> anyhow::Result<bool> {
-        let p = word(path)?;
-        Ok(self
-            .maybe(
-                &format!("[ -e {p} ] || [ -L {p} ] || exit {ABSENT}"),
-                "cannot check a path",
-            )?
-            .is_some())
+        Ok(self.one(Op::Exists(path.into()))?.flag())
     }
 
     fn file_type(&self, path: &str) -> anyhow::Result<Option<super::FileType>> {
-        use super::FileType;
-        let p = word(path)?;
-        let kind = self.maybe(
-            &format!(
-                "if [ -L {p} ]; then echo l; elif [ -d {p} ]; then echo d; \
-                 elif [ -f {p} ]; then echo f; elif [ -e {p} ]; then echo o; else exit {ABSENT}; fi"
-            ),
-            &format!("cannot look at `{path}`"),
-        )?;
-        Ok(kind.map(|kind| match kind.trim() {
-            "l" => FileType::Symlink,
-            "d" => FileType::Directory,
-            "f" => FileType::File,
-            _ => FileType::Other,
-        }))
+        Ok(self.one(Op::FileType(path.into()))?.kind())
     }
 
     fn rename(&self, from: &str, to: &str) -> anyhow::Result<()> {
-        self.must(
-            &format!("mv -fT -- {} {}", word(from)?, word(to)?),
-            &format!("cannot rename `{from}` to `{to}`"),
-        )?;
-        Ok(())
+        self.one(Op::Rename {
+            from: from.into(),
+            to: to.into(),
+        })
+        .map(drop)
     }
 
     fn is_dir(&self, path: &str) -> anyhow::Result<bool> {
-        Ok(self
-            .maybe(
-                &format!("[ -d {} ] || exit {ABSENT}", word(path)?),
-                "cannot check a path",
-            )?
-            .is_some())
+        let reply = self.call(Request::maybe(
+            format!("[ -d {} ] || exit {ABSENT}", word(path)?),
+            "cannot check a path".to_string(),
+        ))?;
+        self.maybe_reply(reply, "cannot check a path")
+            .map(|found| found.is_some())
     }
 
     fn list_dir(&self, path: &str) -> anyhow::Result<Vec<String>> {
-        let script = format!(
-            "cd -- {} 2>/dev/null || exit 0; for f in * .[!.]* ..?*; do \
-             if [ -e \"$f\" ] || [ -L \"$f\" ]; then printf '%s\\0' \"$f\"; fi; done",
-            word(path)?
-        );
-        let out = self.must(&script, &format!("cannot list `{path}`"))?;
-        let mut names: Vec<String> = out
-            .split('\0')
-            .filter(|n| !n.is_empty())
-            .map(str::to_string)
-            .collect();
-        names.sort();
-        Ok(names)
+        Ok(self.one(Op::ListDir(path.into()))?.names())
     }
 
     fn read_link(&self, path: &str) -> anyhow::Result<Option<String>> {
-        let p = word(path)?;
-        Ok(self
-            .maybe(
-                &format!("[ -L {p} ] || exit {ABSENT}; readlink -- {p}"),
-                &format!("cannot read link `{path}`"),
-            )?
-            .map(|t| t.trim_end_matches('\n').to_string()))
+        Ok(self.one(Op::ReadLink(path.into()))?.text())
     }
 
     fn symlink(&self, target: &str, link: &str) -> anyhow::Result<()> {
-        self.must(
-            &format!("ln -s -- {} {}", word(target)?, word(link)?),
-            &format!("cannot link `{link}` to `{target}`"),
-        )?;
-        Ok(())
+        self.one(Op::Symlink {
+            target: target.into(),
+            link: link.into(),
+        })
+        .map(drop)
     }
 
     fn replace_symlink(&self, target: &str, link: &str) -> anyhow::Result<()> {
-        // One round trip: temp link, rename over (mv -T: rename(2), never into a directory),
-        // read back.
-        let l = word(link)?;
-        let t = word(&super::temporary_path(link, "swap"))?;
-        let now = self.must(
-            &format!(
-                "rm -f -- {t} && ln -s -- {} {t} && mv -fT -- {t} {l} && readlink -- {l}",
-                word(target)?
-            ),
-            &format!("cannot switch `{link}`"),
-        )?;
-        let now = now.trim_end_matches('\n');
-        if now != target {
-            bail!("`{link}` points at `{now}` after the swap, not at `{target}`");
-        }
-        Ok(())
+        self.one(Op::ReplaceSymlink {
+            target: target.into(),
+            link: link.into(),
+        })
+        .map(drop)
     }
 
     fn find_program(&self, program: &str) -> anyhow::Result<Option<String>> {
-        Ok(self
-            .maybe(
-                &format!("command -v {} || exit {ABSENT}", word(program)?),
-                "cannot look a program up",
-            )?
-            .map(|p| p.trim().to_string()))
+        let what = "cannot look a program up";
+        let reply = self.call(Request::maybe(
+            format!("command -v {} || exit {ABSENT}", word(program)?),
+            what.to_string(),
+        ))?;
+        Ok(self.maybe_reply(reply, what)?.map(|p| p.trim().to_string()))
     }
 
     fn resolve(&self, repository: &str, cache: &str, reference: &str) -> anyhow::Result<String> {
@@ -347,7 +616,12 @@ impl Transport for Ssh {
     }
 
     fn export(&self, cache: &str, commit: &str, destination: &str) -> anyhow::Result<()> {
-        self.remote_export(cache, commit, destination)
+        self.one(Op::Export {
+            cache: cache.into(),
+            commit: commit.into(),
+            destination: destination.into(),
+        })
+        .map(drop)
     }
 
     fn log_oneline(
@@ -368,7 +642,7 @@ impl Transport for Ssh {
             script.push_str(&format!(" --not {}", word(from)?));
         }
         script.push_str(" --");
-        let out = self.must(&script, "cannot read the commit log")?;
+        let out = self.must(script, "cannot read the commit log")?;
         Ok(out.lines().map(str::to_string).collect())
     }
 
@@ -378,30 +652,100 @@ impl Transport for Ssh {
             Some(name) => format!("kill -{name} {pid}"),
             None => format!("kill -0 {pid}"),
         };
-        self.must(&script, &format!("cannot signal process {pid}"))?;
+        self.must(script, &format!("cannot signal process {pid}"))?;
         Ok(())
+    }
+
+    fn send(&self, op: Op, tag: u64) -> anyhow::Result<()> {
+        let request = request(&op)?;
+        let mut pipe = self.pipe();
+        pipe.shell.write_request(
+            &request.script,
+            request.cwd.as_deref(),
+            request.accept,
+            &self.label,
+        )?;
+        pipe.waiting.push_back(Sent {
+            accept: request.accept,
+            deferred: Some((tag, request)),
+        });
+        Ok(())
+    }
+
+    fn query(&self, ops: Vec<Op>) -> anyhow::Result<Vec<Answer>> {
+        let requests = ops
+            .iter()
+            .map(request)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let replies = self.ask(&requests)?;
+        let mut answers = Vec::new();
+        for ((op, request), reply) in ops.iter().zip(&requests).zip(replies) {
+            match reply {
+                Some(reply) => answers.push(self.answer(op, request, reply)?),
+                None => return Err(self.earlier()),
+            }
+        }
+        Ok(answers)
+    }
+
+    fn sync(&self) -> anyhow::Result<()> {
+        let mut pipe = self.pipe();
+        self.drain(&mut pipe)?;
+        match pipe.failure.clone() {
+            Some(failure) => Err(EarlierFailure(failure).into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Send the remote shell away once every request has succeeded, then wait for the
+    /// answers: the last round trip of a run also closes the connection. When a request
+    /// failed, the shell stays (the failure is returned) for what must still run.
+    fn finish(&self) -> anyhow::Result<()> {
+        let mut pipe = self.pipe();
+        pipe.shell.exit_if_all_succeeded()?;
+        let drained = self.drain(&mut pipe);
+        if let Some(failure) = pipe.failure.clone() {
+            return Err(EarlierFailure(failure).into());
+        }
+        drained.map(drop)
+    }
+
+    fn take_failure(&self) -> Option<Deferred> {
+        self.pipe().failure.take()
+    }
+
+    fn round_trips(&self) -> u64 {
+        self.pipe().round_trips
     }
 }
 
 impl Ssh {
-    /// Fetch into the bare cache with the remote's `git`, then resolve `reference` to a commit.
+    /// Run a helper script; any status but 0 is an error showing its stderr.
+    fn must(&self, script: String, what: &str) -> anyhow::Result<String> {
+        let reply = self.call(Request::must(script, what.to_string()))?;
+        if reply.status != 0 {
+            bail!("{what} on `{}`: {}", self.label, reply.stderr.trim());
+        }
+        Ok(reply.stdout)
+    }
+
+    /// A helper script's answer: its output, `None` for [`ABSENT`], else an error.
+    fn maybe_reply(&self, reply: Reply, what: &str) -> anyhow::Result<Option<String>> {
+        match reply.status {
+            0 => Ok(Some(reply.stdout)),
+            ABSENT => Ok(None),
+            _ => bail!("{what} on `{}`: {}", self.label, reply.stderr.trim()),
+        }
+    }
+
+    /// Fetch into the bare cache with the remote's `git`, then resolve `reference` to a commit:
+    /// one request (the candidates are tried on the host, in order).
     fn remote_resolve(
         &self,
         repository: &str,
         cache: &str,
         reference: &str,
     ) -> anyhow::Result<String> {
-        let c = word(cache)?;
-        let fetch = format!(
-            "command -v git >/dev/null || {{ echo 'git is not installed' >&2; exit 1; }}; \
-             [ -d {c} ] || git init -q --bare -- {c} || exit 1; \
-             find {c}/refs -type f -name '*.lock' -exec rm -f {{}} + 2>/dev/null; \
-             rm -f {c}/packed-refs.lock {c}/HEAD.lock {c}/config.lock {c}/shallow.lock {c}/index.lock; \
-             git --git-dir={c} fetch -q --prune --no-tags -- {} '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*' '+HEAD:refs/zdd/HEAD'",
-            word(repository)?
-        );
-        self.must(&fetch, &format!("cannot fetch `{repository}`"))
-            .map_err(|e| anyhow!("{e:#}"))?;
         let unknown = || {
             anyhow!("unknown ref `{reference}`: no branch, tag or commit of that name in the repository")
         };
@@ -428,31 +772,27 @@ impl Ssh {
             }
             list
         };
-        for candidate in candidates {
-            let script = format!(
-                "git --git-dir={c} rev-parse -q --verify {} || exit {ABSENT}",
-                word(&format!("{candidate}^{{commit}}"))?
-            );
-            if let Some(commit) = self.maybe(&script, "cannot resolve a ref")? {
-                return Ok(commit.trim().to_string());
-            }
+        let c = word(cache)?;
+        let mut words = Vec::new();
+        for candidate in &candidates {
+            words.push(word(&format!("{candidate}^{{commit}}"))?);
         }
-        Err(unknown())
-    }
-
-    /// Write `commit`'s tree into `destination` (git archive | tar: the cache has no work tree
-    /// and no index to disturb).
-    fn remote_export(&self, cache: &str, commit: &str, destination: &str) -> anyhow::Result<()> {
-        self.must(
-            &format!(
-                "git --git-dir={} archive --format=tar {} | tar -x -C {}",
-                word(cache)?,
-                word(commit)?,
-                word(destination)?
-            ),
-            &format!("cannot check out {commit} into `{destination}`"),
-        )?;
-        Ok(())
+        let script = format!(
+            "command -v git >/dev/null || {{ echo 'git is not installed' >&2; exit 1; }}; \
+             [ -d {c} ] || git init -q --bare -- {c} || exit 1; \
+             find {c}/refs -type f -name '*.lock' -exec rm -f {{}} + 2>/dev/null; \
+             rm -f {c}/packed-refs.lock {c}/HEAD.lock {c}/config.lock {c}/shallow.lock {c}/index.lock; \
+             git --git-dir={c} fetch -q --prune --no-tags -- {} '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*' '+HEAD:refs/zdd/HEAD' || exit 1; \
+             for zdd_c in {}; do git --git-dir={c} rev-parse -q --verify \"$zdd_c\" && exit 0; done; exit {ABSENT}",
+            word(repository)?,
+            words.join(" ")
+        );
+        let what = format!("cannot fetch `{repository}`");
+        let reply = self.call(Request::maybe(script, what.clone()))?;
+        match self.maybe_reply(reply, &what)? {
+            Some(commit) => Ok(commit.trim().to_string()),
+            None => Err(unknown()),
+        }
     }
 }
 
