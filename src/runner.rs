@@ -6,8 +6,9 @@
 //! cutover (the swap and everything after it) then walks the hosts `rollout_batch` at a time,
 //! `rollout_stagger` seconds apart. Without a cutover step all steps run on all hosts in parallel.
 //!
-//! A failure anywhere stops new steps everywhere; then every host runs its fail hooks and is put
-//! back as it was (release removed, `current` switched back, lock released).
+//! A failure anywhere stops new steps everywhere; then every host is put back as it was
+//! (`current` switched back, release removed), runs its fail hooks on the restored host, and
+//! releases its lock. The runner alone undoes a failed run: no fail hook has to.
 //!
 //! When every host is connected, each host's secret values (its `.env` included) are learned;
 //! at the end the run's notification (`crate::notify`) is read from the first host and sent,
@@ -542,8 +543,8 @@ fn run_step(
     }
 }
 
-/// The run failed: every host runs its fail hooks (the failing ones for the task that failed,
-/// the others for the whole task), then is put back as it was.
+/// The run failed: every host is put back as it was, then runs its fail hooks (the failing ones
+/// for the task that failed, the others for the whole task), then its lock is released.
 fn fail_all(recipe: &Recipe, task: &str, slots: &[Slot], reporter: &Reporter) -> Box<StepFailure> {
     if interrupt::interrupted() {
         interrupt::begin_cleanup();
@@ -626,10 +627,17 @@ fn fail_all(recipe: &Recipe, task: &str, slots: &[Slot], reporter: &Reporter) ->
     primary
 }
 
-/// Run the fail hooks for `ancestry` on one host, then make sure the host is as it was,
-/// whatever the hooks did. Returns notes on what went wrong on the way.
+/// Undo the run on one host, then run the fail hooks for `ancestry` on it, then release its
+/// lock. The undo comes first and does not depend on any hook: `current` is switched back and
+/// this run's release is discarded (`release::discard`), so every hook, whatever the order it
+/// was registered in, sees the host restored (`switched_back()` is true when `current` was
+/// switched back). The lock is released last: the hooks may still change the deploy path.
+/// Returns notes on what went wrong on the way.
 fn recover(recipe: &Recipe, ancestry: &[String], slot: &Slot, reporter: &Reporter) -> Vec<String> {
     let mut notes = Vec::new();
+    // A discard that fails half-way keeps the release in the context: it is tried again once
+    // the hooks ran (one of them may have made it possible), and only that failure is noted.
+    let _ = restore(slot);
     match plan::fail_steps(&recipe.registry, ancestry) {
         Ok(hooks) => {
             for hook in &hooks {
@@ -643,19 +651,13 @@ fn recover(recipe: &Recipe, ancestry: &[String], slot: &Slot, reporter: &Reporte
         }
         Err(e) => notes.push(format!("fail hooks not run on host `{}`: {e}", slot.name)),
     }
-    let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
-    if ctx.release.is_some() {
-        let reason = ctx
-            .failure
-            .clone()
-            .unwrap_or_else(|| "the deploy failed".to_string());
-        if let Err(e) = release::discard(&mut ctx, &reason) {
-            notes.push(format!(
-                "could not remove the unfinished release on host `{}`: {e}",
-                slot.name
-            ));
-        }
+    if let Err(e) = restore(slot) {
+        notes.push(format!(
+            "could not remove the unfinished release on host `{}`: {e}",
+            slot.name
+        ));
     }
+    let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
     if ctx.holds_lock {
         if let Err(e) = lock::release(&mut ctx) {
             notes.push(format!(
@@ -665,6 +667,21 @@ fn recover(recipe: &Recipe, ancestry: &[String], slot: &Slot, reporter: &Reporte
         }
     }
     notes
+}
+
+/// Put one host back as it was before the run: `current` switched back, this run's release
+/// removed (or marked failed when it was swapped in). Nothing to do when the run made no
+/// release, or when it was already discarded.
+fn restore(slot: &Slot) -> Result<(), Failure> {
+    let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+    if ctx.release.is_none() {
+        return Ok(());
+    }
+    let reason = ctx
+        .failure
+        .clone()
+        .unwrap_or_else(|| "the deploy failed".to_string());
+    release::discard(&mut ctx, &reason)
 }
 
 /// Close every SSH connection, all at once.

@@ -14,7 +14,7 @@ fn setup(extra: &str) -> (Sandbox, Repo) {
 const STDLIB_TASKS: &str = "\
 deploy              Deploy a new release
 deploy:cleanup      Remove old releases, keeping keep_releases good ones
-deploy:failed       Undo an unfinished deploy: switch current back, remove the release, unlock
+deploy:failed       Runs after a failed deploy was undone (current switched back); hook it to react
 deploy:lock         Take the deploy lock, so two deploys never overlap
 deploy:prepare      Create the directories of the deploy path (releases, shared, .zdd)
 deploy:release      Create the new release directory
@@ -213,18 +213,21 @@ fn json_is_one_event_per_line_in_order() {
         .iter()
         .map(|e| e["event"].as_str().unwrap())
         .collect();
+    // The runner switches back (and says the release is marked failed) before the fail hook
+    // `deploy:failed` starts.
     assert_eq!(
         kinds[kinds.len() - 7..],
         [
             "command",
             "task_failed",
-            "task_started",
             "switched_back",
             "message",
+            "task_started",
             "task_finished",
             "finished",
         ]
     );
+    assert_eq!(events[events.len() - 3]["task"], "deploy:failed");
     let failed = &events[events.len() - 6];
     assert_eq!(failed["task"], "after deploy:symlink");
     assert_eq!(failed["error"], "command `exit 4` exited with status 4");

@@ -432,3 +432,136 @@ fn a_deploy_failing_after_cleanup_never_pushes_a_good_release_out() {
     sandbox.run(&["rollback", "app.rhai", "-q"]).success();
     assert_eq!(sandbox.current("app").as_ref(), good.first());
 }
+
+/// What a fail hook sees, as an `info` line: whether `current` was switched back, where it
+/// points (`readlink`), and whether the lock is still held.
+const OBSERVE: &str = "info(`NAME: switched_back=${switched_back()} current=${run(\"readlink {{deploy_path}}/current\")} locked=${test(\"[ -e {{deploy_path}}/.zdd/lock ]\")}`)";
+
+fn observer(name: &str) -> String {
+    format!(
+        "task(\"{name}\", || {{ {} }});\n",
+        OBSERVE.replace("NAME", name)
+    )
+}
+
+/// The runner undoes a failed deploy before any fail hook runs, so the order fail hooks were
+/// registered in does not matter: a hook registered before the stdlib's `deploy:failed` (here
+/// even before `import "deploy"`), and one on the failing task itself (the innermost hooks run
+/// first), both run on a host already switched back, with the lock still held; the lock is
+/// released after them.
+#[test]
+fn fail_hooks_run_on_a_host_already_restored_whatever_their_order() {
+    let (sandbox, repo, current) = deployed();
+    let log_before = sandbox.log("app").len();
+    let before = snapshot(&sandbox);
+    sandbox.write(
+        "order.rhai",
+        &format!(
+            "fail(\"deploy\", \"first\");\n{}{CONFIG}{}{}{}task(\"boom\", || {{ run(\"exit 3\"); }});\nafter(\"deploy:symlink\", \"boom\");\nfail(\"boom\", \"innermost\");\nafter(\"deploy:failed\", \"afterwards\");\n",
+            crate::support::basic_recipe(&repo.str(), &sandbox.str("app")),
+            observer("first"),
+            observer("innermost"),
+            observer("afterwards"),
+        ),
+    );
+    let run = sandbox.run(&["run", "order.rhai"]);
+    run.expect(1);
+    let seen: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.contains("switched_back="))
+        .collect();
+    assert_eq!(
+        seen,
+        ["innermost", "first", "afterwards"].map(|hook| format!(
+            "[localhost] {hook}: switched_back=true current=releases/{current} locked=true"
+        )),
+        "{}",
+        run.stderr
+    );
+    // The switch back is reported before the first fail hook starts.
+    let switched = run.stderr.find("switched back: current ->").unwrap();
+    let first_hook = run.stderr.find("innermost: switched_back").unwrap();
+    assert!(switched < first_hook, "{}", run.stderr);
+    assert_untouched(&sandbox, &before, &current, log_before, true, "order");
+}
+
+/// A fail hook that throws is reported, the other hooks still run, and the host is restored
+/// and unlocked all the same; a recipe's own `discard_release()` after the runner's undo
+/// changes nothing (the release is recorded failed once).
+#[test]
+fn a_fail_hook_that_throws_leaves_the_host_restored_and_unlocked() {
+    let (sandbox, repo, current) = deployed();
+    let log_before = sandbox.log("app").len();
+    let before = snapshot(&sandbox);
+    sandbox.write(
+        "throwing.rhai",
+        &recipe(
+            &repo.str(),
+            &sandbox.str("app"),
+            &format!(
+                "{CONFIG}task(\"explode\", || {{ throw \"the hook broke\"; }});\ntask(\"again\", || {{ discard_release(); discard_release(); }});\n{}task(\"boom\", || {{ run(\"exit 3\"); }});\nafter(\"deploy:symlink\", \"boom\");\nfail(\"boom\", \"explode\");\nfail(\"boom\", \"again\");\nfail(\"boom\", \"observe\");\n",
+                observer("observe"),
+            ),
+        ),
+    );
+    let run = sandbox.run(&["run", "throwing.rhai"]);
+    run.expect(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "[localhost] observe: switched_back=true current=releases/{current} locked=true\n"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "Caused by: command `exit 3` exited with status 3\nalso: fail hook `explode` also failed on host `localhost`: the hook broke\n"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_untouched(&sandbox, &before, &current, log_before, true, "throwing");
+    let log = sandbox.log("app");
+    let failed: Vec<&Value> = log[log_before..]
+        .iter()
+        .filter(|e| e["event"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+}
+
+/// A failure before the swap: the release is removed before the fail hooks run, `current`
+/// never moved, so `switched_back()` is false and `current` is the good release.
+#[test]
+fn fail_hooks_after_a_failure_before_the_swap_see_the_release_gone() {
+    let (sandbox, repo, current) = deployed();
+    let log_before = sandbox.log("app").len();
+    let before = snapshot(&sandbox);
+    sandbox.write(
+        "early.rhai",
+        &recipe(
+            &repo.str(),
+            &sandbox.str("app"),
+            &format!(
+                "{CONFIG}{}task(\"boom\", || {{ run(\"exit 3\"); }});\nafter(\"deploy:shared\", \"boom\");\nfail(\"boom\", \"observe\");\nafter(\"deploy:failed\", || {{ info(`releases: ${{run(\"ls {{{{deploy_path}}}}/releases\")}}`); }});\n",
+                observer("observe"),
+            ),
+        ),
+    );
+    let run = sandbox.run(&["run", "early.rhai"]);
+    run.expect(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "[localhost] observe: switched_back=false current=releases/{current} locked=true\n"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("[localhost] releases: {current}\n")),
+        "{}",
+        run.stderr
+    );
+    assert_untouched(&sandbox, &before, &current, log_before, false, "early");
+}

@@ -54,7 +54,18 @@ fn deploy(
     branch: &str,
     extra: &[&str],
 ) -> Output {
-    let mut args: Vec<String> = vec!["run".into(), recipe(sandbox, hosts), "-v".into()];
+    deploy_recipe(sandbox, fixture, &recipe(sandbox, hosts), branch, extra)
+}
+
+/// [`deploy`] with the recipe at `recipe`.
+fn deploy_recipe(
+    sandbox: &Sandbox,
+    fixture: &FixtureRepo,
+    recipe: &str,
+    branch: &str,
+    extra: &[&str],
+) -> Output {
+    let mut args: Vec<String> = vec!["run".into(), recipe.to_string(), "-v".into()];
     let options = [
         format!("repository={}", fixture.str()),
         format!("branch={branch}"),
@@ -432,6 +443,57 @@ fn a_failed_reload_item_fails_the_deploy_and_names_it() {
     assert!(
         ran_on(&log, "web1").contains(&"pulse:restart".to_string()),
         "{log:#?}"
+    );
+}
+
+/// The recipe's fail hook `laravel:recover` declared before `import "deploy"` (so before the
+/// stdlib's `deploy:failed`): zdd switches `current` back before any fail hook runs, so it still
+/// finds `switched_back()` true and runs `artisan reload` again, in the restored release.
+#[test]
+fn laravel_recover_reloads_the_restored_release_whatever_the_hook_order() {
+    let hosts = ["web1"];
+    let (sandbox, fixture) = setup(&hosts);
+    fixture.version("v12", &as_refs(&laravel_12(&sandbox, false)));
+    assert_success(&deploy(&sandbox, &fixture, &hosts, "v12", &[]));
+    let before = sandbox.current("web1").unwrap();
+    fixture.version("v12-broken-pulse", &as_refs(&laravel_12(&sandbox, true)));
+    let shipped = recipe(&sandbox, &hosts);
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let hook = "fail(\"deploy\", \"laravel:recover\");\n";
+    assert!(text.contains(hook));
+    let reordered = sandbox.write(
+        "laravel-reordered.rhai",
+        &text.replace(hook, "").replace(
+            "import \"deploy\";\n",
+            &format!("{hook}import \"deploy\";\n"),
+        ),
+    );
+    take_log(&sandbox);
+
+    let output = deploy_recipe(
+        &sandbox,
+        &fixture,
+        &reordered.display().to_string(),
+        "v12-broken-pulse",
+        &[],
+    );
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert_eq!(sandbox.current("web1").as_deref(), Some(before.as_str()));
+    assert!(!sandbox.path("web1/.zdd/lock").exists());
+    let log = take_log(&sandbox);
+    let reloads: Vec<&String> = log
+        .iter()
+        .filter(|l| l.starts_with("web1 reload "))
+        .collect();
+    assert_eq!(reloads.len(), 2, "{log:#?}\n{text}");
+    assert!(
+        !reloads[0].contains(&format!("web1={before}")),
+        "the failing reload ran with the new release current: {log:#?}"
+    );
+    assert!(
+        reloads[1].ends_with(&format!("[web1={before} web2=]")),
+        "the recover reload ran with the old release current again: {log:#?}"
     );
 }
 
