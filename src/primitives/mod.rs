@@ -9,6 +9,7 @@ pub mod gates;
 pub mod health;
 pub mod lifecycle;
 pub mod lock;
+pub mod lock_state;
 pub mod octane;
 pub mod package_managers;
 pub mod paths;
