@@ -28,6 +28,8 @@ const DEFAULT_TASKS: [&str; 2] = ["deploy", "rollback"];
 
 /// How long a webhook may take, unless `webhook_timeout` says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest `webhook_timeout`.
+const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Where notifications go, from the recipe's settings.
 pub struct Settings {
@@ -82,13 +84,9 @@ impl Settings {
         };
         let timeout = match config.get("webhook_timeout") {
             None => DEFAULT_TIMEOUT,
-            Some(value) => value
-                .as_float()
+            Some(value) => config::seconds(value)
                 .ok()
-                .or_else(|| value.as_int().ok().map(|i| i as f64))
-                .or_else(|| value.to_string().parse().ok())
-                .filter(|s: &f64| *s > 0.0 && *s <= 600.0)
-                .map(Duration::from_secs_f64)
+                .filter(|s| !s.is_zero() && *s <= MAX_TIMEOUT)
                 .ok_or_else(|| {
                     format!("`webhook_timeout` must be seconds between 0 and 600, not `{value}`")
                 })?,
@@ -336,13 +334,40 @@ mod tests {
         );
         let read = settings(&[url.clone(), tasks]).unwrap().unwrap();
         assert!(read.wants("hello") && !read.wants("deploy"));
-        let error = settings(&[url, ("webhook_timeout", Dynamic::from("soon"))])
+        let error = settings(&[url.clone(), ("webhook_timeout", Dynamic::from("soon"))])
             .err()
             .unwrap();
         assert_eq!(
             error,
             "`webhook_timeout` must be seconds between 0 and 600, not `soon`"
         );
+        // The forms `config::seconds` reads, as the settings check reads them.
+        for (value, seconds) in [
+            (Dynamic::from_int(2), 2.0),
+            (Dynamic::from_float(0.5), 0.5),
+            (Dynamic::from("1.5"), 1.5),
+            (Dynamic::from("3s"), 3.0),
+            (Dynamic::from_int(600), 600.0),
+        ] {
+            let read = settings(&[url.clone(), ("webhook_timeout", value.clone())])
+                .unwrap()
+                .unwrap();
+            assert_eq!(read.timeout.as_secs_f64(), seconds, "{value}");
+        }
+        for value in [
+            Dynamic::from_int(0),
+            Dynamic::from_int(601),
+            Dynamic::from("-1"),
+            Dynamic::from("NaN"),
+        ] {
+            let error = settings(&[url.clone(), ("webhook_timeout", value.clone())])
+                .err()
+                .unwrap();
+            assert_eq!(
+                error,
+                format!("`webhook_timeout` must be seconds between 0 and 600, not `{value}`")
+            );
+        }
     }
 
     #[test]

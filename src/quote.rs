@@ -52,6 +52,37 @@ pub fn remove_under_any(dir: &str, rests: &[String]) -> Result<String, QuoteErro
     Ok(line)
 }
 
+/// How [`join`] puts command lines together, as `sh` reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joiner {
+    /// `a; b`: one after the other, whatever each one's status.
+    Then,
+    /// `a && b`: the next only when the one before succeeded.
+    And,
+    /// `a || b`: the next only when the one before failed.
+    Or,
+    /// `a | b`: each one's output is the next one's input.
+    Pipe,
+}
+
+/// Command lines (each built with [`command`], or by this function) joined into one line:
+/// `a; b`, `a && b`, `a || b` or `a | b`. Nothing is added around the parts, so `sh` reads
+/// the result by its own precedence (`|` binds tighter than `&&` and `||`, which bind tighter
+/// than `;`): join the tighter parts first, e.g. `join(&[join(&[a, b], Pipe), c], Then)`.
+pub fn join<S: AsRef<str>>(commands: &[S], joiner: Joiner) -> String {
+    let separator = match joiner {
+        Joiner::Then => "; ",
+        Joiner::And => " && ",
+        Joiner::Or => " || ",
+        Joiner::Pipe => " | ",
+    };
+    commands
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +120,24 @@ mod tests {
     #[test]
     fn command_quotes_each_argument() {
         assert_eq!(command(&["ls", "a b"]).unwrap(), "ls 'a b'");
+    }
+
+    #[test]
+    fn joined_lines_run_as_sh_reads_them() {
+        let run = |script: &str| {
+            let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let echo = |text: &str| command(&["echo", text]).unwrap();
+        let fails = command(&["false"]).unwrap();
+        let pipe = join(
+            &[echo("a; b"), command(&["tr", "a", "x"]).unwrap()],
+            Joiner::Pipe,
+        );
+        assert_eq!(pipe, "echo 'a; b' | tr a x");
+        assert_eq!(run(&pipe), "x; b\n");
+        let and = join(&[fails.clone(), echo("and")], Joiner::And);
+        let or = join(&[fails, echo("or")], Joiner::Or);
+        assert_eq!(run(&join(&[and, or, pipe], Joiner::Then)), "or\nx; b\n");
     }
 }

@@ -578,6 +578,27 @@ pub fn find(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name == name)
 }
 
+/// Settings read once for the whole run (the rollout, the notifications), from the recipe's
+/// own settings and `-o`, never from a host's: [`validate`] checks them in [`RunSettings`].
+pub const RUN_SETTINGS: &[&str] = &[
+    "parallel",
+    "rollout_batch",
+    "rollout_stagger",
+    "cutover_task",
+    "slack_webhook",
+    "webhook_url",
+    "notify_tasks",
+    "webhook_timeout",
+    "application",
+];
+
+/// The run as a whole: its settings (defaults < recipe < `-o`, as the runner reads
+/// [`RUN_SETTINGS`]) and the tasks the recipe declares (`cutover_task` must name one).
+pub struct RunSettings<'a> {
+    pub config: &'a BTreeMap<String, Dynamic>,
+    pub tasks: Vec<&'a str>,
+}
+
 /// One host's merged settings (defaults < recipe < host < `-o`).
 pub struct HostSettings<'a> {
     pub host: &'a str,
@@ -603,9 +624,11 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Check every host's settings for running `task`, whose plan runs the tasks `plan` (the
-/// steps and the tasks they run inside). A problem found on every host is reported once.
+/// Check the run's settings and every host's for running `task`, whose plan runs the tasks
+/// `plan` (the steps and the tasks they run inside). A problem found on every host is
+/// reported once, and once only when the run's settings have it too.
 pub fn validate(
+    run: &RunSettings,
     hosts: &[HostSettings],
     task: Option<&str>,
     plan: &[String],
@@ -624,7 +647,7 @@ pub fn validate(
             }
         }
     }
-    let problems: Vec<Problem> = found
+    let mut problems: Vec<Problem> = found
         .into_iter()
         .flat_map(|(problem, on)| {
             if on.len() == hosts.len() {
@@ -639,11 +662,70 @@ pub fn validate(
             }
         })
         .collect();
+    for problem in check_run(run) {
+        // The hosts have the same value (set in the recipe or with `-o`), or some do: reported
+        // once, for the run, where the first host's problem was.
+        let mut placed = false;
+        let mut merged = Vec::new();
+        for found in problems {
+            if found.setting != problem.setting || found.message != problem.message {
+                merged.push(found);
+            } else if !placed {
+                merged.push(problem.clone());
+                placed = true;
+            }
+        }
+        if !placed {
+            merged.push(problem);
+        }
+        problems = merged;
+    }
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems)
     }
+}
+
+/// The problems of the run's own settings ([`RUN_SETTINGS`]): checked as the hosts' are, and
+/// `cutover_task` must name a task the recipe declares.
+fn check_run(run: &RunSettings) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for name in RUN_SETTINGS {
+        let Some(setting) = find(name) else {
+            continue;
+        };
+        let Some(value) = run.config.get(*name).filter(|v| !v.is_unit()) else {
+            continue;
+        };
+        let problem = |message: String, hint: String| Problem {
+            setting: name.to_string(),
+            host: None,
+            message,
+            hint,
+        };
+        if let Err(message) = check_value(setting, value, "", run.config) {
+            problems.push(problem(message, how_to_set(setting)));
+            continue;
+        }
+        if *name == "cutover_task" {
+            let task = value.to_string();
+            if !run.tasks.contains(&task.as_str()) {
+                let hint = match crate::suggest::closest(&task, run.tasks.iter().copied()) {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None => how_to_set(setting),
+                };
+                problems.push(problem(
+                    format!(
+                        "`cutover_task` is `{}`: the recipe declares no task of that name",
+                        shown(value)
+                    ),
+                    hint,
+                ));
+            }
+        }
+    }
+    problems
 }
 
 fn check_host(
@@ -1195,6 +1277,20 @@ mod tests {
         map
     }
 
+    /// The run's settings, with the tasks of a deploy declared.
+    fn run(config: &BTreeMap<String, Dynamic>) -> RunSettings<'_> {
+        RunSettings {
+            config,
+            tasks: vec![
+                "deploy",
+                "deploy:prepare",
+                "deploy:update_code",
+                "deploy:symlink",
+                "deploy:cleanup",
+            ],
+        }
+    }
+
     fn deploy_plan() -> Vec<String> {
         [
             "deploy",
@@ -1213,7 +1309,7 @@ mod tests {
             host: "web1",
             config: &config,
         }];
-        match validate(&hosts, Some("deploy"), &deploy_plan()) {
+        match validate(&run(&config), &hosts, Some("deploy"), &deploy_plan()) {
             Ok(()) => Vec::new(),
             Err(problems) => problems.iter().map(ToString::to_string).collect(),
         }
@@ -1292,13 +1388,19 @@ mod tests {
             host: "web1",
             config: &config,
         }];
-        let found = validate(&hosts, Some("deploy"), &deploy_plan()).unwrap_err();
+        let found = validate(&run(&config), &hosts, Some("deploy"), &deploy_plan()).unwrap_err();
         let names: Vec<&str> = found.iter().map(|p| p.setting.as_str()).collect();
         assert_eq!(names, ["deploy_path", "repository"]);
         // A task of the recipe's own needs neither.
-        assert!(validate(&hosts, Some("show"), &["show".to_string()]).is_ok());
+        assert!(validate(&run(&config), &hosts, Some("show"), &["show".to_string()]).is_ok());
         // A rollback needs the deploy path only.
-        let found = validate(&hosts, Some("rollback"), &["rollback".to_string()]).unwrap_err();
+        let found = validate(
+            &run(&config),
+            &hosts,
+            Some("rollback"),
+            &["rollback".to_string()],
+        )
+        .unwrap_err();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].setting, "deploy_path");
     }
@@ -1354,10 +1456,65 @@ mod tests {
                 config: &bad,
             },
         ];
-        let found = validate(&hosts, Some("deploy"), &deploy_plan()).unwrap_err();
+        let found = validate(&run(&good), &hosts, Some("deploy"), &deploy_plan()).unwrap_err();
         assert_eq!(
             found[0].to_string(),
             "host `web2`: `keep_releases` is `x`: it must be a whole number from 1 to 1000"
+        );
+    }
+
+    #[test]
+    fn the_runs_own_settings_are_checked_once() {
+        // The recipe's value is what the runner reads, even where every host sets another.
+        let recipe = config(&[("rollout_stagger", text("soon"))]);
+        let host = config(&[("rollout_stagger", Dynamic::from_int(1))]);
+        let hosts = [HostSettings {
+            host: "web1",
+            config: &host,
+        }];
+        let found = validate(&run(&recipe), &hosts, Some("deploy"), &deploy_plan()).unwrap_err();
+        let expected = "`rollout_stagger` is `soon`: it must be a number of seconds from 0 to 3600";
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].to_string(), expected);
+        // Bad on the hosts too, or on one of two: still one problem, named for the run.
+        let other = config(&[]);
+        let hosts = [
+            HostSettings {
+                host: "web1",
+                config: &recipe,
+            },
+            HostSettings {
+                host: "web2",
+                config: &other,
+            },
+        ];
+        let found = validate(&run(&recipe), &hosts, Some("deploy"), &deploy_plan()).unwrap_err();
+        assert_eq!(
+            found.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [expected]
+        );
+    }
+
+    #[test]
+    fn the_cutover_task_is_a_declared_task() {
+        let found = |value: &str| {
+            let config = config(&[("cutover_task", text(value))]);
+            let hosts = [HostSettings {
+                host: "web1",
+                config: &config,
+            }];
+            match validate(&run(&config), &hosts, Some("deploy"), &deploy_plan()) {
+                Ok(()) => Vec::new(),
+                Err(problems) => problems
+                    .iter()
+                    .map(|p| format!("{p} / {}", p.hint))
+                    .collect(),
+            }
+        };
+        assert!(found("deploy:symlink").is_empty());
+        assert_eq!(
+            found("deploy:symlnk"),
+            ["`cutover_task` is `deploy:symlnk`: the recipe declares no task of that name / did you mean `deploy:symlink`?"]
         );
     }
 

@@ -19,7 +19,7 @@ use crate::reporter::{Reporter, Verbosity};
 use crate::runner::{self, RunError};
 use crate::script::{self, LoadError, Recipe};
 use crate::secrets::Secrets;
-use crate::settings::{self, HostSettings, OverrideProblem};
+use crate::settings::{self, HostSettings, OverrideProblem, RunSettings};
 use crate::sources::Sources;
 
 pub fn execute(command: Command, sources: &Sources, secrets: &Arc<Secrets>) -> Result<(), Error> {
@@ -215,7 +215,12 @@ fn validate_settings(
         .iter()
         .map(|(host, config)| HostSettings { host, config })
         .collect();
-    settings::validate(&hosts, task, &plan).map_err(Error::Settings)
+    let global = host_setup::merged_config(recipe, None);
+    let run = RunSettings {
+        config: &global,
+        tasks: recipe.registry.tasks.keys().map(String::as_str).collect(),
+    };
+    settings::validate(&run, &hosts, task, &plan).map_err(Error::Settings)
 }
 
 fn select_hosts(recipe: &Recipe, common: &Common) -> Result<Vec<Host>, Error> {

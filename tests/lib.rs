@@ -28,6 +28,7 @@ mod quickstart;
 mod remote;
 mod secrets;
 mod services;
+mod settings_checked;
 mod settings_input;
 mod ssh_harness;
 mod ssh_support;

@@ -183,8 +183,14 @@ fn guarded(check: &'static str, result: Result<Vec<Finding>, Failure>) -> Vec<Fi
 
 /// deploy_path with symlinks resolved (nginx may name either), when it exists.
 fn resolved_path(ctx: &HostContext, deploy_path: &str) -> Option<String> {
-    let word = quote::word(deploy_path).ok()?;
-    let script = format!("cd -P -- {word} 2>/dev/null && pwd -P");
+    // A deploy_path that does not exist fails `cd` (its words on stderr, not read): `None`.
+    let script = quote::join(
+        &[
+            quote::command(&["cd", "-P", "--", deploy_path]).ok()?,
+            quote::command(&["pwd", "-P"]).ok()?,
+        ],
+        quote::Joiner::And,
+    );
     let output = ctx.transport.exec(&script, None, &script, None).ok()?;
     Some(output.stdout.trim_end_matches('\n').to_string()).filter(|p| !p.is_empty())
 }

@@ -29,6 +29,7 @@ pub struct Masters {
 
 /// Lists the masters: grep finds the few command lines that match, then each is printed as
 /// `PID<TAB>ARGS` with its NUL separators turned into \x01.
+/// A constant: no value (of the recipe, the host or a path) goes into it, so nothing is quoted.
 const SCAN: &str = r#"for f in $(grep -a -s -l -e '^nginx: master process' -e '^php-fpm: master process' /proc/[0-9]*/cmdline); do
   p=${f#/proc/}; p=${p%/cmdline}
   c=$(tr '\000' '\001' < "$f" 2>/dev/null) || continue

@@ -6,7 +6,7 @@ use super::finding::Finding;
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::primitives::paths;
-use crate::quote;
+use crate::quote::{self, Joiner};
 
 const CHECK: &str = "writable_dirs";
 
@@ -37,17 +37,18 @@ pub fn check(ctx: &HostContext) -> Result<Vec<Finding>, Failure> {
             }
         };
         let path = format!("{current}/{dir}");
-        let word = quote::word(&path)?;
-        // `-d`/`-w` follow a shared-dir symlink to its directory.
-        let script = format!("if [ ! -d {word} ]; then echo missing; elif [ ! -w {word} ]; then echo read-only; fi; id -un");
+        let script = script(&path)?;
         let output = ctx.transport.exec(&script, None, &script, None)?;
-        let mut lines = output.stdout.lines();
-        let first = lines.next().unwrap_or_default().trim().to_string();
-        let user = match first.as_str() {
-            "missing" | "read-only" => lines.next().unwrap_or_default().trim().to_string(),
-            _ => first.clone(),
+        let lines: Vec<&str> = output.stdout.lines().map(str::trim).collect();
+        let user = lines.last().copied().unwrap_or_default();
+        let state = if lines.contains(&"missing") {
+            "missing"
+        } else if lines.contains(&"read-only") {
+            "read-only"
+        } else {
+            "fine"
         };
-        match first.as_str() {
+        match state {
             "missing" => findings.push(Finding::problem(
                 CHECK,
                 format!("writable dir `{dir}` does not exist in the current release (`{path}`)"),
@@ -76,4 +77,58 @@ pub fn check(ctx: &HostContext) -> Result<Vec<Finding>, Failure> {
         );
     }
     Ok(findings)
+}
+
+/// One line: `missing` when `path` is not a directory, `read-only` when the deploy user cannot
+/// write it (both when it is missing), then the deploy user's name. `test -d`/`-w` follow a
+/// shared-dir symlink to its directory; the status is `id`'s.
+fn script(path: &str) -> Result<String, quote::QuoteError> {
+    let unless = |test: &str, word: &str| -> Result<String, quote::QuoteError> {
+        Ok(quote::join(
+            &[
+                quote::command(&["test", test, path])?,
+                quote::command(&["echo", word])?,
+            ],
+            Joiner::Or,
+        ))
+    };
+    Ok(quote::join(
+        &[
+            unless("-d", "missing")?,
+            unless("-w", "read-only")?,
+            quote::command(&["id", "-un"])?,
+        ],
+        Joiner::Then,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(path: &str) -> Vec<String> {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script(path).unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_line_says_missing_and_names_the_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = run(&dir.path().display().to_string());
+        assert_eq!(user.len(), 1, "{user:?}");
+        let missing = run(&format!(
+            "{}/not there; echo read-only",
+            dir.path().display()
+        ));
+        assert_eq!(missing, ["missing", "read-only", user[0].as_str()]);
+    }
 }

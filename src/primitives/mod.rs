@@ -10,6 +10,7 @@ pub mod health;
 pub mod host_state;
 pub mod lifecycle;
 pub mod lock;
+pub mod lock_state;
 pub mod octane;
 pub mod package_managers;
 pub mod paths;
