@@ -8,39 +8,18 @@
 //! removed, or once a failed run is undone. `unlock()` in a recipe says the recipe is done
 //! with the lock; the runner releases it when the run ends.
 
-use serde::{Deserialize, Serialize};
-
 use super::{host_state, release_log};
 use crate::context::HostContext;
 use crate::failure::{Failure, FailureKind};
 use crate::transport::Op;
 
-pub const LOCK: &str = ".zdd/lock";
+pub use super::lock_state::{alive, LockInfo, LOCK};
 
 /// Where the context keeps what this run wrote into the lock file.
 const LOCK_CONTENTS: &str = "lock_contents";
 
 /// How many times a lock that vanished while we looked at it is tried again.
 const ATTEMPTS: usize = 3;
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct LockInfo {
-    pub user: String,
-    pub machine: String,
-    pub pid: u32,
-    pub time: String,
-    #[serde(rename = "ref", default)]
-    pub reference: String,
-}
-
-impl LockInfo {
-    pub fn describe(&self) -> String {
-        format!(
-            "{} on {} (pid {}, since {}, deploying `{}`)",
-            self.user, self.machine, self.pid, self.time, self.reference
-        )
-    }
-}
 
 /// Take the lock for this run, unless it holds it already.
 pub fn lock(ctx: &mut HostContext) -> Result<(), Failure> {
@@ -190,14 +169,4 @@ pub fn force_unlock(ctx: &mut HostContext, force: bool) -> Result<Option<String>
             .map(|h| h.describe())
             .unwrap_or_else(|| "an unknown holder".to_string()),
     ))
-}
-
-/// Whether process `pid` of this machine is running.
-pub fn alive(pid: u32) -> bool {
-    use nix::errno::Errno;
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
-        Ok(()) => true,
-        Err(Errno::EPERM) => true,
-        Err(_) => false,
-    }
 }
