@@ -5,6 +5,8 @@
 //! implements the same operations with the same meaning (atomic rename for the swap, exclusive
 //! create for the lock) so every primitive works on both.
 
+#[cfg(test)]
+pub mod counting;
 mod local;
 pub mod op;
 mod remote_shell;
