@@ -105,7 +105,9 @@ pub fn release(ctx: &mut HostContext) -> Result<(), Failure> {
     }
     ctx.holds_lock = false;
     let path = ctx.path(LOCK)?;
-    let Some(contents) = ctx.memo.remove(LOCK_CONTENTS) else {
+    // Kept: when a failure skips this request, the runner holds the lock again
+    // (`runner::finish_all`) and its undo releases it with these contents.
+    let Some(contents) = ctx.memo.get(LOCK_CONTENTS).cloned() else {
         return Ok(());
     };
     // Removed only when it still says what this run wrote: sent without waiting, and when
