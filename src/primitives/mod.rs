@@ -19,6 +19,8 @@ pub mod programs;
 pub mod release;
 pub mod release_log;
 pub mod rollback;
+#[cfg(test)]
+mod round_trips;
 pub mod shared;
 pub mod symlink;
 pub mod update_code;
