@@ -14,7 +14,7 @@ use crate::process::{LineSink, Output, Stream};
 use crate::reporter::{Event, Reporter};
 use crate::suggest;
 use crate::template::{self, Mode, TemplateError};
-use crate::transport::{Op, Transport};
+use crate::transport::{Kept, Op, Transport};
 
 /// Shared by every host of one run: the things that must be the same everywhere.
 pub struct Deployment {
@@ -89,10 +89,21 @@ pub struct ReleaseState {
     /// Exactly what `current` pointed at before this run (`None`: there was no `current`);
     /// a switch back restores this, even when it is not under `releases/`.
     pub previous_target: Option<String>,
+    /// The commit checked out; `None` until the host said which (see `checkout`).
     pub commit: Option<String>,
+    /// A checkout sent without waiting: its answer names the commit
+    /// (`primitives::update_code::settle` reads it).
+    pub checkout: Option<PendingCheckout>,
     pub swapped: bool,
     /// The artisan commands that signalled the workers at the swap (`swap_signalling`).
     pub signalled: Vec<String>,
+}
+
+/// A checkout sent without waiting, until its answer is read.
+#[derive(Debug, Clone)]
+pub struct PendingCheckout {
+    pub kept: Kept,
+    pub reference: String,
 }
 
 pub struct HostContext {
@@ -311,9 +322,23 @@ impl HostContext {
     /// Send `op` to the host without waiting for it; when it fails, the failure is reported
     /// as the step running now (see `Transport::send`).
     pub fn send(&mut self, op: Op) -> Result<(), Failure> {
+        Ok(self.send_op(op)?)
+    }
+
+    /// [`HostContext::send`], with the transport's error as it is (for a caller that tells
+    /// its cases apart).
+    pub fn send_op(&mut self, op: Op) -> anyhow::Result<()> {
         let tag = self.senders.len() as u64;
         self.senders.push(self.step.clone().unwrap_or_default());
-        Ok(self.transport.send(op, tag)?)
+        self.transport.send(op, tag)
+    }
+
+    /// Send `op` like [`HostContext::send`], keeping its answer (`Transport::collect`).
+    /// The transport's error comes as it is (the caller tells its cases apart).
+    pub fn send_kept(&mut self, op: Op) -> anyhow::Result<Kept> {
+        let tag = self.senders.len() as u64;
+        self.senders.push(self.step.clone().unwrap_or_default());
+        self.transport.send_kept(op, tag)
     }
 
     /// Send an already-quoted command line without waiting (shown with `-v` as it is sent).

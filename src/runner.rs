@@ -27,7 +27,7 @@ use crate::host_setup;
 use crate::interrupt;
 use crate::notify;
 use crate::plan::{self, Step};
-use crate::primitives::{cleanup, lock, release};
+use crate::primitives::{cleanup, lock, paths, release, update_code};
 use crate::registry::{Host, Origin};
 use crate::reporter::{format_duration, Event, Reporter};
 use crate::run_notification;
@@ -410,6 +410,10 @@ fn failure_of(slot: &Slot, deferred: Deferred, reporter: &Reporter) -> Box<StepF
     let cause = Cause::Failure(match deferred.error {
         DeferredError::Command(error) => Failure::from(error),
         DeferredError::Message(text) => Failure::message(text),
+        DeferredError::Ref { error, repository } => {
+            update_code::ref_failure(error.into(), &repository)
+        }
+        DeferredError::Refused(refusal) => paths::refused(&refusal, &slot.name),
     });
     reporter.event(Event::TaskFailed {
         host: &slot.name,
@@ -750,6 +754,9 @@ fn finish_all(slots: &[Slot], reporter: &Reporter, let_go: bool) -> bool {
                             }
                         }
                     }
+                } else if let Err(failure) = update_code::settle(&mut ctx) {
+                    // Read by the wait above: the commit of a checkout sent without waiting.
+                    warnings.push(format!("{failure}"));
                 }
                 for warning in warnings {
                     ctx.warn(&warning);

@@ -42,7 +42,7 @@ fn seconds(ctx: &HostContext, key: &str, default: f64) -> Result<Duration, Failu
     }
 }
 
-pub fn gate(ctx: &HostContext, url: &str) -> Result<u64, Failure> {
+pub fn gate(ctx: &mut HostContext, url: &str) -> Result<u64, Failure> {
     let url = ctx.expand(url, Mode::Plain)?;
     let lower = url.to_ascii_lowercase();
     if !lower.starts_with("http://") && !lower.starts_with("https://") {
@@ -59,6 +59,10 @@ pub fn gate(ctx: &HostContext, url: &str) -> Result<u64, Failure> {
     let expect_commit = ctx.boolean("health_expect_commit", false)?;
     let host_header = ctx.text_or("health_host", "")?;
     let wanted = expect_release || expect_commit;
+    if expect_commit {
+        // A checkout sent without waiting names its commit now.
+        super::update_code::settle(ctx)?;
+    }
     let (release, commit) = match (&ctx.release, wanted) {
         (Some(r), true) => (
             Some(r.name.clone()).filter(|_| expect_release),

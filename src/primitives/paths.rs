@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::context::HostContext;
 use crate::failure::Failure;
+use crate::transport::link_shared::Refusal;
 use crate::transport::{FileType, Op};
 
 /// A path inside the release: relative, no `..`, no empty parts.
@@ -24,11 +25,6 @@ pub fn inside_release(setting: &str, path: &str) -> Result<String, Failure> {
         )));
     }
     Ok(trimmed.to_string())
-}
-
-/// The parent directory of a path, if it has one.
-pub fn parent(path: &str) -> Option<&str> {
-    path.rsplit_once('/').map(|(parent, _)| parent)
 }
 
 /// The target zdd gives the link at `relative` in a release: `../../shared/relative` (one
@@ -139,25 +135,44 @@ fn check_step(
     through_shared: bool,
 ) -> Result<(), Failure> {
     let path = format!("{release_path}/{prefix}");
-    match facts.kind(&path) {
-        None | Some(FileType::Directory) => Ok(()),
+    let refusal = match facts.kind(&path) {
+        None | Some(FileType::Directory) => return Ok(()),
         Some(FileType::Symlink) => {
             let target = facts.link(&path).unwrap_or_default();
             if through_shared && target == shared_link_target(prefix) {
                 return Ok(());
             }
-            Err(Failure::message(format!(
-                "`{setting}` entry `{relative}`: `{prefix}` in the release is a symlink (to `{target}`), and zdd never acts through one"
-            ))
-            .with_hint(if through_shared {
-                format!("remove the symlink `{prefix}` from the repository, or list `{prefix}` in `shared_dirs`")
-            } else {
-                format!("remove the symlink `{prefix}` from the repository; a path inside a shared dir is shared with it already")
-            }))
+            Refusal::Symlink {
+                setting: setting.to_string(),
+                relative: relative.to_string(),
+                prefix: prefix.to_string(),
+                target,
+            }
         }
-        Some(_) => Err(Failure::message(format!(
-            "`{setting}` entry `{relative}`: `{prefix}` in the release is not a directory"
-        ))),
+        Some(_) => Refusal::NotADirectory {
+            setting: setting.to_string(),
+            relative: relative.to_string(),
+            prefix: prefix.to_string(),
+        },
+    };
+    Err(refused(&refusal, ""))
+}
+
+/// A refused entry as a failure, with what to do about it (`host`: where, for the hint).
+pub fn refused(refusal: &Refusal, host: &str) -> Failure {
+    let failure = Failure::message(refusal.to_string());
+    match refusal {
+        Refusal::Symlink {
+            setting, prefix, ..
+        } => failure.with_hint(if setting.starts_with("shared_") {
+            format!("remove the symlink `{prefix}` from the repository; a path inside a shared dir is shared with it already")
+        } else {
+            format!("remove the symlink `{prefix}` from the repository, or list `{prefix}` in `shared_dirs`")
+        }),
+        Refusal::NotADirectory { .. } => failure,
+        Refusal::MissingSharedFile { shared, .. } => failure.with_hint(format!(
+            "create `{shared}` on host `{host}` before deploying (zdd never creates an empty one)"
+        )),
     }
 }
 

@@ -51,7 +51,16 @@ pub fn now() -> String {
 
 /// Append an event for `release`: kept in the host's state, and sent to the log without
 /// waiting.
-pub fn record(ctx: &mut HostContext, mut entry: Entry) -> Result<(), Failure> {
+pub fn record(ctx: &mut HostContext, entry: Entry) -> Result<(), Failure> {
+    let (entry, line) = line(ctx, entry)?;
+    let path = ctx.path(LOG)?;
+    ctx.send(Op::AppendLine { path, line })?;
+    remember(ctx, entry);
+    Ok(())
+}
+
+/// The event as the log's line: user and time filled in, secrets redacted.
+pub fn line(ctx: &HostContext, mut entry: Entry) -> Result<(Entry, String), Failure> {
     if entry.user.is_empty() {
         entry.user = ctx.deployment.user.clone();
     }
@@ -85,13 +94,15 @@ pub fn record(ctx: &mut HostContext, mut entry: Entry) -> Result<(), Failure> {
         redact(text);
     }
     let line = serde_json::to_string(&entry).map_err(|e| Failure::message(e.to_string()))?;
-    let path = ctx.path(LOG)?;
-    ctx.send(Op::AppendLine { path, line })?;
+    Ok((entry, line))
+}
+
+/// Keep an event written to the log in the host's state.
+pub fn remember(ctx: &mut HostContext, entry: Entry) {
     if let Some(state) = ctx.state.as_mut() {
         state.log.entries.push(entry);
         state.log.missing = false;
     }
-    Ok(())
 }
 
 /// Every event, oldest first. Damaged lines are skipped, with a warning (once per run).

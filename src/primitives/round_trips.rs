@@ -2,10 +2,10 @@
 //! (`transport::counting`: the local file system, with the SSH transport's waits). A primitive
 //! that starts waiting where it only needs to tell, or adds a read, fails here.
 //!
-//! The deploy below is the stdlib's (`stdlib/deploy.rhai`) without `deploy:update_code`
-//! (its clone needs a repository, and its round trips are being changed), step by step, then
-//! what the runner does when every step succeeded (`runner::finish_all`): the release
-//! recorded, old releases removed, the lock released, the last wait.
+//! The deploy below is the stdlib's (`stdlib/deploy.rhai`), step by step, with `writable_dirs`
+//! set (the stdlib sets none), then what the runner does when every step succeeded
+//! (`runner::finish_all`): the release recorded, old releases removed, the lock released, the
+//! last wait, the commit read from its answer.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -15,7 +15,9 @@ use std::sync::Arc;
 use rhai::Dynamic;
 
 use super::host_state::Current;
-use super::{cleanup, command, lock, release, release_log, rollback, shared, symlink, writable};
+use super::{
+    cleanup, command, lock, release, release_log, rollback, shared, symlink, update_code, writable,
+};
 use crate::context::{Deployment, HostContext, Sender};
 use crate::failure::Failure;
 use crate::reporter::Reporter;
@@ -30,13 +32,15 @@ const OLD: [&str; 3] = ["20260101T000000Z", "20260102T000000Z", "20260103T000000
 type Step = fn(&mut HostContext) -> Result<(), Failure>;
 
 /// The deploy, and what each step costs.
-const DEPLOY: [(&str, Step, u64); 12] = [
+const DEPLOY: [(&str, Step, u64); 14] = [
     // The first change takes the lock, and the lock's request reads the host's state.
     ("deploy:prepare", release::prepare, 1),
     ("deploy:lock", lock::lock, 0),
     ("deploy:release", |ctx| release::create(ctx).map(drop), 0),
-    // One query for all the entries (three here).
-    ("deploy:shared", shared::link, 1),
+    // One host: fetch, resolve, export, REVISION and the log line in one request, sent.
+    ("deploy:update_code", update_code::clone, 0),
+    // One request for all the entries (three here), checked on the host, sent.
+    ("deploy:shared", shared::link, 0),
     // One query for all the entries (two here; none are set by the stdlib: then nothing).
     ("deploy:writable", writable::make_writable, 1),
     ("deploy:symlink", symlink::swap, 0),
@@ -54,6 +58,8 @@ const DEPLOY: [(&str, Step, u64); 12] = [
     ),
     ("finish:unlock", lock::release, 0),
     ("finish:wait", |ctx| Ok(ctx.transport.finish()?), 1),
+    // Read by the last wait.
+    ("finish:commit", |ctx| update_code::settle(ctx).map(drop), 0),
 ];
 
 /// A deploy path (`app/` in a temporary directory) with the releases of [`OLD`] and a
@@ -126,12 +132,48 @@ impl Host {
     }
 }
 
+/// The repository deployed: beside the deploy path, with the same commit id every time.
+fn repository(root: &Path) -> String {
+    format!("{}.git-source", root.display())
+}
+
+/// The id of the commit [`seed`] makes (fixed author, committer and dates).
+const COMMIT: &str = "5c741bc6c8c1bcecda04c09cf3d8ab62548ff78e";
+
 fn seed(root: &Path) {
-    let write = |relative: &str, contents: &str| {
-        let path = root.join(relative);
+    let write_in = |base: &Path, relative: &str, contents: &str| {
+        let path = base.join(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, contents).unwrap();
     };
+    let source = repository(root);
+    let source = Path::new(&source);
+    for (relative, contents) in [
+        ("artisan", "<?php\n"),
+        ("storage/app/.gitignore", "*\n"),
+        ("public/uploads/.gitkeep", ""),
+        ("bootstrap/cache/.gitignore", "*\n"),
+    ] {
+        write_in(source, relative, contents);
+    }
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(source)
+            .env("GIT_AUTHOR_NAME", "zdd")
+            .env("GIT_AUTHOR_EMAIL", "zdd@example.com")
+            .env("GIT_COMMITTER_NAME", "zdd")
+            .env("GIT_COMMITTER_EMAIL", "zdd@example.com")
+            .env("GIT_AUTHOR_DATE", "2026-05-18T10:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2026-05-18T10:00:00Z")
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "app"]);
+    let write = |relative: &str, contents: &str| write_in(root, relative, contents);
     let mut log = String::new();
     for name in OLD {
         write(&format!("releases/{name}/REVISION"), "abc123\n");
@@ -152,6 +194,7 @@ fn context(root: &str, transport: Arc<dyn Transport>) -> HostContext {
     let config = BTreeMap::from([
         ("deploy_path".to_string(), text(root)),
         ("branch".to_string(), text("main")),
+        ("repository".to_string(), text(&repository(Path::new(root)))),
         ("keep_releases".to_string(), Dynamic::from_int(1)),
         (
             "shared_dirs".to_string(),
@@ -188,7 +231,7 @@ fn context(root: &str, transport: Arc<dyn Transport>) -> HostContext {
 }
 
 #[test]
-fn a_deploy_waits_four_times() {
+fn a_deploy_waits_three_times_and_two_without_writable_dirs() {
     let mut host = Host::new();
     let costs = host.run(&DEPLOY).unwrap();
     let expected: Vec<(String, u64)> = DEPLOY
@@ -196,8 +239,21 @@ fn a_deploy_waits_four_times() {
         .map(|(name, _, cost)| (name.to_string(), *cost))
         .collect();
     assert_eq!(costs, expected);
-    assert_eq!(host.counting.round_trips(), 4);
+    assert_eq!(host.counting.round_trips(), 3);
     assert_eq!(host.counting.queued(), 0);
+    let commit = std::fs::read_to_string(host.path(&format!("releases/{RELEASE}/REVISION")));
+    assert_eq!(commit.unwrap().trim(), COMMIT);
+    assert_eq!(
+        host.ctx.release.as_ref().and_then(|r| r.commit.as_deref()),
+        Some(COMMIT),
+        "the commit, read from the checkout's answer"
+    );
+
+    // The stdlib's deploy: no `writable_dirs`.
+    let mut host = Host::new();
+    host.ctx.config.remove("writable_dirs");
+    host.run(&DEPLOY).unwrap();
+    assert_eq!(host.counting.round_trips(), 2);
     assert_eq!(
         host.link("current").as_deref(),
         Some("releases/20260518T103000Z")
@@ -281,6 +337,10 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let relative = path.strip_prefix(root).unwrap().display().to_string();
+            if relative == "repo.git" {
+                // git's own files (compressed objects): what was checked out is compared.
+                continue;
+            }
             let meta = std::fs::symlink_metadata(&path).unwrap();
             let mode = meta.permissions().mode() & 0o7777;
             let what = if meta.file_type().is_symlink() {
@@ -295,7 +355,13 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
                         .lines()
                         .map(|line| {
                             let mut event: serde_json::Value = serde_json::from_str(line).unwrap();
-                            event.as_object_mut().unwrap().remove("time");
+                            let fields = event.as_object_mut().unwrap();
+                            fields.remove("time");
+                            // The commit's record is `checked_out`; `finished` repeats it only
+                            // when it was known before the last wait (not over a pipeline).
+                            if fields["event"] == "finished" {
+                                fields.remove("commit");
+                            }
                             format!("{event}\n")
                         })
                         .collect();
@@ -346,6 +412,7 @@ fn a_deploy_leaves_what_the_local_transport_leaves() {
         counted.events()[9..],
         [
             "created 20260518T103000Z",
+            "checked_out 20260518T103000Z",
             "swapped 20260518T103000Z",
             "finished 20260518T103000Z",
             "removing 20260101T000000Z",
@@ -381,7 +448,13 @@ fn a_failed_swap_stops_everything_sent_after_it_and_names_its_step() {
         Some("../../shared/storage")
     );
     assert_eq!(host.link("current"), Some(format!("releases/{}", OLD[2])));
-    assert_eq!(host.events()[9..], [format!("created {RELEASE}")]);
+    assert_eq!(
+        host.events()[9..],
+        [
+            format!("created {RELEASE}"),
+            format!("checked_out {RELEASE}")
+        ]
+    );
     for name in OLD {
         assert!(Path::new(&host.path(&format!("releases/{name}"))).is_dir());
     }
@@ -399,7 +472,11 @@ fn a_failed_swap_stops_everything_sent_after_it_and_names_its_step() {
     assert_eq!(host.link("current"), Some(format!("releases/{}", OLD[2])));
     assert_eq!(
         host.events()[9..],
-        [format!("created {RELEASE}"), format!("failed {RELEASE}")]
+        [
+            format!("created {RELEASE}"),
+            format!("checked_out {RELEASE}"),
+            format!("failed {RELEASE}")
+        ]
     );
     assert!(!Path::new(&host.path(lock::LOCK)).exists());
 }
@@ -411,8 +488,8 @@ fn a_failed_request_is_found_by_the_next_query() {
         .fail_when(|_, op| matches!(op, Op::CreateDirAll(path) if path.ends_with(RELEASE)));
     let failure = host.run(&DEPLOY).unwrap_err();
     assert!(failure.to_string().contains("injected fault"), "{failure}");
-    // `deploy:shared` asked (and its query was skipped); `deploy:release` sent the failure.
-    assert_eq!(host.ctx.step.as_ref().unwrap().task, "deploy:shared");
+    // `deploy:writable` asked (and its query was skipped); `deploy:release` sent the failure.
+    assert_eq!(host.ctx.step.as_ref().unwrap().task, "deploy:writable");
     let deferred = host.ctx.transport.take_failure().unwrap();
     assert_eq!(
         host.ctx.sender(deferred.tag).unwrap().task,
@@ -500,8 +577,8 @@ fn a_rollback_without_the_log_asks_about_each_candidate() {
 #[test]
 fn switching_back_after_the_swap_waits_twice() {
     let mut host = Host::new();
-    host.run(&DEPLOY[..6]).unwrap();
-    assert_eq!(DEPLOY[5].0, "deploy:symlink");
+    host.run(&DEPLOY[..7]).unwrap();
+    assert_eq!(DEPLOY[6].0, "deploy:symlink");
     host.ctx.transport.sync().unwrap();
     assert_eq!(
         host.link("current").as_deref(),

@@ -1,54 +1,73 @@
 //! `deploy:update_code`: the repository cache at `{{deploy_path}}/repo.git`, fetched every
 //! deploy, and `{{branch}}` checked out into the release, with its commit in `REVISION` and in
 //! the release log.
+//!
+//! On one host the whole checkout is one request sent without waiting ([`Op::Checkout`]): the
+//! host resolves the ref, and zdd learns the commit from the answer at its next wait
+//! ([`settle`]). With several hosts the first to resolve pins the commit for all, so each host
+//! resolves first and waits for the answer.
 
 use super::lock;
 use super::release_log::{self, Entry};
-use crate::context::HostContext;
+use crate::context::{HostContext, PendingCheckout};
 use crate::failure::Failure;
+use crate::git::RefError;
 use crate::template::Mode;
-use crate::transport::Op;
+use crate::transport::op::{commit_placeholder, PENDING_COMMIT};
+use crate::transport::{Answer, Kept, Op};
 
-pub fn clone(ctx: &mut HostContext) -> Result<String, Failure> {
+pub fn clone(ctx: &mut HostContext) -> Result<(), Failure> {
     lock::hold(ctx)?;
     let repository = ctx.expand(&ctx.text("repository")?, Mode::Plain)?;
     let reference = ctx.expand(&ctx.text("branch")?, Mode::Plain)?;
     let release_path = ctx.release_path()?;
     let cache = ctx.path("repo.git")?;
+    let name = ctx.release()?.name.clone();
+    let one_host = ctx
+        .deployment
+        .hosts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .len()
+        <= 1;
+    if one_host {
+        // The log's line, with a place for the commit the host fills in.
+        let (entry, record) = release_log::line(ctx, checked_out(&name, &reference, None))?;
+        debug_assert!(record.contains(&commit_placeholder()));
+        let log = ctx.path(release_log::LOG)?;
+        let kept = ctx
+            .send_kept(Op::Checkout {
+                repository: repository.clone(),
+                cache,
+                reference: reference.clone(),
+                pinned: None,
+                destination: release_path,
+                log,
+                record,
+            })
+            .map_err(|e| ref_failure(e, &repository))?;
+        release_log::remember(
+            ctx,
+            Entry {
+                commit: None,
+                ..entry
+            },
+        );
+        let answered = matches!(kept, Kept::Ready(_));
+        if let Some(release) = ctx.release.as_mut() {
+            release.checkout = Some(PendingCheckout { kept, reference });
+        }
+        if answered {
+            // The local transport did it at once: say so now.
+            settle(ctx)?;
+        }
+        return Ok(());
+    }
     let resolved = ctx
         .transport
         .resolve(&repository, &cache, &reference)
-        .map_err(|e| {
-            let failure = Failure::from(e);
-            let message = failure.to_string();
-            if message.starts_with("unknown ref") {
-                failure.with_hint(format!(
-                    "set `branch` to a branch, tag or commit of `{repository}`, e.g. `-o branch=main`"
-                ))
-            } else if message.starts_with("repository `")
-                || message.starts_with("`repository`")
-                || message.starts_with("cannot fetch")
-            {
-                failure.with_hint(
-                    "set `repository` to a git URL or the path of a git repository on this host",
-                )
-            } else {
-                failure
-            }
-        })?;
-    // Every host checks out the same commit, even if the branch moves during the deploy.
-    let commit = ctx
-        .deployment
-        .commit
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(|| resolved.clone())
-        .clone();
-    if commit != resolved {
-        ctx.warn(&format!(
-            "`{reference}` is {resolved} here, but the deploy pinned {commit} on the first host: checking that out"
-        ));
-    }
+        .map_err(|e| ref_failure(e, &repository))?;
+    let commit = pin(ctx, &reference, &resolved);
     ctx.send(Op::Export {
         cache,
         commit: commit.clone(),
@@ -61,20 +80,99 @@ pub fn clone(ctx: &mut HostContext) -> Result<String, Failure> {
     if let Some(release) = ctx.release.as_mut() {
         release.commit = Some(commit.clone());
     }
-    let name = ctx.release()?.name.clone();
-    release_log::record(
-        ctx,
-        Entry {
-            event: "checked_out".into(),
-            release: name,
-            reference: Some(reference.clone()),
-            commit: Some(commit.clone()),
-            ..Default::default()
-        },
-    )?;
+    release_log::record(ctx, checked_out(&name, &reference, Some(commit.clone())))?;
+    checked_out_message(ctx, &reference, &commit);
+    Ok(())
+}
+
+fn checked_out(release: &str, reference: &str, commit: Option<String>) -> Entry {
+    Entry {
+        event: "checked_out".into(),
+        release: release.to_string(),
+        reference: Some(reference.to_string()),
+        commit: Some(commit.unwrap_or_else(|| PENDING_COMMIT.to_string())),
+        ..Default::default()
+    }
+}
+
+/// The commit of this deploy: the first host to resolve the ref pins it, and every host
+/// checks it out, even if the branch moved during the deploy.
+fn pin(ctx: &HostContext, reference: &str, resolved: &str) -> String {
+    let commit = ctx
+        .deployment
+        .commit
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(|| resolved.to_string())
+        .clone();
+    if commit != resolved {
+        ctx.warn(&format!(
+            "`{reference}` is {resolved} here, but the deploy pinned {commit} on the first host: checking that out"
+        ));
+    }
+    commit
+}
+
+fn checked_out_message(ctx: &HostContext, reference: &str, commit: &str) {
     ctx.info(&format!(
         "checked out `{reference}` at {}",
         &commit[..commit.len().min(12)]
     ));
-    Ok(commit)
+}
+
+/// The commit of this run's release, once the host has said it: reads the answer of a
+/// checkout sent without waiting (a round trip only if no wait has read it yet). `None` when
+/// there is no checkout, or it failed (that failure is reported as the step that sent it).
+pub fn settle(ctx: &mut HostContext) -> Result<Option<String>, Failure> {
+    let Some(release) = ctx.release.as_ref() else {
+        return Ok(None);
+    };
+    let Some(pending) = release.checkout.clone() else {
+        return Ok(release.commit.clone());
+    };
+    let Some(Answer::Text(Some(commit))) = ctx.transport.collect(&pending.kept)? else {
+        return Ok(None);
+    };
+    let name = release.name.clone();
+    if let Some(release) = ctx.release.as_mut() {
+        release.checkout = None;
+        release.commit = Some(commit.clone());
+    }
+    if let Some(state) = ctx.state.as_mut() {
+        for entry in &mut state.log.entries {
+            if entry.event == "checked_out" && entry.release == name && entry.commit.is_none() {
+                entry.commit = Some(commit.clone());
+            }
+        }
+    }
+    pin(ctx, &pending.reference, &commit);
+    checked_out_message(ctx, &pending.reference, &commit);
+    Ok(Some(commit))
+}
+
+/// A fetch or resolve error as a failure, with a hint at the setting to change.
+pub fn ref_failure(error: anyhow::Error, repository: &str) -> Failure {
+    let hint = error
+        .downcast_ref::<RefError>()
+        .and_then(|e| hint(e, repository));
+    let failure = Failure::from(error);
+    match hint {
+        Some(hint) => failure.with_hint(hint),
+        None => failure,
+    }
+}
+
+fn hint(error: &RefError, repository: &str) -> Option<String> {
+    match error {
+        RefError::Unknown { .. } => Some(format!(
+            "set `branch` to a branch, tag or commit of `{repository}`, e.g. `-o branch=main`"
+        )),
+        RefError::NoRepository | RefError::MissingRepository { .. } | RefError::Fetch { .. } => {
+            Some(
+                "set `repository` to a git URL or the path of a git repository on this host"
+                    .to_string(),
+            )
+        }
+        _ => None,
+    }
 }

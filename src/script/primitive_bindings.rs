@@ -44,7 +44,7 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
         rt.with_host("release", release::create)
     });
     let rt = runtime.clone();
-    engine.register_fn("clone", move || -> ScriptResult<String> {
+    engine.register_fn("clone", move || -> ScriptResult<()> {
         rt.with_host("clone", update_code::clone)
     });
     let rt = runtime.clone();

@@ -18,7 +18,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use anyhow::anyhow;
 
-use super::{Answer, Deferred, DeferredError, EarlierFailure, Local, Op, Transport};
+use super::{Answer, Deferred, DeferredError, EarlierFailure, Kept, Local, Op, Transport};
 use crate::process::{LineSink, Output, ProcessError, ProcessErrorKind};
 
 /// Picks the ops that fail: the number of ops run before it (sent or asked), and the op.
@@ -31,8 +31,12 @@ pub struct Counting {
 
 #[derive(Default)]
 struct Pipeline {
-    /// Sent without waiting and not run yet, oldest first, with their senders' tags.
-    sent: Vec<(Op, u64)>,
+    /// Sent without waiting and not run yet, oldest first, with their senders' tags (and
+    /// where the answer goes, for one sent with `send_kept`).
+    sent: Vec<(Op, u64, Option<u64>)>,
+    /// The answers of ops sent with `send_kept`, once run (`None`: failed or skipped).
+    kept: std::collections::BTreeMap<u64, Option<Answer>>,
+    next_kept: u64,
     /// The first sent op that failed, until it is taken.
     failure: Option<Deferred>,
     round_trips: u64,
@@ -82,19 +86,39 @@ impl Counting {
     /// the host skips what the wait asks.
     fn wait(&self, pipe: &mut Pipeline) -> bool {
         pipe.round_trips += 1;
-        for (op, tag) in std::mem::take(&mut pipe.sent) {
-            if let Err(e) = self.run(pipe, op) {
-                if pipe.failure.is_none() {
-                    let error = match e.downcast::<ProcessError>() {
-                        Ok(e) => DeferredError::Command(e),
-                        Err(e) => DeferredError::Message(format!("{e:#}")),
-                    };
-                    pipe.failure = Some(Deferred { tag, error });
+        let mut going = true;
+        for (op, tag, keep) in std::mem::take(&mut pipe.sent) {
+            if !going {
+                if let Some(id) = keep {
+                    pipe.kept.insert(id, None);
                 }
-                return false;
+                continue;
+            }
+            let repository = match &op {
+                Op::Checkout { repository, .. } => repository.clone(),
+                _ => String::new(),
+            };
+            match self.run(pipe, op) {
+                Ok(answer) => {
+                    if let Some(id) = keep {
+                        pipe.kept.insert(id, Some(answer));
+                    }
+                }
+                Err(e) => {
+                    if let Some(id) = keep {
+                        pipe.kept.insert(id, None);
+                    }
+                    if pipe.failure.is_none() {
+                        pipe.failure = Some(Deferred {
+                            tag,
+                            error: deferred(e, repository),
+                        });
+                    }
+                    going = false;
+                }
             }
         }
-        true
+        going
     }
 
     /// What was sent, then `ops`, in one round trip (none when both are empty). Each op's
@@ -144,6 +168,22 @@ impl Pipeline {
         let index = self.ran.len();
         self.ran.push(op.clone());
         self.fault.as_ref().is_some_and(|fails| fails(index, op))
+    }
+}
+
+/// A sent op's error as the SSH transport reports it.
+fn deferred(error: anyhow::Error, repository: String) -> DeferredError {
+    let error = match error.downcast::<ProcessError>() {
+        Ok(e) => return DeferredError::Command(e),
+        Err(e) => e,
+    };
+    let error = match error.downcast::<super::link_shared::Refusal>() {
+        Ok(refusal) => return DeferredError::Refused(refusal),
+        Err(e) => e,
+    };
+    match error.downcast::<crate::git::RefError>() {
+        Ok(error) => DeferredError::Ref { error, repository },
+        Err(e) => DeferredError::Message(format!("{e:#}")),
     }
 }
 
@@ -310,8 +350,27 @@ impl Transport for Counting {
     }
 
     fn send(&self, op: Op, tag: u64) -> anyhow::Result<()> {
-        self.pipe().sent.push((op, tag));
+        self.pipe().sent.push((op, tag, None));
         Ok(())
+    }
+
+    fn send_kept(&self, op: Op, tag: u64) -> anyhow::Result<Kept> {
+        let mut pipe = self.pipe();
+        let id = pipe.next_kept;
+        pipe.next_kept += 1;
+        pipe.sent.push((op, tag, Some(id)));
+        Ok(Kept::Waiting(id))
+    }
+
+    fn collect(&self, kept: &Kept) -> anyhow::Result<Option<Answer>> {
+        let id = match kept {
+            Kept::Ready(answer) => return Ok(Some(answer.clone())),
+            Kept::Waiting(id) => *id,
+        };
+        if !self.pipe().kept.contains_key(&id) {
+            self.ask(Vec::new());
+        }
+        Ok(self.pipe().kept.get(&id).cloned().flatten())
     }
 
     fn query(&self, ops: Vec<Op>) -> anyhow::Result<Vec<Answer>> {

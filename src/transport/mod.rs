@@ -7,13 +7,14 @@
 
 #[cfg(test)]
 pub mod counting;
+pub mod link_shared;
 mod local;
 pub mod op;
 mod remote_shell;
 pub mod ssh;
 
 pub use local::Local;
-pub use op::{Answer, Deferred, DeferredError, EarlierFailure, Op};
+pub use op::{Answer, Deferred, DeferredError, EarlierFailure, Kept, Op};
 pub use ssh::Ssh;
 
 #[cfg(test)]
@@ -107,6 +108,23 @@ pub trait Transport: Send + Sync {
         self.apply(op).map(|_| ())
     }
 
+    /// Like [`Transport::send`], and the answer is kept: [`Transport::collect`] returns it,
+    /// waiting only when no wait has read it yet. The local transport runs it now.
+    fn send_kept(&self, op: Op, tag: u64) -> anyhow::Result<Kept> {
+        let _ = tag;
+        self.apply(op).map(Kept::Ready)
+    }
+
+    /// The answer of a request sent with [`Transport::send_kept`]: one round trip if no wait
+    /// has read it yet, none otherwise. `None` when it failed or was skipped (the failure is
+    /// then [`Transport::take_failure`]'s, or the error of this call).
+    fn collect(&self, kept: &Kept) -> anyhow::Result<Option<Answer>> {
+        match kept {
+            Kept::Ready(answer) => Ok(Some(answer.clone())),
+            Kept::Waiting(_) => Ok(None),
+        }
+    }
+
     /// Run `ops` after everything sent before and wait for their answers: one round trip.
     /// Stops at the first op that fails.
     fn query(&self, ops: Vec<Op>) -> anyhow::Result<Vec<Answer>> {
@@ -180,6 +198,48 @@ pub trait Transport: Send + Sync {
                 destination,
             } => {
                 self.export(&cache, &commit, &destination)?;
+                Answer::Done
+            }
+            Op::Checkout {
+                repository,
+                cache,
+                reference,
+                pinned,
+                destination,
+                log,
+                record,
+            } => {
+                let resolved = self.resolve(&repository, &cache, &reference)?;
+                let commit = pinned.unwrap_or_else(|| resolved.clone());
+                self.export(&cache, &commit, &destination)?;
+                self.write_file(&format!("{destination}/REVISION"), &format!("{commit}\n"))?;
+                self.append_line(&log, &op::with_commit(&record, &commit))?;
+                Answer::Text(Some(resolved))
+            }
+            Op::LinkShared {
+                release,
+                shared_root,
+                entries,
+            } => {
+                // The script exits REFUSED with the reason on stdout: made a success here, so
+                // its stdout comes back whole.
+                let script = format!(
+                    "({}\n); zdd_s=$?; [ \"$zdd_s\" = {} ] && exit 0; exit \"$zdd_s\"",
+                    link_shared::script(&release, &shared_root, &entries)?,
+                    link_shared::REFUSED
+                );
+                let output = self.exec(&script, None, "link the shared entries", None)?;
+                if !output.stdout.is_empty() {
+                    return Err(
+                        match link_shared::refusal(&output.stdout, &shared_root, &entries) {
+                            Some(refusal) => refusal.into(),
+                            None => anyhow::anyhow!(
+                                "cannot link the shared entries: {}",
+                                output.stdout.trim()
+                            ),
+                        },
+                    );
+                }
                 Answer::Done
             }
             Op::RemoveIfHolds { path, contents } => {

@@ -9,7 +9,9 @@
 //! [`Transport::send`]: super::Transport::send
 //! [`Transport::query`]: super::Transport::query
 
+use super::link_shared::{Refusal, SharedEntry};
 use super::FileType;
+use crate::git::RefError;
 use crate::process::{Output, ProcessError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +50,27 @@ pub enum Op {
         commit: String,
         destination: String,
     },
+    /// `deploy:update_code` in one request: fetch `repository` into the bare `cache`, resolve
+    /// `reference`, write the tree of that commit (of `pinned` instead, when the deploy chose
+    /// one already) into `destination` with the commit's id in `destination/REVISION`, and
+    /// append `record` to `log` with that id in place of [`PENDING_COMMIT`]. Answers
+    /// `Text(Some(resolved))`: the commit `reference` named.
+    Checkout {
+        repository: String,
+        cache: String,
+        reference: String,
+        pinned: Option<String>,
+        destination: String,
+        log: String,
+        record: String,
+    },
+    /// `deploy:shared` in one request: link `entries` into `release` from `shared_root`
+    /// (see [`super::link_shared`]); refused with a [`Refusal`] before anything changes.
+    LinkShared {
+        release: String,
+        shared_root: String,
+        entries: Vec<SharedEntry>,
+    },
     /// Remove `path` only if it holds exactly `contents` (a lock this run took); fails,
     /// leaving it, when it holds something else.
     RemoveIfHolds {
@@ -69,6 +92,25 @@ pub enum Op {
         path: String,
         contents: String,
     },
+}
+
+/// The `commit` of [`Op::Checkout`]'s `record`, which is written before the host says which
+/// commit the reference names: the host puts the commit in its place.
+pub const PENDING_COMMIT: &str = "@zdd-commit@";
+
+/// Where the commit goes in a checkout's record: `"commit":"@zdd-commit@"`, a JSON key and
+/// string value, which nothing inside another value can look like (quotes are escaped there).
+pub fn commit_placeholder() -> String {
+    format!("\"commit\":\"{PENDING_COMMIT}\"")
+}
+
+/// `record` with `commit` in place of [`PENDING_COMMIT`].
+pub fn with_commit(record: &str, commit: &str) -> String {
+    record.replacen(
+        &commit_placeholder(),
+        &format!("\"commit\":\"{commit}\""),
+        1,
+    )
 }
 
 /// What an op answered.
@@ -120,6 +162,25 @@ pub struct Deferred {
 pub enum DeferredError {
     Command(ProcessError),
     Message(String),
+    /// An [`Op::LinkShared`] refused: nothing was changed.
+    Refused(Refusal),
+    /// An [`Op::Checkout`] could not fetch `repository` or resolve the reference.
+    Ref {
+        error: RefError,
+        repository: String,
+    },
+}
+
+impl DeferredError {
+    /// As the error a waited-for request returns.
+    pub fn into_error(self) -> anyhow::Error {
+        match self {
+            DeferredError::Command(error) => error.into(),
+            DeferredError::Message(text) => anyhow::anyhow!(text),
+            DeferredError::Ref { error, .. } => error.into(),
+            DeferredError::Refused(refusal) => refusal.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for DeferredError {
@@ -127,8 +188,21 @@ impl std::fmt::Display for DeferredError {
         match self {
             DeferredError::Command(e) => e.fmt(f),
             DeferredError::Message(text) => f.write_str(text),
+            DeferredError::Ref { error, .. } => error.fmt(f),
+            DeferredError::Refused(refusal) => refusal.fmt(f),
         }
     }
+}
+
+/// The answer of a request sent without waiting and kept ([`Transport::send_kept`]).
+///
+/// [`Transport::send_kept`]: super::Transport::send_kept
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    /// Answered already (the local transport does each op at once).
+    Ready(Answer),
+    /// Read by a later wait; the number identifies it.
+    Waiting(u64),
 }
 
 /// What a wait returns when a request sent before it failed (and so it was not run).

@@ -169,36 +169,66 @@ impl RemoteShell {
         accept: Accept,
         label: &str,
     ) -> anyhow::Result<()> {
-        let command = quote::word(script)?;
-        let cd = match cwd {
-            Some(dir) => format!("cd -- {} && ", quote::word(dir)?),
-            None => String::new(),
-        };
-        let check = match accept {
-            Accept::Zero => "[ \"$zdd_s\" = 0 ] || zdd_f=1; ".to_string(),
-            Accept::ZeroOr(other) => {
-                format!("case $zdd_s in 0|{other}) ;; *) zdd_f=1;; esac; ")
-            }
-            Accept::Any => String::new(),
-        };
+        self.write_batch(&[(script, cwd, accept)], label)
+    }
+
+    /// Write several requests as one line: they run in order, as separate requests would, and
+    /// are answered as separate requests are (one answer each, read by
+    /// [`RemoteShell::read_reply`]), but their output is measured and sent by one `wc` and one
+    /// `cat` instead of one each: a query of ten small reads costs the host a few forks, not
+    /// thirty.
+    pub fn write_batch(
+        &mut self,
+        requests: &[(&str, Option<&str>, Accept)],
+        label: &str,
+    ) -> anyhow::Result<()> {
         let reset = if std::mem::take(&mut self.reset) {
             "zdd_f=0; "
         } else {
             ""
         };
-        // The command runs in a subshell (`eval`: no exec of another sh); the lengths are
-        // only counted when there is output, so a quiet command costs one fork on the host.
-        let request = format!(
-            "{reset}if [ \"$zdd_f\" = 0 ]; then \
-             ({cd}eval {command}) </dev/null >\"$zdd_tmp/o\" 2>\"$zdd_tmp/e\"; zdd_s=$?; {check}\
-             if [ -s \"$zdd_tmp/o\" ] || [ -s \"$zdd_tmp/e\" ]; then \
-             set -- $(wc -c \"$zdd_tmp/o\" \"$zdd_tmp/e\"); \
-             printf '%s %s %s %s\\n' {marker} \"$zdd_s\" \"$1\" \"$3\"; cat \"$zdd_tmp/o\" \"$zdd_tmp/e\"; \
-             else printf '%s %s 0 0\\n' {marker} \"$zdd_s\"; fi; \
-             else printf '%s skip\\n' {marker}; fi\n",
-            marker = self.marker
-        );
-        let result = self.send(&request);
+        let marker = &self.marker;
+        let mut line = reset.to_string();
+        if let [(script, cwd, accept)] = requests {
+            // The command runs in a subshell (`eval`: no exec of another sh); the lengths are
+            // only counted when there is output, so a quiet command costs one fork on the host.
+            line.push_str(&format!(
+                "if [ \"$zdd_f\" = 0 ]; then {} \
+                 if [ -s \"$zdd_tmp/o\" ] || [ -s \"$zdd_tmp/e\" ]; then \
+                 set -- $(wc -c \"$zdd_tmp/o\" \"$zdd_tmp/e\"); \
+                 printf '%s %s %s %s\\n' {marker} \"$zdd_s\" \"$1\" \"$3\"; cat \"$zdd_tmp/o\" \"$zdd_tmp/e\"; \
+                 else printf '%s %s 0 0\\n' {marker} \"$zdd_s\"; fi; \
+                 else printf '%s skip\\n' {marker}; fi\n",
+                run(script, *cwd, *accept, "")?,
+            ));
+        } else {
+            let mut files = Vec::new();
+            let mut headers = Vec::new();
+            for (i, (script, cwd, accept)) in requests.iter().enumerate() {
+                let (o, e) = (format!("\"$zdd_tmp/o{i}\""), format!("\"$zdd_tmp/e{i}\""));
+                line.push_str(&format!(
+                    "if [ \"$zdd_f\" = 0 ]; then {} zdd_s{i}=$zdd_s; \
+                     else zdd_s{i}=skip; : >{o}; : >{e}; fi; ",
+                    run(script, *cwd, *accept, &i.to_string())?,
+                ));
+                // `wc -c` prints `SIZE NAME` per file: the sizes are every other word.
+                let (out, err) = (4 * i + 1, 4 * i + 3);
+                headers.push(format!(
+                    "if [ \"$zdd_s{i}\" = skip ]; then printf '%s skip\\n' {marker}; \
+                     else printf '%s %s %s %s\\n' {marker} \"$zdd_s{i}\" \"${{{out}}}\" \"${{{err}}}\"; fi >\"$zdd_tmp/h{i}\"; "
+                ));
+                files.push(format!("\"$zdd_tmp/h{i}\" {o} {e}"));
+            }
+            let sizes: Vec<String> = (0..requests.len())
+                .map(|i| format!("\"$zdd_tmp/o{i}\" \"$zdd_tmp/e{i}\""))
+                .collect();
+            line.push_str(&format!("set -- $(wc -c {}); ", sizes.join(" ")));
+            for header in headers {
+                line.push_str(&header);
+            }
+            line.push_str(&format!("cat {}\n", files.join(" ")));
+        }
+        let result = self.send(&line);
         result.map_err(|e| self.explain(e, label))
     }
 
@@ -274,6 +304,25 @@ impl RemoteShell {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The shell that runs one request's `script` in `cwd`, its output in `$zdd_tmp/o{suffix}` and
+/// `$zdd_tmp/e{suffix}` and its status in `zdd_s`, and marks the shell failed (`zdd_f=1`) when
+/// `accept` does not accept that status.
+fn run(script: &str, cwd: Option<&str>, accept: Accept, suffix: &str) -> anyhow::Result<String> {
+    let command = quote::word(script)?;
+    let cd = match cwd {
+        Some(dir) => format!("cd -- {} && ", quote::word(dir)?),
+        None => String::new(),
+    };
+    let check = match accept {
+        Accept::Zero => "[ \"$zdd_s\" = 0 ] || zdd_f=1;".to_string(),
+        Accept::ZeroOr(other) => format!("case $zdd_s in 0|{other}) ;; *) zdd_f=1;; esac;"),
+        Accept::Any => String::new(),
+    };
+    Ok(format!(
+        "({cd}eval {command}) </dev/null >\"$zdd_tmp/o{suffix}\" 2>\"$zdd_tmp/e{suffix}\"; zdd_s=$?; {check}"
+    ))
 }
 
 impl Drop for RemoteShell {

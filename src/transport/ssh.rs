@@ -9,15 +9,19 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context};
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
+use super::link_shared::{self, SharedEntry};
 use super::remote_shell::{Accept, RemoteShell, Reply};
-use super::{Answer, Deferred, DeferredError, EarlierFailure, FileType, Op, Transport};
+use super::{Answer, Deferred, DeferredError, EarlierFailure, FileType, Kept, Op, Transport};
+use crate::git::{self, RefError};
 use crate::process::{self, LineSink, Output, ProcessError, ProcessErrorKind, TAIL_LINES};
 use crate::quote::word;
 
 /// Status the helper scripts below use for "not there" (not an error).
 const ABSENT: i32 = 100;
+/// Status of the fetch script when the host has no `git`.
+const NO_GIT: i32 = 101;
 
 /// How to reach a host, from its settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,12 +102,17 @@ struct Pipeline {
     /// The first request sent without waiting that failed, until the runner takes it.
     failure: Option<Deferred>,
     round_trips: u64,
+    /// The answers of requests sent with `send_kept`, once read (`None`: failed or skipped).
+    kept: BTreeMap<u64, Option<Answer>>,
+    next_kept: u64,
 }
 
 struct Sent {
     accept: Accept,
     /// For a request sent without waiting: its sender's tag, and how its failure is worded.
     deferred: Option<(u64, Request)>,
+    /// For a request sent with `send_kept`: where its answer goes, and its op.
+    keep: Option<(u64, Op)>,
 }
 
 /// One request: a shell line, the statuses it accepts, and how its failure is worded.
@@ -115,6 +124,11 @@ struct Request {
     /// Failures say `{what} on `host`: {stderr}`; `None`: a command (status and output tails).
     what: Option<String>,
     display: String,
+    /// For the fetch of an [`Op::Checkout`]: the repository and the reference, so a failure is
+    /// a [`RefError`].
+    fetch: Option<(String, String)>,
+    /// For an [`Op::LinkShared`]: the shared root and the entries, to read a refusal.
+    link: Option<(String, Vec<SharedEntry>)>,
 }
 
 impl Request {
@@ -125,6 +139,8 @@ impl Request {
             accept: Accept::Zero,
             what: Some(what),
             display: String::new(),
+            fetch: None,
+            link: None,
         }
     }
 
@@ -137,6 +153,31 @@ impl Request {
 
     /// The error of a reply this request does not accept.
     fn error(&self, reply: &Reply, label: &str) -> DeferredError {
+        if let Some((shared_root, entries)) = &self.link {
+            if reply.status == link_shared::REFUSED {
+                if let Some(refusal) = link_shared::refusal(&reply.stdout, shared_root, entries) {
+                    return DeferredError::Refused(refusal);
+                }
+            }
+        }
+        if let Some((repository, reference)) = &self.fetch {
+            let error = match reply.status {
+                ABSENT => RefError::Unknown {
+                    reference: reference.clone(),
+                },
+                NO_GIT => RefError::NoGitClient {
+                    repository: repository.clone(),
+                },
+                _ => RefError::Fetch {
+                    repository: repository.clone(),
+                    reason: format!("{} (on `{label}`)", reply.stderr.trim()),
+                },
+            };
+            return DeferredError::Ref {
+                error,
+                repository: repository.clone(),
+            };
+        }
         match &self.what {
             Some(what) if what.is_empty() => {
                 DeferredError::Message(reply.stderr.trim().to_string())
@@ -176,6 +217,8 @@ impl Ssh {
                 waiting: VecDeque::new(),
                 failure: None,
                 round_trips: 0,
+                kept: BTreeMap::new(),
+                next_kept: 0,
             }),
         })
     }
@@ -194,16 +237,18 @@ impl Ssh {
     /// before it failed.
     fn ask(&self, requests: &[Request]) -> anyhow::Result<Vec<Option<Reply>>> {
         let mut pipe = self.pipe();
+        let batch: Vec<(&str, Option<&str>, Accept)> = requests
+            .iter()
+            .map(|r| (r.script.as_str(), r.cwd.as_deref(), r.accept))
+            .collect();
+        if !batch.is_empty() {
+            pipe.shell.write_batch(&batch, &self.label)?;
+        }
         for request in requests {
-            pipe.shell.write_request(
-                &request.script,
-                request.cwd.as_deref(),
-                request.accept,
-                &self.label,
-            )?;
             pipe.waiting.push_back(Sent {
                 accept: request.accept,
                 deferred: None,
+                keep: None,
             });
         }
         self.drain(&mut pipe)
@@ -220,13 +265,21 @@ impl Ssh {
             let reply = pipe.shell.read_reply(sent.accept, &self.label)?;
             match sent.deferred {
                 Some((tag, request)) => {
+                    let mut answer = None;
                     if let Some(reply) = reply {
-                        if !accepted(sent.accept, reply.status) && pipe.failure.is_none() {
-                            pipe.failure = Some(Deferred {
-                                tag,
-                                error: request.error(&reply, &self.label),
-                            });
+                        if !accepted(sent.accept, reply.status) {
+                            if pipe.failure.is_none() {
+                                pipe.failure = Some(Deferred {
+                                    tag,
+                                    error: request.error(&reply, &self.label),
+                                });
+                            }
+                        } else if let Some((_, op)) = &sent.keep {
+                            answer = self.answer(op, &request, reply).ok();
                         }
+                    }
+                    if let Some((id, _)) = sent.keep {
+                        pipe.kept.insert(id, answer);
                     }
                 }
                 None => answers.push(reply),
@@ -254,10 +307,7 @@ impl Ssh {
     /// A request's answer as the op's result.
     fn answer(&self, op: &Op, request: &Request, reply: Reply) -> anyhow::Result<Answer> {
         if !accepted(request.accept, reply.status) {
-            return Err(match request.error(&reply, &self.label) {
-                DeferredError::Command(e) => e.into(),
-                DeferredError::Message(text) => anyhow!(text),
-            });
+            return Err(request.error(&reply, &self.label).into_error());
         }
         let present = reply.status == 0;
         Ok(match op {
@@ -286,6 +336,7 @@ impl Ssh {
                 Answer::Names(names)
             }
             Op::Exists(_) | Op::CreateExclusive { .. } => Answer::Flag(present),
+            Op::Checkout { .. } => Answer::Text(Some(reply.stdout.trim().to_string())),
             Op::ReplaceSymlink { target, link } => {
                 let now = reply.stdout.trim_end_matches('\n');
                 if now != target {
@@ -295,6 +346,27 @@ impl Ssh {
             }
             _ => Answer::Done,
         })
+    }
+
+    /// Write `op` after what was sent before, without waiting; with `keep`, its answer is
+    /// kept for [`Transport::collect`].
+    fn write_sent(&self, op: Op, tag: u64, keep: bool) -> anyhow::Result<Kept> {
+        let request = request(&op)?;
+        let mut pipe = self.pipe();
+        pipe.shell.write_request(
+            &request.script,
+            request.cwd.as_deref(),
+            request.accept,
+            &self.label,
+        )?;
+        let id = pipe.next_kept;
+        pipe.next_kept += 1;
+        pipe.waiting.push_back(Sent {
+            accept: request.accept,
+            deferred: Some((tag, request)),
+            keep: keep.then_some((id, op)),
+        });
+        Ok(Kept::Waiting(id))
     }
 
     /// One op, waited for.
@@ -326,6 +398,8 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             accept: Accept::Zero,
             what: None,
             display: display.clone(),
+            fetch: None,
+            link: None,
         },
         Op::ReadFile(path) => {
             let p = word(path)?;
@@ -453,6 +527,55 @@ fn request(op: &Op) -> anyhow::Result<Request> {
                 super::left_in_place(path),
             )
         }
+        Op::Checkout {
+            repository,
+            cache,
+            reference,
+            pinned,
+            destination,
+            log,
+            record,
+        } => {
+            let c = word(cache)?;
+            let d = word(destination)?;
+            let commit = match pinned {
+                Some(pinned) => {
+                    super::check_commit_id(pinned)?;
+                    word(pinned)?
+                }
+                None => "\"$zdd_r\"".to_string(),
+            };
+            let (before, after) = record
+                .split_once(&super::op::commit_placeholder())
+                .ok_or_else(|| anyhow!("the checkout record has no place for the commit"))?;
+            let script = format!(
+                "{}; zdd_c={commit} && \
+                 {{ git --git-dir={c} archive --format=tar \"$zdd_c\" | tar -x -C {d}; }} && \
+                 printf '%s\\n' \"$zdd_c\" > {d}/REVISION && \
+                 printf '%s\"commit\":\"%s\"%s\\n' {} \"$zdd_c\" {} >> {} && \
+                 printf '%s\\n' \"$zdd_r\"",
+                fetch_script(repository, cache, reference)?,
+                word(before)?,
+                word(after)?,
+                word(log)?,
+            );
+            Request {
+                accept: Accept::Zero,
+                fetch: Some((repository.clone(), reference.clone())),
+                ..Request::must(script, format!("cannot check out `{reference}`"))
+            }
+        }
+        Op::LinkShared {
+            release,
+            shared_root,
+            entries,
+        } => Request {
+            link: Some((shared_root.clone(), entries.clone())),
+            ..Request::must(
+                link_shared::script(release, shared_root, entries)?,
+                "cannot link the shared entries".to_string(),
+            )
+        },
         Op::Export {
             cache,
             commit,
@@ -483,6 +606,8 @@ impl Transport for Ssh {
             accept: Accept::Any,
             what: None,
             display: display.to_string(),
+            fetch: None,
+            link: None,
         };
         let reply = self.call(request).map_err(|e| ProcessError {
             command: display.to_string(),
@@ -657,19 +782,23 @@ impl Transport for Ssh {
     }
 
     fn send(&self, op: Op, tag: u64) -> anyhow::Result<()> {
-        let request = request(&op)?;
+        self.write_sent(op, tag, false).map(drop)
+    }
+
+    fn send_kept(&self, op: Op, tag: u64) -> anyhow::Result<Kept> {
+        self.write_sent(op, tag, true)
+    }
+
+    fn collect(&self, kept: &Kept) -> anyhow::Result<Option<Answer>> {
+        let id = match kept {
+            Kept::Ready(answer) => return Ok(Some(answer.clone())),
+            Kept::Waiting(id) => *id,
+        };
         let mut pipe = self.pipe();
-        pipe.shell.write_request(
-            &request.script,
-            request.cwd.as_deref(),
-            request.accept,
-            &self.label,
-        )?;
-        pipe.waiting.push_back(Sent {
-            accept: request.accept,
-            deferred: Some((tag, request)),
-        });
-        Ok(())
+        if !pipe.kept.contains_key(&id) {
+            self.drain(&mut pipe)?;
+        }
+        Ok(pipe.kept.get(&id).cloned().flatten())
     }
 
     fn query(&self, ops: Vec<Op>) -> anyhow::Result<Vec<Answer>> {
@@ -746,54 +875,45 @@ impl Ssh {
         cache: &str,
         reference: &str,
     ) -> anyhow::Result<String> {
-        let unknown = || {
-            anyhow!("unknown ref `{reference}`: no branch, tag or commit of that name in the repository")
-        };
-        if reference.trim().is_empty() {
-            return Err(anyhow!("`branch` is empty: name a branch, tag or commit"));
-        }
-        if reference.starts_with('-') {
-            return Err(unknown());
-        }
-        let candidates: Vec<String> = if reference == "HEAD" {
-            vec!["refs/zdd/HEAD".into()]
-        } else {
-            let mut list = Vec::new();
-            if crate::git::is_full_ref(reference) {
-                list.push(reference.to_string());
-            }
-            list.push(format!("refs/heads/{reference}"));
-            list.push(format!("refs/tags/{reference}"));
-            let hex = reference.len() >= 4
-                && reference.len() <= 40
-                && reference.chars().all(|ch| ch.is_ascii_hexdigit());
-            if hex {
-                list.push(reference.to_string());
-            }
-            list
-        };
-        let c = word(cache)?;
-        let mut words = Vec::new();
-        for candidate in &candidates {
-            words.push(word(&format!("{candidate}^{{commit}}"))?);
-        }
         let script = format!(
-            "command -v git >/dev/null || {{ echo 'git is not installed' >&2; exit 1; }}; \
-             [ -d {c} ] || git init -q --bare -- {c} || exit 1; \
-             find {c}/refs -type f -name '*.lock' -exec rm -f {{}} + 2>/dev/null; \
-             rm -f {c}/packed-refs.lock {c}/HEAD.lock {c}/config.lock {c}/shallow.lock {c}/index.lock; \
-             git --git-dir={c} fetch -q --prune --no-tags -- {} '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*' '+HEAD:refs/zdd/HEAD' || exit 1; \
-             for zdd_c in {}; do git --git-dir={c} rev-parse -q --verify \"$zdd_c\" && exit 0; done; exit {ABSENT}",
-            word(repository)?,
-            words.join(" ")
+            "{}; printf '%s\\n' \"$zdd_r\"",
+            fetch_script(repository, cache, reference)?
         );
-        let what = format!("cannot fetch `{repository}`");
-        let reply = self.call(Request::maybe(script, what.clone()))?;
-        match self.maybe_reply(reply, &what)? {
-            Some(commit) => Ok(commit.trim().to_string()),
-            None => Err(unknown()),
+        let request = Request {
+            accept: Accept::Zero,
+            fetch: Some((repository.to_string(), reference.to_string())),
+            ..Request::must(script, String::new())
+        };
+        let reply = self.call(request.clone())?;
+        if reply.status != 0 {
+            return Err(request.error(&reply, &self.label).into_error());
         }
+        Ok(reply.stdout.trim().to_string())
     }
+}
+
+/// The shell that fetches `repository` into the bare `cache` with the host's `git` and sets
+/// `zdd_r` to the commit `reference` names (the candidates of [`git::ref_candidates`], tried in
+/// order). Exits [`ABSENT`] for an unknown ref, [`NO_GIT`] without git, 1 when the fetch fails.
+fn fetch_script(repository: &str, cache: &str, reference: &str) -> anyhow::Result<String> {
+    let candidates = git::ref_candidates(reference)?;
+    let c = word(cache)?;
+    let mut words = Vec::new();
+    for candidate in &candidates {
+        words.push(word(&format!("{candidate}^{{commit}}"))?);
+    }
+    Ok(format!(
+        "command -v git >/dev/null || exit {NO_GIT}; \
+         [ -d {c} ] || git init -q --bare -- {c} || exit 1; \
+         find {c}/refs -type f -name '*.lock' -exec rm -f {{}} + 2>/dev/null; \
+         rm -f {c}/packed-refs.lock {c}/HEAD.lock {c}/config.lock {c}/shallow.lock {c}/index.lock; \
+         git --git-dir={c} fetch -q --prune --no-tags -- {} '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*' {} || exit 1; \
+         zdd_r=; for zdd_t in {}; do zdd_r=$(git --git-dir={c} rev-parse -q --verify \"$zdd_t\") && break; done; \
+         [ -n \"$zdd_r\" ] || exit {ABSENT}",
+        word(repository)?,
+        word(&format!("+HEAD:{}", git::REMOTE_HEAD))?,
+        words.join(" ")
+    ))
 }
 
 /// A short private directory (0700) for the ControlMaster sockets of one run:
