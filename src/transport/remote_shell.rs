@@ -38,6 +38,17 @@ pub enum Accept {
     Any,
 }
 
+/// One request's shell: `script`, run with `sh -c` semantics in `cwd`.
+#[derive(Debug, Clone, Copy)]
+pub struct Shell<'a> {
+    pub script: &'a str,
+    pub cwd: Option<&'a str>,
+    pub accept: Accept,
+    /// The script neither exits, nor changes directory or variables (it may end with
+    /// `zdd_st N` for status N): it runs in the shell itself, without a subshell's fork.
+    pub inline: bool,
+}
+
 pub struct RemoteShell {
     child: Child,
     stdin: ChildStdin,
@@ -98,7 +109,7 @@ impl RemoteShell {
             reset: false,
         };
         let init = format!(
-            "umask 022; zdd_f=0; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap 'rm -rf \"$zdd_tmp\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; printf '%s READY\\n' {}\n",
+            "umask 022; zdd_f=0; zdd_st() {{ return \"$1\"; }}; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap 'rm -rf \"$zdd_tmp\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; printf '%s READY\\n' {}\n",
             shell.marker
         );
         shell.send(&init).map_err(|e| shell.explain(e, label))?;
@@ -162,14 +173,8 @@ impl RemoteShell {
 
     /// Write a request: run `script` with `sh -c` in `cwd` on the remote host. Its answer is
     /// read later, in order, by [`RemoteShell::read_reply`].
-    pub fn write_request(
-        &mut self,
-        script: &str,
-        cwd: Option<&str>,
-        accept: Accept,
-        label: &str,
-    ) -> anyhow::Result<()> {
-        self.write_batch(&[(script, cwd, accept)], label)
+    pub fn write_request(&mut self, command: Shell<'_>, label: &str) -> anyhow::Result<()> {
+        self.write_batch(&[command], label)
     }
 
     /// Write several requests as one line: they run in order, as separate requests would, and
@@ -177,11 +182,7 @@ impl RemoteShell {
     /// [`RemoteShell::read_reply`]), but their output is measured and sent by one `wc` and one
     /// `cat` instead of one each: a query of ten small reads costs the host a few forks, not
     /// thirty.
-    pub fn write_batch(
-        &mut self,
-        requests: &[(&str, Option<&str>, Accept)],
-        label: &str,
-    ) -> anyhow::Result<()> {
+    pub fn write_batch(&mut self, requests: &[Shell<'_>], label: &str) -> anyhow::Result<()> {
         let reset = if std::mem::take(&mut self.reset) {
             "zdd_f=0; "
         } else {
@@ -189,7 +190,7 @@ impl RemoteShell {
         };
         let marker = &self.marker;
         let mut line = reset.to_string();
-        if let [(script, cwd, accept)] = requests {
+        if let [command] = requests {
             // The command runs in a subshell (`eval`: no exec of another sh); the lengths are
             // only counted when there is output, so a quiet command costs one fork on the host.
             line.push_str(&format!(
@@ -199,17 +200,17 @@ impl RemoteShell {
                  printf '%s %s %s %s\\n' {marker} \"$zdd_s\" \"$1\" \"$3\"; cat \"$zdd_tmp/o\" \"$zdd_tmp/e\"; \
                  else printf '%s %s 0 0\\n' {marker} \"$zdd_s\"; fi; \
                  else printf '%s skip\\n' {marker}; fi\n",
-                run(script, *cwd, *accept, "")?,
+                run(command, "")?,
             ));
         } else {
             let mut files = Vec::new();
             let mut headers = Vec::new();
-            for (i, (script, cwd, accept)) in requests.iter().enumerate() {
+            for (i, command) in requests.iter().enumerate() {
                 let (o, e) = (format!("\"$zdd_tmp/o{i}\""), format!("\"$zdd_tmp/e{i}\""));
                 line.push_str(&format!(
                     "if [ \"$zdd_f\" = 0 ]; then {} zdd_s{i}=$zdd_s; \
                      else zdd_s{i}=skip; : >{o}; : >{e}; fi; ",
-                    run(script, *cwd, *accept, &i.to_string())?,
+                    run(command, &i.to_string())?,
                 ));
                 // `wc -c` prints `SIZE NAME` per file: the sizes are every other word.
                 let (out, err) = (4 * i + 1, 4 * i + 3);
@@ -295,33 +296,41 @@ impl RemoteShell {
     /// Leave the remote shell and wait for ssh to end (closing the master connection).
     pub fn close(&mut self) {
         let _ = self.send("exit 0\n");
-        for _ in 0..200 {
+        // ssh ends a moment after the remote shell: look often (a run's end waits for this),
+        // for at most 2 s.
+        for _ in 0..2000 {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
                 return;
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// The shell that runs one request's `script` in `cwd`, its output in `$zdd_tmp/o{suffix}` and
-/// `$zdd_tmp/e{suffix}` and its status in `zdd_s`, and marks the shell failed (`zdd_f=1`) when
-/// `accept` does not accept that status.
-fn run(script: &str, cwd: Option<&str>, accept: Accept, suffix: &str) -> anyhow::Result<String> {
-    let command = quote::word(script)?;
-    let cd = match cwd {
+/// The shell that runs one request's script in its directory, its output in
+/// `$zdd_tmp/o{suffix}` and `$zdd_tmp/e{suffix}` and its status in `zdd_s`, and marks the shell
+/// failed (`zdd_f=1`) when the request does not accept that status.
+fn run(request: &Shell<'_>, suffix: &str) -> anyhow::Result<String> {
+    let command = quote::word(request.script)?;
+    let cd = match request.cwd {
         Some(dir) => format!("cd -- {} && ", quote::word(dir)?),
         None => String::new(),
     };
-    let check = match accept {
+    let check = match request.accept {
         Accept::Zero => "[ \"$zdd_s\" = 0 ] || zdd_f=1;".to_string(),
         Accept::ZeroOr(other) => format!("case $zdd_s in 0|{other}) ;; *) zdd_f=1;; esac;"),
         Accept::Any => String::new(),
     };
+    // A subshell (`eval`: no exec of another sh) keeps `exit` and `cd` to the request.
+    let body = if request.inline && request.cwd.is_none() {
+        format!("{{ eval {command}; }}")
+    } else {
+        format!("({cd}eval {command})")
+    };
     Ok(format!(
-        "({cd}eval {command}) </dev/null >\"$zdd_tmp/o{suffix}\" 2>\"$zdd_tmp/e{suffix}\"; zdd_s=$?; {check}"
+        "{body} </dev/null >\"$zdd_tmp/o{suffix}\" 2>\"$zdd_tmp/e{suffix}\"; zdd_s=$?; {check}"
     ))
 }
 

@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context};
 use std::collections::{BTreeMap, VecDeque};
 
 use super::link_shared::{self, SharedEntry};
-use super::remote_shell::{Accept, RemoteShell, Reply};
+use super::remote_shell::{Accept, RemoteShell, Reply, Shell};
 use super::{Answer, Deferred, DeferredError, EarlierFailure, FileType, Kept, Op, Transport};
 use crate::git::{self, RefError};
 use crate::process::{self, LineSink, Output, ProcessError, ProcessErrorKind, TAIL_LINES};
@@ -129,6 +129,8 @@ struct Request {
     fetch: Option<(String, String)>,
     /// For an [`Op::LinkShared`]: the shared root and the entries, to read a refusal.
     link: Option<(String, Vec<SharedEntry>)>,
+    /// The script runs in the remote shell itself (see `remote_shell::Shell::inline`).
+    inline: bool,
 }
 
 impl Request {
@@ -141,6 +143,15 @@ impl Request {
             display: String::new(),
             fetch: None,
             link: None,
+            inline: false,
+        }
+    }
+
+    /// Runs without a subshell: the script neither exits nor changes directory or variables.
+    fn inline(self) -> Request {
+        Request {
+            inline: true,
+            ..self
         }
     }
 
@@ -148,6 +159,15 @@ impl Request {
         Request {
             accept: Accept::ZeroOr(ABSENT),
             ..Request::must(script, what)
+        }
+    }
+
+    fn command(&self) -> Shell<'_> {
+        Shell {
+            script: &self.script,
+            cwd: self.cwd.as_deref(),
+            accept: self.accept,
+            inline: self.inline,
         }
     }
 
@@ -237,10 +257,7 @@ impl Ssh {
     /// before it failed.
     fn ask(&self, requests: &[Request]) -> anyhow::Result<Vec<Option<Reply>>> {
         let mut pipe = self.pipe();
-        let batch: Vec<(&str, Option<&str>, Accept)> = requests
-            .iter()
-            .map(|r| (r.script.as_str(), r.cwd.as_deref(), r.accept))
-            .collect();
+        let batch: Vec<Shell<'_>> = requests.iter().map(Request::command).collect();
         if !batch.is_empty() {
             pipe.shell.write_batch(&batch, &self.label)?;
         }
@@ -353,12 +370,7 @@ impl Ssh {
     fn write_sent(&self, op: Op, tag: u64, keep: bool) -> anyhow::Result<Kept> {
         let request = request(&op)?;
         let mut pipe = self.pipe();
-        pipe.shell.write_request(
-            &request.script,
-            request.cwd.as_deref(),
-            request.accept,
-            &self.label,
-        )?;
+        pipe.shell.write_request(request.command(), &self.label)?;
         let id = pipe.next_kept;
         pipe.next_kept += 1;
         pipe.waiting.push_back(Sent {
@@ -400,13 +412,15 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             display: display.clone(),
             fetch: None,
             link: None,
+            inline: false,
         },
         Op::ReadFile(path) => {
             let p = word(path)?;
             Request::maybe(
-                format!("[ -e {p} ] || exit {ABSENT}; cat -- {p}"),
+                format!("if [ -e {p} ]; then cat -- {p}; else zdd_st {ABSENT}; fi"),
                 format!("cannot read `{path}`"),
             )
+            .inline()
         }
         Op::WriteFile { path, contents } => {
             let p = word(path)?;
@@ -418,15 +432,18 @@ fn request(op: &Op) -> anyhow::Result<Request> {
                 ),
                 format!("cannot write `{path}`"),
             )
+            .inline()
         }
         Op::AppendLine { path, line } => Request::must(
             format!("printf '%s\\n' {} >> {}", word(line)?, word(path)?),
             format!("cannot append to `{path}`"),
-        ),
+        )
+        .inline(),
         Op::CreateDirAll(path) => Request::must(
             format!("mkdir -p -- {}", word(path)?),
             format!("cannot create directory `{path}`"),
-        ),
+        )
+        .inline(),
         Op::CreateExclusive { path, contents } => {
             // Like the local transport: full content first, then link(2), which fails if the
             // name exists. `ln` without -f never replaces.
@@ -434,61 +451,75 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             let t = word(&super::temporary_path(path, "new"))?;
             Request::maybe(
                 format!(
-                    "rm -f -- {t}; printf '%s' {} > {t} || exit 1; if ln -- {t} {p} 2>/dev/null; then rm -f -- {t}; exit 0; fi; \
-                     rm -f -- {t}; if [ -e {p} ]; then exit {ABSENT}; fi; exit 1",
+                    "[ ! -e {t} ] || rm -f -- {t}; if printf '%s' {} > {t}; then \
+                     if ln -- {t} {p} 2>/dev/null; then rm -f -- {t}; \
+                     else rm -f -- {t}; if [ -e {p} ]; then zdd_st {ABSENT}; else zdd_st 1; fi; fi; \
+                     else zdd_st 1; fi",
                     word(contents)?
                 ),
                 format!("cannot create `{path}`"),
             )
+            .inline()
         }
         Op::RemoveFile(path) => Request::must(
             format!("rm -f -- {}", word(path)?),
             format!("cannot remove `{path}`"),
-        ),
+        )
+        .inline(),
         Op::RemoveDirAll(path) => Request::must(
             format!("rm -rf -- {}", word(path)?),
             format!("cannot remove `{path}`"),
-        ),
+        )
+        .inline(),
         Op::Exists(path) => {
             let p = word(path)?;
             Request::maybe(
-                format!("[ -e {p} ] || [ -L {p} ] || exit {ABSENT}"),
+                format!("[ -e {p} ] || [ -L {p} ] || zdd_st {ABSENT}"),
                 "cannot check a path".to_string(),
             )
+            .inline()
         }
         Op::FileType(path) => {
             let p = word(path)?;
             Request::maybe(
                 format!(
                     "if [ -L {p} ]; then echo l; elif [ -d {p} ]; then echo d; \
-                     elif [ -f {p} ]; then echo f; elif [ -e {p} ]; then echo o; else exit {ABSENT}; fi"
+                     elif [ -f {p} ]; then echo f; elif [ -e {p} ]; then echo o; else zdd_st {ABSENT}; fi"
                 ),
                 format!("cannot look at `{path}`"),
             )
+            .inline()
         }
         Op::Rename { from, to } => Request::must(
             format!("mv -fT -- {} {}", word(from)?, word(to)?),
             format!("cannot rename `{from}` to `{to}`"),
-        ),
-        Op::ListDir(path) => Request::must(
-            format!(
-                "cd -- {} 2>/dev/null || exit 0; for f in * .[!.]* ..?*; do \
-                 if [ -e \"$f\" ] || [ -L \"$f\" ]; then printf '%s\\0' \"$f\"; fi; done",
-                word(path)?
-            ),
-            format!("cannot list `{path}`"),
-        ),
+        )
+        .inline(),
+        Op::ListDir(path) => {
+            // A name that does not exist (the pattern itself, nothing matched) is left out.
+            let d = word(path)?;
+            Request::must(
+                format!(
+                    "for zdd_e in {d}/* {d}/.[!.]* {d}/..?*; do \
+                     if [ -e \"$zdd_e\" ] || [ -L \"$zdd_e\" ]; then printf '%s\\0' \"${{zdd_e##*/}}\"; fi; done"
+                ),
+                format!("cannot list `{path}`"),
+            )
+            .inline()
+        }
         Op::ReadLink(path) => {
             let p = word(path)?;
             Request::maybe(
-                format!("[ -L {p} ] || exit {ABSENT}; readlink -- {p}"),
+                format!("if [ -L {p} ]; then readlink -- {p}; else zdd_st {ABSENT}; fi"),
                 format!("cannot read link `{path}`"),
             )
+            .inline()
         }
         Op::Symlink { target, link } => Request::must(
             format!("ln -s -- {} {}", word(target)?, word(link)?),
             format!("cannot link `{link}` to `{target}`"),
-        ),
+        )
+        .inline(),
         Op::ReplaceSymlink { target, link } => {
             // Temp link, rename over (mv -T: rename(2), never into a directory), read back;
             // the read-back is compared on the host too, so a request sent without waiting
@@ -608,6 +639,7 @@ impl Transport for Ssh {
             display: display.to_string(),
             fetch: None,
             link: None,
+            inline: false,
         };
         let reply = self.call(request).map_err(|e| ProcessError {
             command: display.to_string(),
