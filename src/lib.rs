@@ -27,6 +27,7 @@ mod script;
 mod secrets;
 mod settings;
 mod sources;
+mod step_caller;
 mod step_failure;
 mod subcommand;
 mod suggest;
