@@ -10,6 +10,7 @@ mod environment;
 mod error;
 mod failure;
 mod git;
+mod host_secrets;
 mod host_setup;
 mod http;
 mod interrupt;

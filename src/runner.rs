@@ -10,9 +10,9 @@
 //! (`current` switched back, release removed), runs its fail hooks on the restored host, and
 //! releases its lock. The runner alone undoes a failed run: no fail hook has to.
 //!
-//! When every host is connected, each host's secret values (its `.env` included) are learned;
-//! at the end the run's notification (`crate::notify`) is read from the first host and sent,
-//! and a successful run is summed up (`describe_summary`).
+//! When every host is connected, each host's secret values (its `.env` included) are learned
+//! (`host_secrets`); at the end the run's notification (`crate::notify`) is read from the first
+//! host and sent, and a successful run is summed up (`describe_summary`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::config;
 use crate::context::{Deployment, HostContext, Sender};
 use crate::failure::{Failure, FailureKind};
+use crate::host_secrets;
 use crate::host_setup;
 use crate::interrupt;
 use crate::notify;
@@ -835,7 +836,7 @@ fn start_all(slots: &[Slot], notify: bool, parallel: usize) -> Option<String> {
                 let index = next.fetch_add(1, Ordering::SeqCst);
                 let Some(slot) = slots.get(index) else { break };
                 let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
-                crate::secrets::learn_from_host(&ctx);
+                host_secrets::learn(&ctx);
             });
         }
     });
