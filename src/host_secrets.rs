@@ -2,10 +2,7 @@
 //! host's context (its settings, expanded) and from its shared `.env` files, and handed to
 //! [`Secrets`](crate::secrets::Secrets), which only keeps and redacts values.
 
-use rhai::Dynamic;
-
 use crate::context::HostContext;
-use crate::template::Mode;
 
 /// The secret values of one host: its secret keys expanded, the passwords of the URLs in its
 /// values, and every value of the shared `.env` files the recipe links (`shared_files` entries
@@ -13,11 +10,9 @@ use crate::template::Mode;
 pub fn learn(ctx: &HostContext) {
     let secrets = ctx.reporter.secrets();
     for key in ctx.config.keys() {
-        if let Ok(Some(value)) = ctx.value(key) {
+        if let Ok(Some(value)) = ctx.expanded_value(key) {
             if value.is_string() {
-                if let Ok(expanded) = ctx.expand(&value.to_string(), Mode::Plain) {
-                    secrets.learn_value(key, &Dynamic::from(expanded));
-                }
+                secrets.learn_value(key, &value);
             }
         }
     }

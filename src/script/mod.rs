@@ -1,12 +1,13 @@
-//! The Rhai side: the engine factory, the recipe API, the bindings of the primitives and the
-//! module resolver. Loading a recipe runs its top level, which only declares (config, hosts,
-//! tasks, hooks) into the registry.
+//! The Rhai side: the engine factory, the recipe API, the bindings of the recipe's values and
+//! of the primitives, and the module resolver. Loading a recipe runs its top level, which only
+//! declares (config, hosts, tasks, hooks) into the registry.
 
 mod engine;
 mod modules;
 mod primitive_bindings;
 mod recipe_api;
 mod step_error;
+mod value_bindings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
