@@ -14,6 +14,8 @@ mod host_secrets;
 mod host_setup;
 mod http;
 mod interrupt;
+#[cfg(test)]
+mod layers;
 mod notify;
 mod plan;
 mod primitives;
