@@ -177,6 +177,23 @@ impl HostContext {
         self.computed(key)
     }
 
+    /// A key's value as a recipe reads it inside a task (`get()`): [`value`](Self::value), with
+    /// the `{{key}}`s of a text value expanded.
+    pub fn expanded_value(&self, key: &str) -> Result<Option<Dynamic>, Failure> {
+        match self.value(key)? {
+            Some(value) if value.is_string() => {
+                let expanded = self.expand(&value.to_string(), Mode::Plain)?;
+                Ok(Some(Dynamic::from(expanded)))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// `set()` inside a task: `key` is `value` on this host for the rest of the run.
+    pub fn set_value(&mut self, key: &str, value: Dynamic) {
+        self.runtime.insert(key.to_string(), value);
+    }
+
     fn computed(&self, key: &str) -> Result<Option<Dynamic>, Failure> {
         let text = match key {
             "release_name" => self.release()?.name.clone(),

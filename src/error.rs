@@ -6,10 +6,11 @@ use rhai::EvalAltResult;
 
 use crate::diagnostic;
 use crate::plan::PlanError;
+use crate::script;
 use crate::secrets::Secrets;
 use crate::settings::Problem;
 use crate::sources::Sources;
-use crate::step_failure::{self, StepFailure};
+use crate::step_failure::StepFailure;
 
 /// Exit codes, as documented in `zdd --help` and the README.
 pub mod exit {
@@ -107,12 +108,12 @@ impl Error {
                 let _ = writeln!(out, "error: cannot read recipe `{path}`: {error}");
             }
             Error::Script { error, source } => {
-                let (location, cause) = step_failure::classify(error, source);
-                let _ = writeln!(out, "error: {cause}");
-                if let Some(location) = location {
-                    diagnostic::snippet(&mut out, &location, sources);
+                let classified = script::classify(error, source);
+                let _ = writeln!(out, "error: {}", classified.cause);
+                if let Some(location) = &classified.location {
+                    diagnostic::snippet(&mut out, location, sources);
                 }
-                hint_line(&mut out, cause.hint());
+                hint_line(&mut out, classified.cause.hint());
             }
             Error::Plan(error) => {
                 let _ = writeln!(out, "error: {error}");

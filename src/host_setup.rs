@@ -12,18 +12,18 @@ use crate::config;
 use crate::context::{Deployment, HostContext};
 use crate::registry::Host;
 use crate::reporter::Reporter;
-use crate::script::Recipe;
+use crate::step_caller::StepCaller;
 use crate::transport::ssh::{self, Target};
 use crate::transport::{Local, Ssh, Transport};
 
 /// Defaults < recipe `set` < host `.set` < `-o`.
-pub fn merged_config(recipe: &Recipe, host: Option<&Host>) -> BTreeMap<String, Dynamic> {
+pub fn merged_config(recipe: &dyn StepCaller, host: Option<&Host>) -> BTreeMap<String, Dynamic> {
     let mut merged = config::defaults();
-    merged.extend(recipe.registry.config.clone());
+    merged.extend(recipe.registry().config.clone());
     if let Some(host) = host {
         merged.extend(host.config.clone());
     }
-    merged.extend(recipe.runtime.overrides.clone());
+    merged.extend(recipe.overrides().clone());
     merged
 }
 
@@ -94,7 +94,7 @@ pub struct Connected {
 /// here); without, its first answer waits, one round trip less (the runner does this when
 /// the run has one host: nothing can change anywhere before that first answer).
 pub fn connect(
-    recipe: &Recipe,
+    recipe: &dyn StepCaller,
     host: &Host,
     index: usize,
     control_directory: &Path,

@@ -112,6 +112,16 @@ fn signal_name(signal: i32) -> String {
         .unwrap_or_else(|_| format!("signal {signal}"))
 }
 
+/// Whether process `pid` of this machine is running.
+pub fn alive(pid: u32) -> bool {
+    use nix::errno::Errno;
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
+        Ok(()) => true,
+        Err(Errno::EPERM) => true,
+        Err(_) => false,
+    }
+}
+
 /// Find a program on PATH, or say which setting names it.
 pub fn find_program(name: &str) -> Result<PathBuf, which::Error> {
     which::which(name)

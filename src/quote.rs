@@ -42,6 +42,75 @@ pub fn command<S: AsRef<str>>(argv: &[S]) -> Result<String, QuoteError> {
     Ok(words?.join(" "))
 }
 
+/// A shell command line, built left to right, one piece after another with a space between.
+/// A value goes in through [`Line::arg`] (or [`Line::command`], [`Line::assign`]) and is quoted
+/// here; shell text goes in through [`Line::shell`] and [`Line::text`] as it is, and is only
+/// ever zdd's own (`artisan --version 2>&1`), a line built here, or a recipe's template expanded
+/// with its values quoted (`Mode::Shell`). Primitives build their command lines with it and
+/// with [`join`]; nowhere else are strings joined into a command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Line(String);
+
+impl Line {
+    /// A command from its argv: each word quoted.
+    pub fn command<S: AsRef<str>>(argv: &[S]) -> Result<Line, QuoteError> {
+        Ok(Line(command(argv)?))
+    }
+
+    /// Shell text, as it is (zdd's own, a line built here, or an expanded template).
+    pub fn shell(text: impl Into<String>) -> Line {
+        Line(text.into())
+    }
+
+    /// `value`, quoted: one more word.
+    pub fn arg(self, value: &str) -> Result<Line, QuoteError> {
+        Ok(self.text(&word(value)?))
+    }
+
+    /// More shell text, as it is (see [`Line::shell`]).
+    pub fn text(mut self, text: &str) -> Line {
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
+        self.0.push_str(text);
+        self
+    }
+
+    /// `NAME=value`, the value quoted: the environment of the command that follows. `name` is
+    /// zdd's own, a shell name (`ZDD_SWAP_TARGET`).
+    pub fn assign(self, name: &str, value: &str) -> Result<Line, QuoteError> {
+        debug_assert!(
+            !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "`{name}` is not a shell name"
+        );
+        Ok(self.text(&format!("{name}={}", word(value)?)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Line {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<Line> for String {
+    fn from(line: Line) -> String {
+        line.0
+    }
+}
+
 /// `rm -rf` of `DIR/*/REST` for each `rest`: every directory one level under `dir` (whatever
 /// its name) followed by `rest` (an absolute path). The `*` is the only unquoted character.
 pub fn remove_under_any(dir: &str, rests: &[String]) -> Result<String, QuoteError> {
@@ -120,6 +189,37 @@ mod tests {
     #[test]
     fn command_quotes_each_argument() {
         assert_eq!(command(&["ls", "a b"]).unwrap(), "ls 'a b'");
+    }
+
+    #[test]
+    fn a_line_quotes_its_values_and_keeps_its_shell_text() {
+        let hostile = "it's $HOME; `id`";
+        let line = Line::shell("")
+            .assign("ZDD_VALUE", hostile)
+            .unwrap()
+            .text("sh -c 'printf \"%s|%s\" \"$ZDD_VALUE\" \"$0\"'")
+            .arg(hostile)
+            .unwrap()
+            .text("2>&1");
+        assert!(line.as_str().starts_with("ZDD_VALUE="), "{line}");
+        assert!(line.as_str().ends_with(" 2>&1"), "{line}");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(line.as_str())
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            format!("{hostile}|{hostile}")
+        );
+        let php = Line::command(&["php"])
+            .unwrap()
+            .text("-d opcache.enable_cli=1 -d");
+        assert_eq!(
+            php.arg("opcache.file_cache=/srv/a b").unwrap().as_str(),
+            "php -d opcache.enable_cli=1 -d 'opcache.file_cache=/srv/a b'"
+        );
+        assert!(Line::shell("ls").arg("a\0b").is_err());
     }
 
     #[test]

@@ -9,20 +9,20 @@ use crate::context::{Deployment, HostContext};
 use crate::host_setup;
 use crate::notify::{self, Notification};
 use crate::primitives::release_log;
-use crate::script::Recipe;
+use crate::step_caller::StepCaller;
 use crate::template::Mode;
 
 /// The recipe's file name without `.rhai`: the application's name when nothing better is known.
-fn recipe_name(recipe: &Recipe) -> String {
-    let path = std::path::Path::new(&recipe.path);
+fn recipe_name(recipe: &dyn StepCaller) -> String {
+    let path = std::path::Path::new(recipe.path());
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| recipe.path.clone())
+        .unwrap_or_else(|| recipe.path().to_string())
 }
 
 /// The notification of a run that never started: a host could not be reached or set up.
 pub fn setup_failure(
-    recipe: &Recipe,
+    recipe: &dyn StepCaller,
     task: &str,
     settings: &notify::Settings,
     hosts: &[String],
@@ -59,7 +59,7 @@ pub fn setup_failure(
 /// `REVISION` files, its repository cache) while it is still connected.
 #[allow(clippy::too_many_arguments)]
 pub fn describe(
-    recipe: &Recipe,
+    recipe: &dyn StepCaller,
     task: &str,
     settings: &notify::Settings,
     hosts: &[String],

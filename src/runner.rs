@@ -10,19 +10,18 @@
 //! (`current` switched back, release removed), runs its fail hooks on the restored host, and
 //! releases its lock. The runner alone undoes a failed run: no fail hook has to.
 //!
-//! When every host is connected, each host's secret values (its `.env` included) are learned;
-//! at the end the run's notification (`crate::notify`) is read from the first host and sent,
-//! and a successful run is summed up (`describe_summary`).
+//! When every host is connected, each host's secret values (its `.env` included) are learned
+//! (`host_secrets`); at the end the run's notification (`crate::notify`) is read from the first
+//! host and sent, and a successful run is summed up (`describe_summary`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rhai::{Dynamic, EvalAltResult};
-
 use crate::config;
 use crate::context::{Deployment, HostContext, Sender};
 use crate::failure::{Failure, FailureKind};
+use crate::host_secrets;
 use crate::host_setup;
 use crate::interrupt;
 use crate::notify;
@@ -31,8 +30,8 @@ use crate::primitives::{cleanup, lock, paths, release, update_code};
 use crate::registry::{Host, Origin};
 use crate::reporter::{format_duration, Event, Reporter};
 use crate::run_notification;
-use crate::script::Recipe;
-use crate::step_failure::{classify, Cause, StepFailure};
+use crate::step_caller::{StepCaller, StepError};
+use crate::step_failure::{Cause, StepFailure};
 use crate::transport::{Deferred, DeferredError, Ssh};
 
 /// What a finished run did.
@@ -70,7 +69,7 @@ struct Rollout {
 }
 
 impl Rollout {
-    fn read(recipe: &Recipe) -> Result<Rollout, String> {
+    fn read(recipe: &dyn StepCaller) -> Result<Rollout, String> {
         let global = host_setup::merged_config(recipe, None);
         let count = |key: &str, default: u64| -> Result<u64, String> {
             global
@@ -95,7 +94,7 @@ impl Rollout {
 }
 
 pub fn run(
-    recipe: &Recipe,
+    recipe: &dyn StepCaller,
     task: &str,
     steps: &[Step],
     hosts: &[Host],
@@ -259,7 +258,7 @@ pub fn run(
 
 /// Connect every host, in parallel; any failure is reported for all hosts before anything runs.
 fn connect_all(
-    recipe: &Recipe,
+    recipe: &dyn StepCaller,
     hosts: &[Host],
     control: &std::path::Path,
     reporter: &Arc<Reporter>,
@@ -323,7 +322,7 @@ fn sleep_unless_interrupted(duration: Duration) {
 
 /// How a set of steps runs on a set of hosts.
 struct Phase<'a> {
-    recipe: &'a Recipe,
+    recipe: &'a dyn StepCaller,
     parallel: usize,
     /// Where `once` tasks run.
     first_host: &'a str,
@@ -344,7 +343,6 @@ impl Phase<'_> {
                 scope.spawn(|| loop {
                     let index = next.fetch_add(1, Ordering::SeqCst);
                     let Some(slot) = slots.get(index) else { break };
-                    self.recipe.runtime.enter(slot.context.clone());
                     for step in steps {
                         if self.abort.load(Ordering::SeqCst) || interrupt::should_stop() {
                             self.abort.store(true, Ordering::SeqCst);
@@ -359,7 +357,6 @@ impl Phase<'_> {
                             break;
                         }
                     }
-                    self.recipe.runtime.leave();
                 });
             }
         });
@@ -472,7 +469,7 @@ fn never_connected(slots: &[Slot]) -> Option<Vec<String>> {
 }
 
 fn run_step(
-    recipe: &Recipe,
+    recipe: &dyn StepCaller,
     step: &Step,
     slot: &Slot,
     reporter: &Reporter,
@@ -494,8 +491,7 @@ fn run_step(
         task: &step.task,
     });
     let started = Instant::now();
-    let result: Result<Dynamic, Box<EvalAltResult>> =
-        step.body.call(&recipe.engine, &recipe.functions, ());
+    let result = recipe.call(step, &slot.context);
     let elapsed = started.elapsed().as_millis();
     match result {
         Ok(_) => {
@@ -506,7 +502,10 @@ fn run_step(
             });
             Ok(())
         }
-        Err(error) => {
+        Err(StepError {
+            location,
+            mut cause,
+        }) => {
             // A request an earlier step sent without waiting failed (and this step's wait
             // found it): that step failed.
             if let Some(failure) = deferred_failure(slot, reporter) {
@@ -520,7 +519,6 @@ fn run_step(
                 }
                 return Err(failure);
             }
-            let (location, mut cause) = classify(&error, &step.origin.source);
             if interrupt::interrupted() {
                 cause = Cause::Failure(Failure {
                     kind: FailureKind::Interrupted,
@@ -549,7 +547,12 @@ fn run_step(
 
 /// The run failed: every host is put back as it was, then runs its fail hooks (the failing ones
 /// for the task that failed, the others for the whole task), then its lock is released.
-fn fail_all(recipe: &Recipe, task: &str, slots: &[Slot], reporter: &Reporter) -> Box<StepFailure> {
+fn fail_all(
+    recipe: &dyn StepCaller,
+    task: &str,
+    slots: &[Slot],
+    reporter: &Reporter,
+) -> Box<StepFailure> {
     if interrupt::interrupted() {
         interrupt::begin_cleanup();
     }
@@ -558,7 +561,6 @@ fn fail_all(recipe: &Recipe, task: &str, slots: &[Slot], reporter: &Reporter) ->
         for slot in slots {
             let aftermath = &aftermath;
             scope.spawn(move || {
-                recipe.runtime.enter(slot.context.clone());
                 let reason = slot
                     .failure
                     .lock()
@@ -584,7 +586,6 @@ fn fail_all(recipe: &Recipe, task: &str, slots: &[Slot], reporter: &Reporter) ->
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .extend(notes);
-                recipe.runtime.leave();
             });
         }
     });
@@ -637,12 +638,17 @@ fn fail_all(recipe: &Recipe, task: &str, slots: &[Slot], reporter: &Reporter) ->
 /// was registered in, sees the host restored (`switched_back()` is true when `current` was
 /// switched back). The lock is released last: the hooks may still change the deploy path.
 /// Returns notes on what went wrong on the way.
-fn recover(recipe: &Recipe, ancestry: &[String], slot: &Slot, reporter: &Reporter) -> Vec<String> {
+fn recover(
+    recipe: &dyn StepCaller,
+    ancestry: &[String],
+    slot: &Slot,
+    reporter: &Reporter,
+) -> Vec<String> {
     let mut notes = Vec::new();
     // A discard that fails half-way keeps the release in the context: it is tried again once
     // the hooks ran (one of them may have made it possible), and only that failure is noted.
     let _ = restore(slot);
-    match plan::fail_steps(&recipe.registry, ancestry) {
+    match plan::fail_steps(recipe.registry(), ancestry) {
         Ok(hooks) => {
             for hook in &hooks {
                 if let Err(failure) = run_step(recipe, hook, slot, reporter) {
@@ -837,7 +843,7 @@ fn start_all(slots: &[Slot], notify: bool, parallel: usize) -> Option<String> {
                 let index = next.fetch_add(1, Ordering::SeqCst);
                 let Some(slot) = slots.get(index) else { break };
                 let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
-                crate::secrets::learn_from_host(&ctx);
+                host_secrets::learn(&ctx);
             });
         }
     });

@@ -516,38 +516,6 @@ pub fn redact_url_passwords(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// The secret values of one host: its secret keys expanded, the passwords of the URLs in its
-/// values, and every value of the shared `.env` files the recipe links (`shared_files` entries
-/// named `.env`).
-pub fn learn_from_host(ctx: &crate::context::HostContext) {
-    let secrets = ctx.reporter.secrets();
-    for key in ctx.config.keys() {
-        if let Ok(Some(value)) = ctx.value(key) {
-            if value.is_string() {
-                if let Ok(expanded) = ctx.expand(&value.to_string(), crate::template::Mode::Plain) {
-                    secrets.learn_value(key, &Dynamic::from(expanded));
-                }
-            }
-        }
-    }
-    let Ok(files) = ctx.list("shared_files") else {
-        return;
-    };
-    for file in files {
-        if file.trim_end_matches('/').rsplit('/').next() != Some(".env") {
-            continue;
-        }
-        let Ok(path) = ctx.path(&format!("shared/{file}")) else {
-            continue;
-        };
-        match ctx.transport.read_file(&path) {
-            Ok(Some(text)) => secrets.learn_env_file(&text),
-            Ok(None) => {}
-            Err(e) => tracing::debug!("cannot read `{path}` for its secrets: {e:#}"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,7 @@
-//! Why a step failed and where: the script error dug down to its innermost cause and the
-//! recipe line it points at, and what each host was left as.
+//! Why a step failed and where (the script layer words a script's error as a [`Cause`]), and
+//! what each host was left as.
 
-use rhai::{EvalAltResult, Position};
-
-use crate::diagnostic;
-use crate::failure::{Failure, FailureKind};
+use crate::failure::Failure;
 use crate::registry::Origin;
 
 /// Why a step failed, as the user is told.
@@ -50,67 +47,4 @@ pub struct StepFailure {
     pub aftermath: Vec<String>,
     /// What every host looks like now (`current`), the failing host first.
     pub outcomes: Vec<(String, String)>,
-}
-
-/// Find the innermost error and where it happened.
-pub fn classify(error: &EvalAltResult, source: &str) -> (Option<Origin>, Cause) {
-    let at = |position: Position, source: &str| {
-        position.line().map(|line| Origin {
-            source: source.to_string(),
-            line,
-            column: position.position().unwrap_or(1),
-        })
-    };
-    match error {
-        EvalAltResult::ErrorInFunctionCall(_, fn_source, inner, position) => {
-            let inner_source = if fn_source.is_empty() {
-                source
-            } else {
-                fn_source.as_str()
-            };
-            let (location, cause) = classify(inner, inner_source);
-            (location.or_else(|| at(*position, source)), cause)
-        }
-        EvalAltResult::ErrorInModule(module, inner, position) => {
-            let (location, cause) = classify(inner, module);
-            (location.or_else(|| at(*position, source)), cause)
-        }
-        EvalAltResult::ErrorRuntime(value, position) => {
-            let cause = if let Some(failure) = value.clone().try_cast::<Failure>() {
-                Cause::Failure(failure)
-            } else if value.is_map() {
-                let map = value.clone().cast::<rhai::Map>();
-                let text = map
-                    .get("message")
-                    .map(|m| m.to_string())
-                    .unwrap_or_else(|| value.to_string());
-                Cause::Script(text, None)
-            } else {
-                Cause::Script(value.to_string(), None)
-            };
-            (at(*position, source), cause)
-        }
-        // The engine stops a recipe for Ctrl-C (`"interrupted"`) or for what it costs.
-        EvalAltResult::ErrorTerminated(token, position) if token.to_string() != "interrupted" => (
-            at(*position, source),
-            Cause::Script(
-                token.to_string(),
-                Some(
-                    "a recipe declares settings, hosts and tasks: it never needs this much"
-                        .to_string(),
-                ),
-            ),
-        ),
-        EvalAltResult::ErrorTerminated(_, position) => (
-            at(*position, source),
-            Cause::Failure(Failure {
-                kind: FailureKind::Interrupted,
-                hint: None,
-            }),
-        ),
-        other => {
-            let (message, hint) = diagnostic::explain(other);
-            (at(other.position(), source), Cause::Script(message, hint))
-        }
-    }
 }

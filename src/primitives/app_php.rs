@@ -12,7 +12,7 @@ use super::programs::php;
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::process::quoted_tail;
-use crate::quote;
+use crate::quote::{self, Joiner, Line};
 use crate::transport::temporary_path;
 
 const PRELUDE: &str = include_str!("../../stdlib/php/boot.php");
@@ -45,20 +45,26 @@ pub fn run(ctx: &HostContext, probe: &Probe, env: &[(&str, &str)]) -> Result<Val
     let body = probe.source.trim_start().trim_start_matches("<?php");
     ctx.transport
         .write_file(&file, &format!("{PRELUDE}\n{body}"))?;
-    let mut assignments = String::new();
-    for (key, value) in env {
-        assignments.push_str(&format!("{key}={} ", quote::word(value)?));
-    }
     // One request: the check for `artisan`, the probe, its removal, and artisan's status.
-    let prepend = quote::word(&format!("auto_prepend_file={file}"))?;
-    let probe_line = format!(
-        "{assignments}{} -d {prepend} artisan --version 2>&1",
-        php(ctx)?
-    );
-    let line = format!(
-        "if [ -f artisan ]; then {probe_line}; s=$?; else s={NO_ARTISAN}; fi; rm -f -- {}; \
-         printf '\\n{STATUS} %s\\n' \"$s\"",
-        quote::word(&file)?
+    let mut probe_line = Line::default();
+    for (key, value) in env {
+        probe_line = probe_line.assign(key, value)?;
+    }
+    let probe_line = probe_line
+        .text(php(ctx)?.as_str())
+        .text("-d")
+        .arg(&format!("auto_prepend_file={file}"))?
+        .text("artisan --version 2>&1");
+    let line = quote::join(
+        &[
+            Line::shell("if [ -f artisan ]; then").text(probe_line.as_str()),
+            Line::shell("s=$?"),
+            Line::shell("else").assign("s", NO_ARTISAN)?,
+            Line::shell("fi"),
+            Line::command(&["rm", "-f", "--", &file])?,
+            Line::shell(format!("printf '\\n{STATUS} %s\\n' \"$s\"")),
+        ],
+        Joiner::Then,
     );
     let output = ctx.exec_in(&line, Some(&dir))?;
     read_result(probe, &dir, &output.stdout)

@@ -20,12 +20,10 @@ pub fn app_path(ctx: &HostContext) -> Result<String, Failure> {
 /// `php artisan COMMAND`; `{{key}}` values in COMMAND are quoted. Returns its output.
 pub fn artisan(ctx: &HostContext, command: &str) -> Result<String, Failure> {
     let dir = app_path(ctx)?;
-    let line = format!(
-        "{} artisan {}",
-        php(ctx)?,
-        ctx.expand(command, Mode::Shell)?
-    );
-    let output = ctx.exec_in(&line, Some(&dir))?;
+    let line = php(ctx)?
+        .text("artisan")
+        .text(&ctx.expand(command, Mode::Shell)?);
+    let output = ctx.exec_in(line.as_str(), Some(&dir))?;
     Ok(output.stdout.trim_end().to_string())
 }
 

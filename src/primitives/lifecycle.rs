@@ -20,7 +20,7 @@ use super::programs::program;
 use crate::context::HostContext;
 use crate::failure::{Failure, FailureKind};
 use crate::process::ProcessErrorKind;
-use crate::quote;
+use crate::quote::Line;
 
 /// The commands that only write a signal into the cache (see the module's documentation).
 pub const CACHE_SIGNALS: [&str; 4] = [
@@ -197,13 +197,9 @@ fn cache_is_shared(ctx: &mut HostContext) -> Result<bool, Failure> {
         let php = program(ctx, "php")?;
         let code = r#"$c = @include $argv[1]; if (!is_array($c)) { exit(0); }
 $s = $c['cache']['default'] ?? ''; echo $c['cache']['stores'][$s]['driver'] ?? '';"#;
-        let command = format!(
-            "{} -r {} bootstrap/cache/config.php",
-            quote::word(&php)?,
-            quote::word(code)?
-        );
+        let command = Line::command(&[php.as_str(), "-r", code, "bootstrap/cache/config.php"])?;
         let driver = ctx
-            .exec_in(&command, Some(&app_path(ctx)?))?
+            .exec_in(command.as_str(), Some(&app_path(ctx)?))?
             .stdout
             .trim()
             .to_string();

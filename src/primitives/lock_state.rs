@@ -3,8 +3,9 @@
 //! going, stale (its process of this machine is gone), or unreadable ([`state`]).
 //!
 //! No transport: the caller reads the file (`primitives::lock` to take and release the lock,
-//! `doctor` to report on it) and passes its text. [`alive`] asks this machine's kernel whether a
-//! process runs; [`decide`] takes that question as an argument, for tests.
+//! `doctor` to report on it) and passes its text. [`alive`] (`process::alive`) asks this
+//! machine's kernel whether a process runs; [`decide`] takes that question as an argument, for
+//! tests.
 
 use serde::{Deserialize, Serialize};
 
@@ -84,15 +85,7 @@ pub fn decide(text: Option<&str>, this_machine: &str, alive: impl Fn(u32) -> boo
     }
 }
 
-/// Whether process `pid` of this machine is running.
-pub fn alive(pid: u32) -> bool {
-    use nix::errno::Errno;
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
-        Ok(()) => true,
-        Err(Errno::EPERM) => true,
-        Err(_) => false,
-    }
-}
+pub use crate::process::alive;
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ use super::artisan::{app_path, artisan, has_command, tri_state};
 use super::programs::{self, program};
 use crate::context::HostContext;
 use crate::failure::Failure;
-use crate::quote;
+use crate::quote::Line;
 use crate::template::Mode;
 
 /// How long a reload may take to reach every worker before zdd calls it a failed switch.
@@ -44,8 +44,8 @@ pub fn reload(ctx: &mut HostContext) -> Result<bool, Failure> {
                 ctx.info("octane: skipped (the app does not have Laravel Octane)");
                 return Ok(false);
             }
-            let status = format!("{} artisan octane:status", programs::php(ctx)?);
-            if ctx.exec_in(&status, Some(&app_path(ctx)?)).is_err() {
+            let status = programs::php(ctx)?.text("artisan octane:status");
+            if ctx.exec_in(status.as_str(), Some(&app_path(ctx)?)).is_err() {
                 ctx.info("octane: skipped (Octane is installed but its server is not running)");
                 return Ok(false);
             }
@@ -147,15 +147,10 @@ fn wait_for(
     timeout: Duration,
 ) -> Result<Answer, Failure> {
     let php = program(ctx, "php")?;
-    let command = format!(
-        "{} -r {} {}",
-        quote::word(&php)?,
-        quote::word(PROBE)?,
-        quote::word(url)?
-    );
+    let command = Line::command(&[php.as_str(), "-r", PROBE, url])?;
     let until = Instant::now() + timeout;
     loop {
-        let answer = Answer(ctx.exec_in(&command, None).ok().map(|o| o.stdout));
+        let answer = Answer(ctx.exec_in(command.as_str(), None).ok().map(|o| o.stdout));
         if answer.names(release) || Instant::now() >= until {
             return Ok(answer);
         }

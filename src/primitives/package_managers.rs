@@ -4,17 +4,13 @@ use super::artisan::app_path;
 use super::programs::{php, program};
 use crate::context::HostContext;
 use crate::failure::Failure;
-use crate::quote;
+use crate::quote::Line;
 use crate::template::Mode;
 
 fn run_tool(ctx: &HostContext, tool: &str, arguments: &str) -> Result<String, Failure> {
     let binary = program(ctx, tool)?;
-    let line = format!(
-        "{} {}",
-        quote::word(&binary)?,
-        ctx.expand(arguments, Mode::Shell)?
-    );
-    let output = ctx.exec_in(&line, Some(&app_path(ctx)?))?;
+    let line = Line::command(&[binary])?.text(&ctx.expand(arguments, Mode::Shell)?);
+    let output = ctx.exec_in(line.as_str(), Some(&app_path(ctx)?))?;
     Ok(output.stdout.trim_end().to_string())
 }
 
@@ -22,13 +18,10 @@ fn run_tool(ctx: &HostContext, tool: &str, arguments: &str) -> Result<String, Fa
 /// Deployer (a missing PHP fails here, before anything else runs on it).
 pub fn composer(ctx: &HostContext, arguments: &str) -> Result<String, Failure> {
     let composer = program(ctx, "composer")?;
-    let line = format!(
-        "{} {} {}",
-        php(ctx)?,
-        quote::word(&composer)?,
-        ctx.expand(arguments, Mode::Shell)?
-    );
-    let output = ctx.exec_in(&line, Some(&app_path(ctx)?))?;
+    let line = php(ctx)?
+        .arg(&composer)?
+        .text(&ctx.expand(arguments, Mode::Shell)?);
+    let output = ctx.exec_in(line.as_str(), Some(&app_path(ctx)?))?;
     Ok(output.stdout.trim_end().to_string())
 }
 

@@ -3,7 +3,7 @@
 
 use crate::context::HostContext;
 use crate::failure::Failure;
-use crate::quote;
+use crate::quote::Line;
 use crate::template::Mode;
 
 pub fn program(ctx: &HostContext, name: &str) -> Result<String, Failure> {
@@ -45,16 +45,15 @@ pub const PHP_FILE_CACHE: &str = ".zdd/opcache";
 /// loads it compiled (measured: `artisan --version` 0.17 s -> 0.09 s). OPcache checks the
 /// files' times, and skips files changed in the last two seconds, so a rewritten file is never
 /// served stale. Without the directory (made by `prepare()`) PHP runs without the cache.
-pub fn php(ctx: &HostContext) -> Result<String, Failure> {
-    let binary = quote::word(&program(ctx, "php")?)?;
+pub fn php(ctx: &HostContext) -> Result<Line, Failure> {
+    let binary = Line::command(&[program(ctx, "php")?])?;
     if !ctx.boolean("php_file_cache", true)? {
         return Ok(binary);
     }
     let Ok(dir) = ctx.path(PHP_FILE_CACHE) else {
         return Ok(binary);
     };
-    Ok(format!(
-        "{binary} -d opcache.enable_cli=1 -d {}",
-        quote::word(&format!("opcache.file_cache={dir}"))?
-    ))
+    Ok(binary
+        .text("-d opcache.enable_cli=1 -d")
+        .arg(&format!("opcache.file_cache={dir}"))?)
 }

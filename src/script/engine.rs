@@ -5,7 +5,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine};
 
 use super::modules::RecipeModules;
-use super::{primitive_bindings, recipe_api, Runtime};
+use super::{primitive_bindings, recipe_api, value_bindings, Runtime};
 use crate::interrupt;
 use crate::reporter::Event;
 
@@ -66,6 +66,7 @@ pub fn build(runtime: Arc<Runtime>) -> Engine {
     });
     engine.set_module_resolver(RecipeModules::new(runtime.clone()));
     recipe_api::register(&mut engine, runtime.clone());
+    value_bindings::register(&mut engine, runtime.clone());
     primitive_bindings::register(&mut engine, runtime);
     engine
 }

@@ -1,11 +1,13 @@
-//! The Rhai side: the engine factory, the recipe API, the bindings of the primitives and the
-//! module resolver. Loading a recipe runs its top level, which only declares (config, hosts,
-//! tasks, hooks) into the registry.
+//! The Rhai side: the engine factory, the recipe API, the bindings of the recipe's values and
+//! of the primitives, and the module resolver. Loading a recipe runs its top level, which only
+//! declares (config, hosts, tasks, hooks) into the registry.
 
 mod engine;
 mod modules;
 mod primitive_bindings;
 mod recipe_api;
+mod step_error;
+mod value_bindings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,11 +18,14 @@ use rhai::{Dynamic, Engine, EvalAltResult, AST};
 
 use crate::context::HostContext;
 use crate::failure::Failure;
+use crate::plan::Step;
 use crate::registry::Registry;
 use crate::reporter::Reporter;
 use crate::sources::Sources;
+use crate::step_caller::{StepCaller, StepError};
 
 pub use modules::EMBEDDED;
+pub use step_error::classify;
 
 /// What the engine's functions share: the registry being filled, the `-o` values, and the host
 /// a task is running on right now.
@@ -104,6 +109,32 @@ pub struct Recipe {
     pub functions: AST,
     pub runtime: Arc<Runtime>,
     pub registry: Registry,
+}
+
+/// The runner calls a step's closure through this: the engine stays here.
+impl StepCaller for Recipe {
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn overrides(&self) -> &BTreeMap<String, Dynamic> {
+        &self.runtime.overrides
+    }
+
+    /// The closure runs with `host` as this thread's host: what the primitives it calls act on.
+    fn call(&self, step: &Step, host: &Arc<Mutex<HostContext>>) -> Result<(), StepError> {
+        self.runtime.enter(host.clone());
+        let result: Result<Dynamic, Box<EvalAltResult>> =
+            step.body.call(&self.engine, &self.functions, ());
+        self.runtime.leave();
+        result
+            .map(|_| ())
+            .map_err(|error| classify(&error, &step.origin.source))
+    }
 }
 
 /// Why a recipe could not be loaded.

@@ -1,6 +1,8 @@
-//! The recipe language: `set`, `get`, `has`, `add`, `localhost`, `host`, `task`, `desc`,
-//! `before`, `after`, `fail`, `quote`, `secret`. These only declare or read; nothing here
-//! touches a host.
+//! The recipe language's declarations: `localhost`, `host` (and a host's `.set`), `task`,
+//! `desc`, `once`, `before`, `after`, `fail`, `quote`, and the values of the top level (what
+//! `set`, `add`, `get`, `has` and `secret` read and write there: [`declared_value`],
+//! [`declare_value`]). These read and fill the registry only; nothing here reads a host (inside
+//! a task, `value_bindings` asks the running host's context instead).
 
 use std::sync::Arc;
 
@@ -10,9 +12,8 @@ use super::Runtime;
 use crate::config;
 use crate::context::COMPUTED_KEYS;
 use crate::registry::{HookKind, HookTarget, Origin, TaskBody};
-use crate::template::Mode;
 
-type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
+pub type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
 
 /// Where the function being called was called from.
 fn origin(ctx: &NativeCallContext) -> Origin {
@@ -24,7 +25,8 @@ fn origin(ctx: &NativeCallContext) -> Origin {
     }
 }
 
-fn check_settable(key: &str) -> ScriptResult<()> {
+/// `key` is one a recipe may set.
+pub fn check_settable(key: &str) -> ScriptResult<()> {
     if key.is_empty() {
         return Err("a configuration key cannot be empty".into());
     }
@@ -42,114 +44,12 @@ pub struct HostBuilder {
     runtime: Arc<Runtime>,
 }
 
-/// A value just set: when `key` is secret, its value (as set, and as `get` returns it on the
-/// running host, expanded) is never shown from this moment on, and neither is the password of
-/// a URL in any value. Learned here rather than when the task ends, so that the commands the
-/// task runs next (`-v`, `-vv`) and `print()` before hosts are known never show it.
-fn learn_set_value(runtime: &Runtime, key: &str, value: &Dynamic) {
-    let secrets = runtime.reporter.secrets();
-    secrets.learn_value(key, value);
-    if let Some(expanded) = lookup(runtime, key).ok().flatten() {
-        secrets.learn_value(key, &expanded);
-    }
-}
-
 pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
     // `-o KEY=VALUE`: secret before the recipe's first line runs.
     runtime.reporter.secrets().learn(&runtime.overrides);
 
-    let rt = runtime.clone();
-    engine.register_fn(
-        "set",
-        move |key: &str, value: Dynamic| -> ScriptResult<()> {
-            check_settable(key)?;
-            match rt.host() {
-                Some(host) => {
-                    let mut host = host.lock().unwrap_or_else(|e| e.into_inner());
-                    host.runtime.insert(key.to_string(), value.clone());
-                }
-                None => {
-                    let mut registry = rt.registry.lock().unwrap_or_else(|e| e.into_inner());
-                    registry.config.insert(key.to_string(), value.clone());
-                }
-            }
-            learn_set_value(&rt, key, &value);
-            Ok(())
-        },
-    );
-
-    let rt = runtime.clone();
-    engine.register_fn("add", move |key: &str, items: Array| -> ScriptResult<()> {
-        check_settable(key)?;
-        let current = lookup(&rt, key)?.unwrap_or_else(|| Dynamic::from_array(Array::new()));
-        let mut list = if current.is_array() {
-            current.into_array().unwrap_or_default()
-        } else {
-            return Err(format!(
-                "`add` needs a list, but `{key}` is a {}",
-                current.type_name()
-            )
-            .into());
-        };
-        list.extend(items);
-        let value = Dynamic::from_array(list);
-        match rt.host() {
-            Some(host) => {
-                host.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .runtime
-                    .insert(key.to_string(), value.clone());
-            }
-            None => {
-                rt.registry
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .config
-                    .insert(key.to_string(), value.clone());
-            }
-        }
-        rt.reporter.secrets().learn_value(key, &value);
-        Ok(())
-    });
-
-    let rt = runtime.clone();
-    engine.register_fn("get", move |key: &str| -> ScriptResult<Dynamic> {
-        match lookup(&rt, key)? {
-            Some(value) => Ok(value),
-            None => Err(missing(&rt, key)),
-        }
-    });
-    let rt = runtime.clone();
-    engine.register_fn(
-        "get",
-        move |key: &str, default: Dynamic| -> ScriptResult<Dynamic> {
-            Ok(lookup(&rt, key)?.unwrap_or(default))
-        },
-    );
-    let rt = runtime.clone();
-    engine.register_fn("has", move |key: &str| -> ScriptResult<bool> {
-        Ok(lookup(&rt, key).ok().flatten().is_some())
-    });
-
     engine.register_fn("quote", |value: &str| -> ScriptResult<String> {
         crate::quote::word(value).map_err(|e| e.to_string().into())
-    });
-
-    // `secret("key")`: the key's value never appears in output, errors or notifications. Inside
-    // a task the value the key has now on this host is taken out at once.
-    let rt = runtime.clone();
-    engine.register_fn("secret", move |key: &str| -> ScriptResult<()> {
-        if key.is_empty() {
-            return Err("a configuration key cannot be empty".into());
-        }
-        let secrets = rt.reporter.secrets();
-        secrets.declare(key);
-        if let Some(value) = lookup(&rt, key).ok().flatten() {
-            let mut values = std::collections::BTreeMap::new();
-            values.insert(key.to_string(), value);
-            secrets.learn(&values);
-        }
-        Ok(())
     });
 
     engine.register_type_with_name::<HostBuilder>("Host");
@@ -309,32 +209,30 @@ fn declare_host(runtime: &Arc<Runtime>, name: &str, local: bool) -> HostBuilder 
     }
 }
 
-/// A key's value: on the running host (expanded), or at the top level of the recipe.
-fn lookup(runtime: &Runtime, key: &str) -> ScriptResult<Option<Dynamic>> {
-    if let Some(host) = runtime.host() {
-        let host = host.lock().unwrap_or_else(|e| e.into_inner());
-        return match host.value(key).map_err(super::into_script_error)? {
-            Some(value) if value.is_string() => {
-                let text = value.to_string();
-                let expanded = host
-                    .expand(&text, Mode::Plain)
-                    .map_err(super::into_script_error)?;
-                Ok(Some(Dynamic::from(expanded)))
-            }
-            other => Ok(other),
-        };
-    }
+/// A key's value at the top level of the recipe: `-o`, then `set`, then zdd's default.
+pub fn declared_value(runtime: &Runtime, key: &str) -> Option<Dynamic> {
     if let Some(value) = runtime.overrides.get(key) {
-        return Ok(Some(value.clone()));
+        return Some(value.clone());
     }
     let registry = runtime.registry.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(value) = registry.config.get(key) {
-        return Ok(Some(value.clone()));
+        return Some(value.clone());
     }
-    Ok(config::defaults().remove(key))
+    config::defaults().remove(key)
 }
 
-fn missing(runtime: &Runtime, key: &str) -> Box<EvalAltResult> {
+/// `set()` at the top level of the recipe: every host has `key`, unless it sets its own.
+pub fn declare_value(runtime: &Runtime, key: &str, value: Dynamic) {
+    runtime
+        .registry
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .config
+        .insert(key.to_string(), value);
+}
+
+/// `get()` of a key nothing set: the error, with the closest known key.
+pub fn missing(runtime: &Runtime, key: &str) -> Box<EvalAltResult> {
     let registry = runtime.registry.lock().unwrap_or_else(|e| e.into_inner());
     let known: Vec<String> = registry
         .config

@@ -991,7 +991,7 @@ fn remove_dead_control_directories(parent: &Path) {
         let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
             continue;
         };
-        if meta.is_dir() && meta.uid() == uid && !crate::primitives::lock::alive(pid) {
+        if meta.is_dir() && meta.uid() == uid && !crate::process::alive(pid) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

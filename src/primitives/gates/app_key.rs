@@ -6,7 +6,7 @@
 use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::primitives::artisan::app_path;
-use crate::quote;
+use crate::quote::Line;
 
 const RECORD: &str = ".zdd-app-key";
 
@@ -55,14 +55,17 @@ pub fn check_app_key(ctx: &HostContext) -> Result<(), Failure> {
     }
 }
 
+/// The shell line of [`key_hash`] up to the `.env` file it reads...
+const READ_KEY: &str = "key=$(sed -n 's/^[[:space:]]*APP_KEY[[:space:]]*=[[:space:]]*//p' --";
+/// ...and after it: the last APP_KEY line's value, unquoted, hashed (nothing when it is empty).
+const HASH_KEY: &str =
+    "| tail -n 1 | tr -d '\\r' | sed 's/^\"\\(.*\\)\"$/\\1/; s/^'\"'\"'\\(.*\\)'\"'\"'$/\\1/'); \
+     [ -n \"$key\" ] || exit 0; printf '%s' \"$key\" | sha256sum | cut -d' ' -f1";
+
 /// The sha256 of the APP_KEY value in `env_file`, computed on the host: the key never leaves it.
 fn key_hash(ctx: &HostContext, env_file: &str) -> Result<Option<String>, Failure> {
-    let line = format!(
-        "key=$(sed -n 's/^[[:space:]]*APP_KEY[[:space:]]*=[[:space:]]*//p' -- {} | tail -n 1 | tr -d '\\r' | sed 's/^\"\\(.*\\)\"$/\\1/; s/^'\"'\"'\\(.*\\)'\"'\"'$/\\1/'); \
-         [ -n \"$key\" ] || exit 0; printf '%s' \"$key\" | sha256sum | cut -d' ' -f1",
-        quote::word(env_file)?
-    );
-    let output = ctx.exec_in(&line, None)?;
+    let line = Line::shell(READ_KEY).arg(env_file)?.text(HASH_KEY);
+    let output = ctx.exec_in(line.as_str(), None)?;
     let hash = output.stdout.trim().to_string();
     Ok(Some(hash).filter(|h| !h.is_empty()))
 }

@@ -9,7 +9,7 @@ use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::primitives::artisan::app_path;
 use crate::primitives::programs::{php, program};
-use crate::quote;
+use crate::quote::{self, Joiner, Line};
 
 /// Severity ranks, lowest first (`moderate` is npm's `medium`).
 fn rank(severity: &str) -> Option<u8> {
@@ -199,7 +199,7 @@ fn summarize(text: &str, status: i32) -> String {
 
 /// Run `line` in `dir`, whatever its status: (stdout, stderr, status).
 fn capture(ctx: &HostContext, line: &str, dir: &str) -> Result<(String, String, i32), Failure> {
-    let wrapped = format!("{line}; printf '\\nzdd-status=%s\\n' \"$?\"");
+    let wrapped = quote::join(&[line, "printf '\\nzdd-status=%s\\n' \"$?\""], Joiner::Then);
     let output = ctx.exec_in(&wrapped, Some(dir))?;
     let (body, status) = match output.stdout.rsplit_once("\nzdd-status=") {
         Some((body, status)) => (body.to_string(), status.trim().parse().unwrap_or(-1)),
@@ -226,22 +226,21 @@ pub fn audit(ctx: &HostContext) -> Result<(), Failure> {
         )));
     }
     let dir = app_path(ctx)?;
-    let word = quote::word;
     let mut outcomes: Vec<(&str, Outcome)> = Vec::new();
     if ctx.transport.exists(&format!("{dir}/composer.lock"))? {
-        let line = format!(
-            "COLUMNS={COLUMNS} {} {} audit --format=json --no-interaction --locked --no-dev",
-            php(ctx)?,
-            word(&program(ctx, "composer")?)?
-        );
-        let (stdout, stderr, status) = capture(ctx, &line, &dir)?;
+        let line = Line::default()
+            .assign("COLUMNS", &COLUMNS.to_string())?
+            .text(php(ctx)?.as_str())
+            .arg(&program(ctx, "composer")?)?
+            .text("audit --format=json --no-interaction --locked --no-dev");
+        let (stdout, stderr, status) = capture(ctx, line.as_str(), &dir)?;
         outcomes.push(("composer audit", parse_composer(&stdout, &stderr, status)));
     } else if ctx.transport.exists(&format!("{dir}/composer.json"))? {
         ctx.warn("audit: composer.json without composer.lock: composer audit needs the lock file");
     }
     if ctx.transport.exists(&format!("{dir}/package-lock.json"))? {
-        let line = format!("{} audit --omit=dev --json", word(&program(ctx, "npm")?)?);
-        let (stdout, stderr, status) = capture(ctx, &line, &dir)?;
+        let line = Line::command(&[program(ctx, "npm")?])?.text("audit --omit=dev --json");
+        let (stdout, stderr, status) = capture(ctx, line.as_str(), &dir)?;
         outcomes.push(("npm audit", parse_npm(&stdout, &stderr, status)));
     }
 
