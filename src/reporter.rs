@@ -35,6 +35,8 @@ pub enum Event<'a> {
         host: &'a str,
         task: &'a str,
         duration_ms: u128,
+        /// How many times the step waited for the host (0 on the local transport).
+        round_trips: u64,
     },
     TaskFailed {
         host: &'a str,
@@ -224,6 +226,7 @@ impl Reporter {
                 host,
                 task,
                 duration_ms,
+                ..
             } if v >= Verbosity::Normal => Some(format!(
                 "[{host}] {task} ... ok ({})",
                 format_duration(Duration::from_millis(duration_ms as u64))

@@ -490,6 +490,11 @@ fn run_step(
         host,
         task: &step.task,
     });
+    let waits = || {
+        let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+        ctx.transport.round_trips()
+    };
+    let waited_before = waits();
     let started = Instant::now();
     let result = recipe.call(step, &slot.context);
     let elapsed = started.elapsed().as_millis();
@@ -499,6 +504,7 @@ fn run_step(
                 host,
                 task: &step.task,
                 duration_ms: elapsed,
+                round_trips: waits() - waited_before,
             });
             Ok(())
         }

@@ -819,3 +819,89 @@ fn php_starts_share_compiled_scripts_and_forget_removed_releases() {
     ));
     assert!(!text.contains("opcache"), "{text}");
 }
+
+/// The round trips of each step of `recipes/laravel.rhai` deploying the Laravel 12 fixture to
+/// one host over real SSH: `(task, round trips)` of every `task_finished` event, in order,
+/// and the run's total (the `finished` event's).
+fn laravel_round_trips_over_ssh() -> (Vec<(String, u64)>, u64) {
+    let sandbox = Sandbox::new();
+    let fixture = fixture_repo(&sandbox, "repo");
+    let files = laravel_12(&sandbox, false);
+    fixture.version("v12", &as_refs(&files));
+    let hosts = crate::ssh_support::SshHosts::start(&sandbox, 1);
+    shared_env(&sandbox, hosts.deploy_path(1));
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/laravel.rhai"))
+            .unwrap();
+    let recipe = sandbox.path("laravel-ssh.rhai");
+    std::fs::write(
+        &recipe,
+        shipped.replace("\nlocalhost();\n", &format!("\n{}", hosts.recipe_hosts())),
+    )
+    .unwrap();
+    let recipe = recipe.display().to_string();
+    // The first deploy seeds `shared/`; the second is a deploy as every later one is.
+    let mut last = None;
+    for _ in 0..2 {
+        let output = deploy_recipe(&sandbox, &fixture, &recipe, "v12", &["--json"]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        last = Some(String::from_utf8_lossy(&output.stdout).into_owned());
+    }
+    let events: Vec<serde_json::Value> = last
+        .unwrap()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let steps = events
+        .iter()
+        .filter(|e| e["event"] == "task_finished")
+        .map(|e| {
+            (
+                e["task"].as_str().unwrap().to_string(),
+                e["round_trips"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let total = events
+        .iter()
+        .find(|e| e["event"] == "finished")
+        .and_then(|e| e["round_trips"].as_u64())
+        .unwrap();
+    (steps, total)
+}
+
+/// Over SSH the Laravel recipe waits for the host once per step that must look at a result
+/// (an artisan or composer command whose status or output decides what happens next, a
+/// probe of the app, the health of the new release) and never in a step that only changes
+/// files: the lock and the host's state (1), then nothing until the checked-out release is
+/// looked at. README.md states the figures this asserts.
+#[test]
+fn over_ssh_the_laravel_recipe_waits_only_in_steps_that_look_at_a_result() {
+    let (steps, total) = laravel_round_trips_over_ssh();
+    let report: Vec<String> = steps.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+    eprintln!("round trips per step:\n{}\ntotal {total}", report.join("\n"));
+    let of = |task: &str| {
+        steps
+            .iter()
+            .find(|(t, _)| t == task)
+            .unwrap_or_else(|| panic!("no {task} in {report:?}"))
+            .1
+    };
+    // Steps that only change files are sent without waiting.
+    for task in [
+        "deploy:lock",
+        "deploy:release",
+        "deploy:update_code",
+        "deploy:shared",
+        "deploy:cleanup",
+        "deploy:unlock",
+    ] {
+        assert_eq!(of(task), 0, "{task}: {report:?}");
+    }
+    assert_eq!(of("deploy:prepare"), 1, "the lock with the host's state");
+    for (task, waits) in &steps {
+        assert!(*waits <= 1, "{task} waited {waits} times: {report:?}");
+    }
+    let counted: u64 = steps.iter().map(|(_, n)| n).sum();
+    assert!(total >= counted && total <= counted + 1, "{total} vs {report:?}");
+}
