@@ -1,0 +1,454 @@
+//! Attacks on the pipelined checkout and shared links over real SSH (commit a98ede2): hostile
+//! `shared_dirs`/`shared_files` entries and branches, the framing of batched answers, and
+//! faults in the middle of a request nobody waited for. Each test says what it tries and
+//! asserts zdd's own words and what is left on the host.
+
+use std::path::Path;
+
+use crate::ssh_support::{rhai_string, SshHosts};
+use crate::support::{Repo, Sandbox};
+
+/// The stdlib deploy of `repo` to every host, plus `extra` recipe lines.
+fn recipe(sandbox: &Sandbox, hosts: &SshHosts, repo: &Repo, extra: &str) {
+    sandbox.write(
+        "app.rhai",
+        &format!(
+            "import \"deploy\";\nset(\"repository\", {});\n{}{extra}",
+            rhai_string(&repo.str()),
+            hosts.recipe_hosts()
+        ),
+    );
+}
+
+fn repo(sandbox: &Sandbox) -> Repo {
+    let repo = sandbox.repo("repo");
+    repo.commit(
+        &[
+            ("index.html", "one\n"),
+            ("storage/logs/app.log", "from the repo\n"),
+        ],
+        "one",
+    );
+    repo
+}
+
+fn run(sandbox: &Sandbox, args: &[&str]) -> (i32, String) {
+    let output = sandbox.zdd(args).output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        sandbox.normalize(&String::from_utf8_lossy(&output.stderr)),
+    )
+}
+
+/// Release directories on host `i`.
+fn releases(hosts: &SshHosts, i: usize) -> usize {
+    std::fs::read_dir(hosts.deploy_path(i).join("releases"))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+fn lock_free(hosts: &SshHosts, i: usize) -> bool {
+    !hosts.deploy_path(i).join(".zdd/lock").exists()
+}
+
+fn current(hosts: &SshHosts, i: usize) -> Option<String> {
+    std::fs::read_link(hosts.deploy_path(i).join("current"))
+        .ok()
+        .map(|t| t.display().to_string())
+}
+
+/// Every line of host `i`'s release log, parsed (each must be JSON).
+fn log(hosts: &SshHosts, i: usize) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(hosts.deploy_path(i).join(".zdd/releases.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+        })
+        .collect()
+}
+
+/// A canary file a value that ran as a command would create.
+fn pwned(sandbox: &Sandbox, hosts: &SshHosts) -> bool {
+    sandbox.path("PWNED").exists()
+        || hosts.home(1).join("PWNED").exists()
+        || Path::new("/root/PWNED").exists()
+        || hosts.deploy_path(1).join("PWNED").exists()
+}
+
+/// Every file under `dir`, with its contents (symlinks as `-> target`), to compare before and
+/// after a run.
+fn files(dir: &Path) -> Vec<(String, String)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            let kind = entry.file_type().unwrap();
+            if kind.is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                out.push((name, format!("-> {}", target.display())));
+            } else if kind.is_dir() {
+                out.push((name, "/".into()));
+                walk(root, &path, out);
+            } else {
+                out.push((name, std::fs::read_to_string(&path).unwrap_or_default()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A first good deploy with `storage` shared (its logs seeded from the repository).
+fn deployed(sandbox: &Sandbox, hosts: &SshHosts, repo: &Repo) -> String {
+    recipe(
+        sandbox,
+        hosts,
+        repo,
+        "set(\"shared_dirs\", [\"storage\"]);\n",
+    );
+    let (code, stderr) = run(sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    current(hosts, 1).unwrap()
+}
+
+/// What is in `shared/` already must be what the entry is: a shared dir that is a file, or a
+/// symlink to nothing, was linked into the release as it was (found: the deploy succeeded with
+/// `storage` a link to a file). Refused on the host before anything changes.
+#[test]
+fn a_shared_path_of_the_wrong_kind_is_refused_before_anything_changes() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo(&sandbox);
+    let live = deployed(&sandbox, &hosts, &repo);
+    let storage = hosts.deploy_path(1).join("shared/storage");
+    std::fs::rename(&storage, hosts.deploy_path(1).join("storage.aside")).unwrap();
+    repo.commit(&[("index.html", "two\n")], "two");
+    for label in ["a file", "a symlink to nothing"] {
+        if label == "a file" {
+            std::fs::write(&storage, "a file").unwrap();
+        } else {
+            std::os::unix::fs::symlink("/nonexistent/zdd-attack", &storage).unwrap();
+        }
+        let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+        assert_eq!(code, 1, "{label}: {stderr}");
+        assert!(
+            stderr.contains("error: task `deploy:shared` failed on host `web1`"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("Caused by: `shared_dirs` entry `storage`: `[SANDBOX]/host1/app/shared/storage` is not a directory"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("hint: on host `web1`, move `[SANDBOX]/host1/app/shared/storage` aside (zdd seeds a missing one from the release)"),
+            "{stderr}"
+        );
+        assert_eq!(current(&hosts, 1).unwrap(), live);
+        assert!(lock_free(&hosts, 1));
+        assert_eq!(releases(&hosts, 1), 1);
+        if label == "a file" {
+            assert_eq!(std::fs::read_to_string(&storage).unwrap(), "a file");
+        }
+        std::fs::remove_file(&storage).unwrap();
+    }
+    assert!(!Path::new("/nonexistent/zdd-attack").exists());
+}
+
+/// Hostile entry names are data on the host: each is one path, linked under its own name.
+#[test]
+fn hostile_shared_entries_are_one_path_each() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let long = "l".repeat(200);
+    let dirs = [
+        "-rf",
+        "--help",
+        "a b/c  d",
+        "$(touch PWNED)",
+        "`touch PWNED`",
+        "x;touch PWNED;",
+        "q'u\"o\\te",
+        "ünï/çødé",
+        "*",
+        long.as_str(),
+    ];
+    let repo = sandbox.repo("repo");
+    let mut committed: Vec<(String, String)> = dirs
+        .iter()
+        .map(|d| (format!("{d}/kept"), format!("{d}\n")))
+        .collect();
+    committed.push(("-env".into(), "from the repo\n".into()));
+    committed.push(("index.html".into(), "one\n".into()));
+    let refs: Vec<(&str, &str)> = committed
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    repo.commit(&refs, "hostile names");
+    let list = |items: &[&str]| {
+        items
+            .iter()
+            .map(|d| rhai_string(d))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    recipe(
+        &sandbox,
+        &hosts,
+        &repo,
+        &format!(
+            "set(\"shared_dirs\", [{}]);\nset(\"shared_files\", [\"-env\"]);\n",
+            list(&dirs)
+        ),
+    );
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    let deploy = hosts.deploy_path(1);
+    for dir in dirs {
+        let link = deploy.join("current").join(dir);
+        assert!(link.is_symlink(), "{dir}");
+        assert_eq!(
+            std::fs::read_to_string(deploy.join("shared").join(dir).join("kept")).unwrap(),
+            format!("{dir}\n"),
+            "{dir} seeded from the release"
+        );
+        assert_eq!(
+            std::fs::read_to_string(link.join("kept")).unwrap(),
+            format!("{dir}\n")
+        );
+    }
+    assert!(deploy.join("current/-env").is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(deploy.join("shared/-env")).unwrap(),
+        "from the repo\n"
+    );
+    assert!(!pwned(&sandbox, &hosts), "a value was executed");
+    // Only the entries were made in shared/ (no `a`, `c  d` or `*` expanded elsewhere).
+    let mut top: Vec<String> = std::fs::read_dir(deploy.join("shared"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    let mut expected: Vec<String> = dirs
+        .iter()
+        .map(|d| d.split('/').next().unwrap().to_string())
+        .chain(["-env".to_string()])
+        .collect();
+    expected.sort();
+    expected.dedup();
+    assert_eq!(top, expected);
+
+    // Paths that leave the release, or are not one path, are refused before anything runs.
+    let before = files(deploy);
+    for bad in [
+        "..",
+        "../outside",
+        "storage/../../x",
+        "/etc",
+        "./storage",
+        "a/./b",
+        "a//b",
+        "",
+        "a\nb",
+    ] {
+        recipe(
+            &sandbox,
+            &hosts,
+            &repo,
+            &format!("set(\"shared_dirs\", [{}]);\n", rhai_string(bad)),
+        );
+        let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+        assert_eq!(code, 2, "{bad:?}: {stderr}");
+        assert!(stderr.contains("`shared_dirs`"), "{bad:?}: {stderr}");
+        assert_eq!(files(deploy), before, "{bad:?} changed the host");
+    }
+}
+
+/// An entry the repository brings as a symlink (to a directory or a file outside) is replaced
+/// as a link, never followed: nothing outside is read, made or removed.
+#[test]
+fn a_shared_entry_that_is_a_symlink_in_the_repository_is_never_followed() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let outside = sandbox.path("outside");
+    std::fs::create_dir_all(outside.join("dir")).unwrap();
+    std::fs::write(outside.join("dir/precious"), "outside\n").unwrap();
+    std::fs::write(outside.join("env"), "OUTSIDE=1\n").unwrap();
+    let repo = sandbox.repo("repo");
+    std::os::unix::fs::symlink(outside.join("dir"), repo.path.join("storage")).unwrap();
+    std::os::unix::fs::symlink(outside.join("env"), repo.path.join(".env")).unwrap();
+    repo.commit(&[("index.html", "one\n")], "links");
+    let before = files(&outside);
+    recipe(
+        &sandbox,
+        &hosts,
+        &repo,
+        "set(\"shared_dirs\", [\"storage\"]);\nset(\"shared_files\", [\".env\"]);\n",
+    );
+    // No shared `.env` yet, and the release's is a link: nothing to seed it from.
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("Caused by: shared file `.env` is missing: `[SANDBOX]/host1/app/shared/.env` does not exist"),
+        "{stderr}"
+    );
+    assert!(current(&hosts, 1).is_none());
+    assert!(lock_free(&hosts, 1));
+    assert_eq!(files(&outside), before);
+
+    std::fs::write(hosts.deploy_path(1).join("shared/.env"), "SHARED=1\n").unwrap();
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    let deploy = hosts.deploy_path(1);
+    assert_eq!(
+        std::fs::read_to_string(deploy.join("current/.env")).unwrap(),
+        "SHARED=1\n"
+    );
+    assert!(deploy.join("shared/storage").is_dir());
+    assert!(!deploy.join("shared/storage").is_symlink());
+    assert_eq!(
+        std::fs::read_dir(deploy.join("shared/storage"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(files(&outside), before, "nothing outside changed");
+}
+
+/// Branch names git accepts may hold quotes, `$`, backticks and zdd's own placeholder: the
+/// checkout's log line stays one JSON object with the ref as given and the commit it names.
+#[test]
+fn a_hostile_branch_keeps_the_release_log_true() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo(&sandbox);
+    recipe(
+        &sandbox,
+        &hosts,
+        &repo,
+        "set(\"shared_dirs\", [\"storage\"]);\n",
+    );
+    for (n, branch) in [
+        "a\"commit\"b",
+        "x@zdd-commit@y",
+        "@zdd-commit@",
+        "q'uo\"te$x`touch${IFS}PWNED`$(touch${IFS}PWNED)",
+        "{\"commit\"}",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        crate::support::git(&repo.path, &["checkout", "-q", "-b", branch, "main"]);
+        let commit = repo.commit(&[("index.html", &format!("{n}\n"))], "branch");
+        crate::support::git(&repo.path, &["checkout", "-q", "main"]);
+        let (code, stderr) = run(
+            &sandbox,
+            &["run", "app.rhai", "-o", &format!("branch={branch}")],
+        );
+        assert_eq!(code, 0, "{branch}: {stderr}");
+        let line = log(&hosts, 1)
+            .into_iter()
+            .rfind(|l| l["event"] == "checked_out")
+            .unwrap();
+        assert_eq!(line["ref"], branch, "{line}");
+        assert_eq!(line["commit"], commit.as_str(), "{line}");
+        assert_eq!(
+            std::fs::read_to_string(hosts.deploy_path(1).join("current/REVISION")).unwrap(),
+            format!("{commit}\n")
+        );
+        assert_eq!(
+            std::fs::read_to_string(hosts.deploy_path(1).join("current/index.html")).unwrap(),
+            format!("{n}\n")
+        );
+    }
+    // JSON itself is no ref name: refused before anything runs.
+    let (code, stderr) = run(
+        &sandbox,
+        &[
+            "run",
+            "app.rhai",
+            "-o",
+            "branch=\"commit\":\"@zdd-commit@\"",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.starts_with("error: `branch` is `"), "{stderr}");
+    assert!(!pwned(&sandbox, &hosts));
+}
+
+/// Answers that look like the framing, are large, empty or not UTF-8, and a release log of
+/// hundreds of KB with such lines in it: the reply stream never slips.
+#[test]
+fn big_binary_and_marker_like_answers_keep_the_replies_in_step() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo(&sandbox);
+    deployed(&sandbox, &hosts, &repo);
+    let path = hosts.deploy_path(1).join(".zdd/releases.jsonl");
+    let mut text = Vec::new();
+    for i in 0..4000 {
+        text.extend_from_slice(
+            format!(
+                "{{\"event\":\"note\",\"release\":\"x{i}\",\"message\":\"{}\"}}\n",
+                "y".repeat(100)
+            )
+            .as_bytes(),
+        );
+    }
+    text.extend_from_slice(b"ZDD-1-2 0 5 5\nZDD-1-2 skip\n\xff\xfe\x00binary\n");
+    text.extend_from_slice(&std::fs::read(&path).unwrap());
+    std::fs::write(&path, &text).unwrap();
+    assert!(text.len() > 400_000);
+
+    repo.commit(&[("index.html", "two\n")], "two");
+    recipe(
+        &sandbox,
+        &hosts,
+        &repo,
+        "set(\"shared_dirs\", [\"storage\"]);\nset(\"writable_dirs\", [\"storage\", \"cache\"]);\n\
+         after(\"deploy:update_code\", || {\n\
+           let big = run(\"head -c 300000 /dev/zero | tr '\\\\0' x\");\n\
+           if big.len() != 300000 { throw `big: ${big.len()}`; }\n\
+           let fake = run(\"printf 'ZDD-1-1 0 99 99\\\\nZDD-1-1 skip\\\\n'; printf '\\\\377\\\\376' >&2\");\n\
+           if !fake.starts_with(\"ZDD-1-1 0 99 99\") { throw `fake: ${fake}`; }\n\
+           let empty = run(\"true\");\n\
+           if empty != \"\" { throw `empty: ${empty}`; }\n\
+           let after = run(\"echo after\");\n\
+           if after != \"after\" { throw `after: ${after}`; }\n\
+         });\n",
+    );
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("[web1] warning: `[SANDBOX]/host1/app/.zdd/releases.jsonl`: lines 4001, 4002, 4003 cannot be read and were skipped"),
+        "{stderr}"
+    );
+    let two = current(&hosts, 1).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(hosts.deploy_path(1).join("current/index.html")).unwrap(),
+        "two\n"
+    );
+    let (code, stderr) = run(&sandbox, &["rollback", "app.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_ne!(current(&hosts, 1).unwrap(), two);
+    assert!(lock_free(&hosts, 1));
+
+    // A lock held by someone else fails the request that takes it, in the middle of the
+    // query that reads the host's state: zdd's words, and the next run is in step.
+    let lock = hosts.deploy_path(1).join(".zdd/lock");
+    std::fs::write(&lock, b"\xff\xfe ZDD-1-1 0 1 1\n").unwrap();
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("Caused by: deploy to `web1` is locked (`[SANDBOX]/host1/app/.zdd/lock` exists but does not say by whom)"),
+        "{stderr}"
+    );
+    std::fs::remove_file(&lock).unwrap();
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+}
