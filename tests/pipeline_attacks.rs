@@ -117,6 +117,62 @@ fn deployed(sandbox: &Sandbox, hosts: &SshHosts, repo: &Repo) -> String {
     current(hosts, 1).unwrap()
 }
 
+/// A task may set `shared_dirs` after the settings were checked: an entry inside another one
+/// would be linked through the other's new link, into `shared/` (found: `rm -rf` through the
+/// link removed `shared/storage/logs` and a link out of the deploy path took its place). It
+/// is refused before anything is sent, in the words of the settings check.
+#[test]
+fn a_shared_entry_inside_another_set_by_a_task_is_refused() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo(&sandbox);
+    let live = deployed(&sandbox, &hosts, &repo);
+    let shared = hosts.deploy_path(1).join("shared");
+    let before = files(&shared);
+    assert!(before.contains(&("storage/logs/app.log".into(), "from the repo\n".into())));
+
+    repo.commit(&[("index.html", "two\n")], "two");
+    recipe(
+        &sandbox,
+        &hosts,
+        &repo,
+        "set(\"shared_dirs\", [\"storage\"]);\nbefore(\"deploy:shared\", || { set(\"shared_dirs\", [\"storage\", \"storage/logs\"]); });\n",
+    );
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error: task `deploy:shared` failed on host `web1`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Caused by: `shared_dirs` entry `storage/logs` is inside `shared_dirs` entry `storage`: it is already shared through `storage`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: remove `storage/logs` from `shared_dirs`: everything under a shared entry is shared with it"),
+        "{stderr}"
+    );
+    assert_eq!(files(&shared), before, "shared/ is untouched");
+    assert_eq!(current(&hosts, 1).unwrap(), live);
+    assert!(lock_free(&hosts, 1));
+    assert_eq!(releases(&hosts, 1), 1);
+
+    // The same entry twice is harmless: linked once, then linked again.
+    recipe(
+        &sandbox,
+        &hosts,
+        &repo,
+        "set(\"shared_dirs\", [\"storage\"]);\nbefore(\"deploy:shared\", || { set(\"shared_dirs\", [\"storage\", \"storage\"]); });\n",
+    );
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(files(&shared), before);
+    assert_eq!(
+        std::fs::read_link(hosts.deploy_path(1).join("current/storage")).unwrap(),
+        Path::new("../../shared/storage")
+    );
+}
+
 /// What is in `shared/` already must be what the entry is: a shared dir that is a file, or a
 /// symlink to nothing, was linked into the release as it was (found: the deploy succeeded with
 /// `storage` a link to a file). Refused on the host before anything changes.
