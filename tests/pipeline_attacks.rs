@@ -437,6 +437,29 @@ fn a_hostile_branch_keeps_the_release_log_true() {
     assert!(!pwned(&sandbox, &hosts));
 }
 
+/// A secret as short as `commit` was redacted out of the checkout's placeholder (found: zdd
+/// panicked, a release build failed the checkout). A commit id is not secret.
+#[test]
+fn a_secret_that_is_part_of_the_placeholder_leaves_the_commit_in_the_log() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo(&sandbox);
+    let commit = crate::support::git(&repo.path, &["rev-parse", "HEAD"]);
+    recipe(
+        &sandbox,
+        &hosts,
+        &repo,
+        "set(\"db_password\", \"commit\");\n",
+    );
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    let line = log(&hosts, 1)
+        .into_iter()
+        .find(|l| l["event"] == "checked_out")
+        .unwrap();
+    assert_eq!(line["commit"], commit.trim(), "{line}");
+}
+
 /// Answers that look like the framing, are large, empty or not UTF-8, and a release log of
 /// hundreds of KB with such lines in it: the reply stream never slips.
 #[test]
