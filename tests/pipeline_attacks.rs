@@ -531,3 +531,168 @@ fn big_binary_and_marker_like_answers_keep_the_replies_in_step() {
     let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// A hook in the host's git config (`uploadpack.packObjectsHook`, read from the remote HOME)
+/// that kills `victim` while the checkout's fetch runs: the remote shell (`$pid`) or the
+/// connection's sshd (`$parent`).
+fn kill_during_fetch(sandbox: &Sandbox, hosts: &SshHosts, victim: &str) {
+    let hook = sandbox.write(
+        "hook.sh",
+        &format!(
+            "#!/bin/sh\npid=$$\nwhile :; do\n  parent=$(awk '{{print $4}}' /proc/$pid/stat)\n  case $(cat /proc/$parent/comm) in sshd*) break;; esac\n  pid=$parent\ndone\nkill -9 {victim}\nexit 1\n"
+        ),
+    );
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        hosts.home(1).join(".gitconfig"),
+        format!("[uploadpack]\n\tpackObjectsHook = {}\n", hook.display()),
+    )
+    .unwrap();
+}
+
+/// The remote shell killed, or the connection dropped, after the checkout was sent and before
+/// it was answered (found: the run said `deploy: release ...` and exited 0, with `current`
+/// never switched, an empty release and the lock left). The run fails as the step that sent
+/// the checkout, names the host and what failed, says the lock is left, and claims nothing
+/// about `current` it could not see. The next run finds the stale lock and says how to clear
+/// it; once cleared, the host deploys.
+#[test]
+fn a_connection_lost_before_the_checkout_is_answered_fails_the_run() {
+    for victim in ["$pid", "$parent"] {
+        let sandbox = Sandbox::new();
+        let hosts = SshHosts::start(&sandbox, 1);
+        let repo = repo(&sandbox);
+        let live = deployed(&sandbox, &hosts, &repo);
+        let shared = files(&hosts.deploy_path(1).join("shared"));
+        repo.commit(&[("index.html", "two\n")], "two");
+        kill_during_fetch(&sandbox, &hosts, victim);
+        let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+        assert_eq!(code, 1, "{victim}: {stderr}");
+        assert!(
+            stderr.contains("error: task `deploy:update_code` failed on host `web1`"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("Caused by: cannot reach host `web1`: "),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(
+                "also: could not release the lock on host `web1`: cannot reach host `web1`: "
+            ),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("deploy: release"), "{stderr}");
+        assert!(!stderr.contains("now: on `web1`"), "{stderr}");
+        assert_eq!(current(&hosts, 1).unwrap(), live);
+        assert_eq!(files(&hosts.deploy_path(1).join("shared")), shared);
+        assert!(!lock_free(&hosts, 1), "the lock is left, and said so");
+
+        std::fs::remove_file(hosts.home(1).join(".gitconfig")).unwrap();
+        let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+        assert_eq!(code, 3, "{victim}: {stderr}");
+        assert!(
+            stderr.contains("hint: clear the stale lock with `zdd unlock app.rhai`"),
+            "{stderr}"
+        );
+        let (code, stderr) = run(&sandbox, &["unlock", "app.rhai"]);
+        assert_eq!(code, 0, "{stderr}");
+        let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+        assert_eq!(code, 0, "{victim}: {stderr}");
+        assert_eq!(
+            std::fs::read_to_string(hosts.deploy_path(1).join("current/index.html")).unwrap(),
+            "two\n"
+        );
+        assert!(lock_free(&hosts, 1));
+    }
+}
+
+/// `chattr +i` on a path, undone when dropped (even when the test fails); `None` where the
+/// file system cannot.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(path: std::path::PathBuf) -> Option<Immutable> {
+        let ok = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(&path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Immutable(path))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A write refused in the middle of the pipeline (the `cp -a` that seeds `shared/`, the
+/// release directory, the deploy path itself), one scenario a line: the step that sent it is
+/// named with the host and zdd's words, `current`, `shared/` and the releases are as they
+/// were, and the lock is released.
+#[test]
+fn a_write_refused_in_the_middle_leaves_the_host_as_it_was() {
+    // (frozen path, failing step, zdd's words, whether `shared/storage` was seeded before)
+    let scenarios: [(&str, &str, &str, bool); 3] = [
+        (
+            "shared",
+            "deploy:shared",
+            "Caused by: cannot link the shared entries on `web1`: ",
+            false,
+        ),
+        (
+            "releases",
+            "deploy:release",
+            "Caused by: cannot create directory `[SANDBOX]/host1/app/releases/",
+            false,
+        ),
+        (
+            ".",
+            "deploy:symlink",
+            "Caused by: cannot switch `[SANDBOX]/host1/app/current` on `web1`: ",
+            true,
+        ),
+    ];
+    for (frozen, task, words, seeded) in scenarios {
+        let sandbox = Sandbox::new();
+        let hosts = SshHosts::start(&sandbox, 1);
+        let repo = repo(&sandbox);
+        let live = deployed(&sandbox, &hosts, &repo);
+        // A missing shared dir is seeded with `cp -a` from the release.
+        std::fs::remove_dir_all(hosts.deploy_path(1).join("shared/storage")).unwrap();
+        let shared = files(&hosts.deploy_path(1).join("shared"));
+        repo.commit(&[("index.html", "two\n")], "two");
+        let Some(_frozen) = Immutable::set(hosts.deploy_path(1).join(frozen)) else {
+            eprintln!("chattr +i is not available here: skipped");
+            return;
+        };
+        let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+        drop(_frozen);
+        assert_eq!(code, 1, "{frozen}: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: task `{task}` failed on host `web1`")),
+            "{frozen}: {stderr}"
+        );
+        assert!(stderr.contains(words), "{frozen}: {stderr}");
+        assert!(
+            stderr.contains(&format!("now: on `web1`, `current` points at {live}")),
+            "{frozen}: {stderr}"
+        );
+        assert_eq!(current(&hosts, 1).unwrap(), live);
+        let now = files(&hosts.deploy_path(1).join("shared"));
+        if seeded {
+            // Shared data seeded from the release before the failure is kept.
+            assert!(now.contains(&("storage/logs/app.log".into(), "from the repo\n".into())));
+        } else {
+            assert_eq!(now, shared, "{frozen}");
+        }
+        assert!(lock_free(&hosts, 1), "{frozen}");
+        assert_eq!(releases(&hosts, 1), 1, "{frozen}");
+    }
+}

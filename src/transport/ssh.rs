@@ -262,7 +262,20 @@ impl Ssh {
         pipe.round_trips += 1;
         let mut answers = Vec::new();
         while let Some(sent) = pipe.waiting.pop_front() {
-            let reply = pipe.shell.read_reply(sent.accept, &self.label)?;
+            let reply = match pipe.shell.read_reply(sent.accept, &self.label) {
+                Ok(reply) => reply,
+                Err(error) => {
+                    // The connection went before this request was answered: it may not have
+                    // run, and the step that sent it without waiting is the one that failed.
+                    if let (Some((tag, _)), None) = (&sent.deferred, &pipe.failure) {
+                        pipe.failure = Some(Deferred {
+                            tag: *tag,
+                            error: DeferredError::Message(format!("{error:#}")),
+                        });
+                    }
+                    return Err(error);
+                }
+            };
             match sent.deferred {
                 Some((tag, request)) => {
                     let mut answer = None;
