@@ -532,6 +532,30 @@ fn big_binary_and_marker_like_answers_keep_the_replies_in_step() {
     assert_eq!(code, 0, "{stderr}");
 }
 
+/// A command that leaves a process writing to its output in the background (`nohup worker &`
+/// writes to the output file it was given): its words went into the answers of the requests
+/// after it (found: `run("echo a")` answered `ti`). Each request now writes to new files.
+#[test]
+fn a_background_process_never_writes_into_a_later_answer() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo(&sandbox);
+    recipe(
+        &sandbox,
+        &hosts,
+        &repo,
+        "after(\"deploy:update_code\", || {\n\
+           run(\"(sleep 0.2; end=$(($(date +%s)+2)); while [ $(date +%s) -lt $end ]; do echo tick; done) &\");\n\
+           run(\"sleep 0.3\");\n\
+           for i in 0..20 { let x = run(\"echo a\"); if x != \"a\" { throw `got ${x}`; } }\n\
+         });\n",
+    );
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    // The writer stops on its own; let it end before the sandbox goes.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+}
+
 /// A hook in the host's git config (`uploadpack.packObjectsHook`, read from the remote HOME)
 /// that kills `victim` while the checkout's fetch runs: the remote shell (`$pid`) or the
 /// connection's sshd (`$parent`).
