@@ -125,6 +125,9 @@ pub struct HostContext {
     pub failure: Option<String>,
     /// Answers worth keeping for the rest of the run (e.g. the artisan commands an app has).
     pub memo: BTreeMap<String, String>,
+    /// Where each program a primitive starts was found on the host (`primitives::programs`):
+    /// looked up once per run.
+    pub programs: std::sync::Mutex<BTreeMap<String, Option<String>>>,
     /// The host's deploy state, read when the lock was taken (`primitives::host_state`).
     pub state: Option<HostState>,
     /// The step running now, set by the runner: what a request sent without waiting is
@@ -425,12 +428,23 @@ impl HostContext {
 
     /// Run an already-quoted command line in `cwd`.
     pub fn exec_in(&self, command: &str, cwd: Option<&str>) -> Result<Output, Failure> {
+        self.exec_shown(command, command, cwd)
+    }
+
+    /// Run `script`, shown (with `-v`, and in errors) as `shown`: for a script that carries
+    /// a file's contents nobody needs to read.
+    pub fn exec_shown(
+        &self,
+        script: &str,
+        shown: &str,
+        cwd: Option<&str>,
+    ) -> Result<Output, Failure> {
         self.reporter.event(Event::Command {
             host: &self.host,
-            command,
+            command: shown,
         });
         let sink = self.output_sink();
-        Ok(self.transport.exec(command, cwd, command, sink)?)
+        Ok(self.transport.exec(script, cwd, shown, sink)?)
     }
 
     fn output_sink(&self) -> Option<LineSink> {

@@ -135,6 +135,7 @@ pub fn connect(
             pending_removals: Vec::new(),
             failure: None,
             memo: BTreeMap::new(),
+            programs: Default::default(),
             state: None,
             step: None,
             senders: Vec::new(),

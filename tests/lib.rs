@@ -24,6 +24,7 @@ mod laravel_lifecycle;
 mod laravel_support;
 mod notify;
 mod output;
+mod pipeline_attacks;
 mod quickstart;
 mod remote;
 mod secrets;

@@ -43,9 +43,13 @@ pub fn run(ctx: &HostContext, probe: &Probe, env: &[(&str, &str)]) -> Result<Val
         "tmp",
     );
     let body = probe.source.trim_start().trim_start_matches("<?php");
-    ctx.transport
-        .write_file(&file, &format!("{PRELUDE}\n{body}"))?;
-    // One request: the check for `artisan`, the probe, its removal, and artisan's status.
+    // One request: the probe written, the check for `artisan`, the probe run, its removal,
+    // and artisan's status.
+    let write = Line::shell("printf '%s'")
+        .arg(&format!("{PRELUDE}\n{body}"))?
+        .text(">")
+        .arg(&file)?
+        .text("|| exit 1");
     let mut probe_line = Line::default();
     for (key, value) in env {
         probe_line = probe_line.assign(key, value)?;
@@ -66,7 +70,8 @@ pub fn run(ctx: &HostContext, probe: &Probe, env: &[(&str, &str)]) -> Result<Val
         ],
         Joiner::Then,
     );
-    let output = ctx.exec_in(&line, Some(&dir))?;
+    let script = quote::join(&[write.as_str(), line.as_str()], Joiner::Then);
+    let output = ctx.exec_shown(&script, &line, Some(&dir))?;
     read_result(probe, &dir, &output.stdout)
 }
 

@@ -17,6 +17,7 @@ fn run_tool(ctx: &HostContext, tool: &str, arguments: &str) -> Result<String, Fa
 /// `{{bin/php}} {{bin/composer}} ARGS`: composer runs on the PHP the recipe names, as in
 /// Deployer (a missing PHP fails here, before anything else runs on it).
 pub fn composer(ctx: &HostContext, arguments: &str) -> Result<String, Failure> {
+    super::programs::find(ctx, &["php", "composer"])?;
     let composer = program(ctx, "composer")?;
     let line = php(ctx)?
         .arg(&composer)?

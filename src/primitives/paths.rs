@@ -173,6 +173,9 @@ pub fn refused(refusal: &Refusal, host: &str) -> Failure {
         Refusal::MissingSharedFile { shared, .. } => failure.with_hint(format!(
             "create `{shared}` on host `{host}` before deploying (zdd never creates an empty one)"
         )),
+        Refusal::SharedKind { shared, .. } => failure.with_hint(format!(
+            "on host `{host}`, move `{shared}` aside (zdd seeds a missing one from the release)"
+        )),
     }
 }
 

@@ -5,15 +5,18 @@ use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::quote::Line;
 use crate::template::Mode;
+use crate::transport::Op;
 
 pub fn program(ctx: &HostContext, name: &str) -> Result<String, Failure> {
     let setting = format!("bin/{name}");
     if ctx.value(&setting)?.is_some() {
         let path = ctx.expand(&ctx.text(&setting)?, Mode::Plain)?;
         let found = if path.contains('/') {
-            ctx.transport.exists(&path)?.then_some(path.clone())
+            remembered(ctx, &path, |ctx| {
+                Ok(ctx.transport.exists(&path)?.then_some(path.clone()))
+            })?
         } else {
-            ctx.transport.find_program(&path)?
+            remembered(ctx, &path, |ctx| Ok(ctx.transport.find_program(&path)?))?
         };
         return found.ok_or_else(|| {
             Failure::message(format!(
@@ -25,7 +28,7 @@ pub fn program(ctx: &HostContext, name: &str) -> Result<String, Failure> {
             ))
         });
     }
-    ctx.transport.find_program(name)?.ok_or_else(|| {
+    remembered(ctx, name, |ctx| Ok(ctx.transport.find_program(name)?))?.ok_or_else(|| {
         Failure::message(format!(
             "`{name}` is not installed on host `{}` (not on PATH)",
             ctx.host
@@ -34,6 +37,56 @@ pub fn program(ctx: &HostContext, name: &str) -> Result<String, Failure> {
             "install it, or set `{setting}` to its path (e.g. `-o {setting}=/usr/bin/{name}`)"
         ))
     })
+}
+
+/// Look `names` up on the host's PATH in one wait (those not known yet, and not set by a
+/// `bin/NAME` setting), so that a command starting several programs waits once for them.
+pub fn find(ctx: &HostContext, names: &[&str]) -> Result<(), Failure> {
+    let mut unknown = Vec::new();
+    for name in names {
+        let known = ctx
+            .programs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(*name);
+        if !known && ctx.value(&format!("bin/{name}"))?.is_none() {
+            unknown.push(name.to_string());
+        }
+    }
+    if unknown.len() < 2 {
+        return Ok(());
+    }
+    let ops = unknown.iter().cloned().map(Op::FindProgram).collect();
+    let answers = ctx.transport.query(ops)?;
+    let mut programs = ctx.programs.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, answer) in unknown.into_iter().zip(answers) {
+        programs.insert(name, answer.text());
+    }
+    Ok(())
+}
+
+/// Where `program` is on the host: looked up once per run (a round trip each time over SSH,
+/// and php alone is started six to ten times per deploy).
+fn remembered(
+    ctx: &HostContext,
+    program: &str,
+    look_up: impl FnOnce(&HostContext) -> Result<Option<String>, Failure>,
+) -> Result<Option<String>, Failure> {
+    let known = ctx
+        .programs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(program)
+        .cloned();
+    if let Some(found) = known {
+        return Ok(found);
+    }
+    let found = look_up(ctx)?;
+    ctx.programs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(program.to_string(), found.clone());
+    Ok(found)
 }
 
 /// Where PHP keeps compiled scripts between zdd's PHP starts (`php_file_cache`).

@@ -163,7 +163,15 @@ pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
     if ctx.state.is_some() {
         // Requests sent without waiting may have been skipped after a failure: what the host
         // has is read again, and the release counts as swapped only if `current` names it.
-        let now = ctx.transport.read_link(&current_link)?;
+        let now = match ctx.transport.read_link(&current_link) {
+            Ok(now) => now,
+            Err(error) => {
+                // The host cannot say (the connection went): what the state says of it is
+                // no longer known to be true, so nothing reports it as the host's.
+                ctx.state = None;
+                return Err(error.into());
+            }
+        };
         ctx.current_moved(now.as_deref());
         if ctx.current_release()?.as_deref() != Some(release.name.as_str()) {
             release.swapped = false;

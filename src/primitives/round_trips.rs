@@ -222,6 +222,7 @@ fn context(root: &str, transport: Arc<dyn Transport>) -> HostContext {
         pending_removals: Vec::new(),
         failure: None,
         memo: BTreeMap::new(),
+        programs: Default::default(),
         state: None,
         step: None,
         senders: Vec::new(),

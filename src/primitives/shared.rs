@@ -35,6 +35,24 @@ pub fn link(ctx: &mut HostContext) -> Result<(), Failure> {
     if entries.is_empty() {
         return Ok(());
     }
+    // The settings check refuses these before the run, but a task may set the lists later:
+    // the host checks every entry before linking any, so an entry inside another one would
+    // be linked through the other's new link, into `shared/` (its data removed there).
+    for entry in &entries {
+        if let Some(outer) = entries
+            .iter()
+            .find(|outer| entry.relative.starts_with(&format!("{}/", outer.relative)))
+        {
+            return Err(Failure::message(format!(
+                "`{}` entry `{}` is inside `{}` entry `{}`: it is already shared through `{}`",
+                entry.setting, entry.relative, outer.setting, outer.relative, outer.relative
+            ))
+            .with_hint(format!(
+                "remove `{}` from `{}`: everything under a shared entry is shared with it",
+                entry.relative, entry.setting
+            )));
+        }
+    }
     let host = ctx.host.clone();
     ctx.send_op(Op::LinkShared {
         release: release_path,

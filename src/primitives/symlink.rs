@@ -100,14 +100,14 @@ pub fn swap_signalling(ctx: &mut HostContext, commands: &[String]) -> Result<(),
             report.error.as_deref().unwrap_or("no reason given")
         )));
     }
-    let now = ctx.transport.read_link(&link)?;
-    ctx.current_moved(now.as_deref());
-    if now.as_deref() != Some(target.as_str()) {
-        return Err(Failure::message(format!(
-            "`{link}` points at `{}` after the swap, not at `{target}`",
-            now.as_deref().unwrap_or("nothing")
-        )));
-    }
+    // Read back on the host, without waiting: when it is not the release, that request fails
+    // and stops what follows (the undo reads `current` again before switching back).
+    ctx.send(Op::ExpectLink {
+        link: link.clone(),
+        target: target.clone(),
+        otherwise: format!("`{link}` is not `{target}` after the swap: it points at"),
+    })?;
+    ctx.current_moved(Some(&target));
     swapped(ctx)?;
     ctx.info(&format!(
         "workers signalled ({}) {} µs before the swap",

@@ -179,7 +179,7 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
     });
     let rt = runtime.clone();
     engine.register_fn("check_app_key", move || -> ScriptResult<()> {
-        rt.with_host("check_app_key", |ctx| app_key::check_app_key(ctx))
+        rt.with_host("check_app_key", app_key::check_app_key)
     });
     let rt = runtime.clone();
     engine.register_fn("check_migrations", move || -> ScriptResult<()> {

@@ -52,6 +52,14 @@ pub enum Refusal {
     },
     /// A shared file missing in `shared/` (at `shared`) and not a regular file in the release.
     MissingSharedFile { relative: String, shared: String },
+    /// The shared path of an entry (`shared`) is there but is not what the entry is: a shared
+    /// dir that is not a directory, a shared file that is a directory (a symlink to nothing is
+    /// neither). Linking the release to it would break the app.
+    SharedKind {
+        setting: String,
+        relative: String,
+        shared: String,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -78,6 +86,21 @@ impl fmt::Display for Refusal {
                 f,
                 "shared file `{relative}` is missing: `{shared}` does not exist"
             ),
+            Refusal::SharedKind {
+                setting,
+                relative,
+                shared,
+            } => {
+                let kind = if setting == "shared_dirs" {
+                    "a directory"
+                } else {
+                    "a file"
+                };
+                write!(
+                    f,
+                    "`{setting}` entry `{relative}`: `{shared}` is not {kind}"
+                )
+            }
         }
     }
 }
@@ -102,8 +125,18 @@ pub fn script(
                  if [ -e {p} ] && [ ! -d {p} ]; then printf 'notdir {index} {end}\\n'; exit {REFUSED}; fi"
             ));
         }
+        let s = word(&format!("{shared_root}/{}", entry.relative))?;
+        // What is in `shared/` already must be what the entry is (`-d` and `-e` follow a
+        // symlink: a link to a directory is a directory, a link to nothing is nothing).
+        let wrong = if entry.is_dir() {
+            format!("[ ! -d {s} ]")
+        } else {
+            format!("{{ [ -d {s} ] || [ ! -e {s} ]; }}")
+        };
+        lines.push(format!(
+            "if {{ [ -e {s} ] || [ -L {s} ]; }} && {wrong}; then printf 'kind {index}\\n'; exit {REFUSED}; fi"
+        ));
         if !entry.is_dir() {
-            let s = word(&format!("{shared_root}/{}", entry.relative))?;
             let r = word(&format!("{release}/{}", entry.relative))?;
             lines.push(format!(
                 "if [ ! -e {s} ] && [ ! -L {s} ] && {{ [ -L {r} ] || [ ! -f {r} ]; }}; then printf 'missing {index}\\n'; exit {REFUSED}; fi"
@@ -167,6 +200,110 @@ pub fn refusal(stdout: &str, shared_root: &str, entries: &[SharedEntry]) -> Opti
             relative: entry.relative.clone(),
             shared: format!("{shared_root}/{}", entry.relative),
         },
+        "kind" => Refusal::SharedKind {
+            setting: entry.setting.clone(),
+            relative: entry.relative.clone(),
+            shared: format!("{shared_root}/{}", entry.relative),
+        },
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(setting: &str, relative: &str) -> SharedEntry {
+        SharedEntry {
+            setting: setting.to_string(),
+            relative: relative.to_string(),
+            target: format!("../../shared/{relative}"),
+        }
+    }
+
+    /// Runs the script with `sh` in a temporary deploy path: (status, stdout).
+    fn run(root: &std::path::Path, entries: &[SharedEntry]) -> (i32, String) {
+        let release = root.join("releases/r1").display().to_string();
+        let shared = root.join("shared").display().to_string();
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script(&release, &shared, entries).unwrap())
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
+    #[test]
+    fn a_shared_path_of_the_wrong_kind_is_refused_before_anything_changes() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("releases/r1/storage")).unwrap();
+        std::fs::write(root.path().join("releases/r1/.env"), "x").unwrap();
+        std::fs::create_dir_all(root.path().join("shared/.env")).unwrap();
+        std::fs::write(root.path().join("shared/storage"), "a file").unwrap();
+        std::os::unix::fs::symlink("/nonexistent/zdd", root.path().join("shared/cache")).unwrap();
+        let shared = root.path().join("shared").display().to_string();
+        for (entries, setting, relative) in [
+            (
+                vec![entry("shared_dirs", "storage")],
+                "shared_dirs",
+                "storage",
+            ),
+            (vec![entry("shared_files", ".env")], "shared_files", ".env"),
+            // A symlink to nothing is neither a directory nor a file.
+            (vec![entry("shared_dirs", "cache")], "shared_dirs", "cache"),
+        ] {
+            let (status, stdout) = run(root.path(), &entries);
+            assert_eq!(status, REFUSED, "{relative}: {stdout}");
+            let refusal = refusal(&stdout, &shared, &entries).unwrap();
+            assert_eq!(
+                refusal,
+                Refusal::SharedKind {
+                    setting: setting.into(),
+                    relative: relative.into(),
+                    shared: format!("{shared}/{relative}"),
+                }
+            );
+            assert!(root.path().join("releases/r1/storage").is_dir());
+            assert!(root.path().join("releases/r1/.env").is_file());
+        }
+        assert_eq!(
+            refusal(
+                "kind 0\n",
+                "/srv/app/shared",
+                &[entry("shared_dirs", "storage")]
+            )
+            .unwrap()
+            .to_string(),
+            "`shared_dirs` entry `storage`: `/srv/app/shared/storage` is not a directory"
+        );
+        assert_eq!(
+            refusal(
+                "kind 0\n",
+                "/srv/app/shared",
+                &[entry("shared_files", ".env")]
+            )
+            .unwrap()
+            .to_string(),
+            "`shared_files` entry `.env`: `/srv/app/shared/.env` is not a file"
+        );
+    }
+
+    #[test]
+    fn a_shared_path_that_links_to_the_right_kind_is_used() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("releases/r1/storage")).unwrap();
+        std::fs::create_dir_all(root.path().join("elsewhere/storage")).unwrap();
+        std::fs::create_dir_all(root.path().join("shared")).unwrap();
+        std::os::unix::fs::symlink(
+            root.path().join("elsewhere/storage"),
+            root.path().join("shared/storage"),
+        )
+        .unwrap();
+        let (status, stdout) = run(root.path(), &[entry("shared_dirs", "storage")]);
+        assert_eq!((status, stdout.as_str()), (0, ""));
+        assert!(root.path().join("releases/r1/storage").is_symlink());
+    }
 }

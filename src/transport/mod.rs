@@ -250,10 +250,24 @@ pub trait Transport: Send + Sync {
                 }
                 Answer::Done
             }
+            Op::ExpectLink {
+                link,
+                target,
+                otherwise,
+            } => {
+                let now = self.read_link(&link)?;
+                anyhow::ensure!(
+                    now.as_deref() == Some(target.as_str()),
+                    "{otherwise} `{}`",
+                    now.as_deref().unwrap_or("nothing")
+                );
+                Answer::Done
+            }
             Op::ExpectDirectory { path, otherwise } => {
                 anyhow::ensure!(self.is_dir(&path)?, "{otherwise}");
                 Answer::Done
             }
+            Op::FindProgram(name) => Answer::Text(self.find_program(&name)?),
             Op::ReadFile(path) => Answer::Text(self.read_file(&path)?),
             Op::ReadLink(path) => Answer::Text(self.read_link(&path)?),
             Op::FileType(path) => Answer::Kind(self.file_type(&path)?),

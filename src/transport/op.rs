@@ -77,12 +77,21 @@ pub enum Op {
         path: String,
         contents: String,
     },
+    /// Fail with `otherwise` (zdd's words, then what `link` points at) unless `link` is a
+    /// symlink to `target`.
+    ExpectLink {
+        link: String,
+        target: String,
+        otherwise: String,
+    },
     /// Fail with `otherwise` (zdd's words) unless `path` is a directory.
     ExpectDirectory {
         path: String,
         otherwise: String,
     },
     // Ops with an answer (they are queried):
+    /// Where a program is on the host's PATH (`command -v`): `Text(None)` when it is not.
+    FindProgram(String),
     ReadFile(String),
     ReadLink(String),
     FileType(String),

@@ -189,15 +189,18 @@ impl RemoteShell {
             ""
         };
         let marker = &self.marker;
-        let mut line = reset.to_string();
+        // Each line's output files are new files: a command that left a process in the
+        // background writing to its output (`nohup worker &`) must not write into the answer
+        // of a later request (measured: it did when the names were reused).
+        let mut line = format!("{reset}zdd_n=$((zdd_n+1)); ");
         if let [command] = requests {
             // The command runs in a subshell (`eval`: no exec of another sh); the lengths are
             // only counted when there is output, so a quiet command costs one fork on the host.
             line.push_str(&format!(
                 "if [ \"$zdd_f\" = 0 ]; then {} \
-                 if [ -s \"$zdd_tmp/o\" ] || [ -s \"$zdd_tmp/e\" ]; then \
-                 set -- $(wc -c \"$zdd_tmp/o\" \"$zdd_tmp/e\"); \
-                 printf '%s %s %s %s\\n' {marker} \"$zdd_s\" \"$1\" \"$3\"; cat \"$zdd_tmp/o\" \"$zdd_tmp/e\"; \
+                 if [ -s \"$zdd_tmp/$zdd_n.o\" ] || [ -s \"$zdd_tmp/$zdd_n.e\" ]; then \
+                 set -- $(wc -c \"$zdd_tmp/$zdd_n.o\" \"$zdd_tmp/$zdd_n.e\"); \
+                 printf '%s %s %s %s\\n' {marker} \"$zdd_s\" \"$1\" \"$3\"; cat \"$zdd_tmp/$zdd_n.o\" \"$zdd_tmp/$zdd_n.e\"; \
                  else printf '%s %s 0 0\\n' {marker} \"$zdd_s\"; fi; \
                  else printf '%s skip\\n' {marker}; fi\n",
                 run(command, "")?,
@@ -206,7 +209,10 @@ impl RemoteShell {
             let mut files = Vec::new();
             let mut headers = Vec::new();
             for (i, command) in requests.iter().enumerate() {
-                let (o, e) = (format!("\"$zdd_tmp/o{i}\""), format!("\"$zdd_tmp/e{i}\""));
+                let (o, e) = (
+                    format!("\"$zdd_tmp/$zdd_n.o{i}\""),
+                    format!("\"$zdd_tmp/$zdd_n.e{i}\""),
+                );
                 line.push_str(&format!(
                     "if [ \"$zdd_f\" = 0 ]; then {} zdd_s{i}=$zdd_s; \
                      else zdd_s{i}=skip; : >{o}; : >{e}; fi; ",
@@ -216,12 +222,12 @@ impl RemoteShell {
                 let (out, err) = (4 * i + 1, 4 * i + 3);
                 headers.push(format!(
                     "if [ \"$zdd_s{i}\" = skip ]; then printf '%s skip\\n' {marker}; \
-                     else printf '%s %s %s %s\\n' {marker} \"$zdd_s{i}\" \"${{{out}}}\" \"${{{err}}}\"; fi >\"$zdd_tmp/h{i}\"; "
+                     else printf '%s %s %s %s\\n' {marker} \"$zdd_s{i}\" \"${{{out}}}\" \"${{{err}}}\"; fi >\"$zdd_tmp/$zdd_n.h{i}\"; "
                 ));
-                files.push(format!("\"$zdd_tmp/h{i}\" {o} {e}"));
+                files.push(format!("\"$zdd_tmp/$zdd_n.h{i}\" {o} {e}"));
             }
             let sizes: Vec<String> = (0..requests.len())
-                .map(|i| format!("\"$zdd_tmp/o{i}\" \"$zdd_tmp/e{i}\""))
+                .map(|i| format!("\"$zdd_tmp/$zdd_n.o{i}\" \"$zdd_tmp/$zdd_n.e{i}\""))
                 .collect();
             line.push_str(&format!("set -- $(wc -c {}); ", sizes.join(" ")));
             for header in headers {
@@ -310,8 +316,9 @@ impl RemoteShell {
 }
 
 /// The shell that runs one request's script in its directory, its output in
-/// `$zdd_tmp/o{suffix}` and `$zdd_tmp/e{suffix}` and its status in `zdd_s`, and marks the shell
-/// failed (`zdd_f=1`) when the request does not accept that status.
+/// `$zdd_tmp/$zdd_n.o{suffix}` and `$zdd_tmp/$zdd_n.e{suffix}` (new files for each line) and its
+/// status in `zdd_s`, and marks the shell failed (`zdd_f=1`) when the request does not accept
+/// that status.
 fn run(request: &Shell<'_>, suffix: &str) -> anyhow::Result<String> {
     let command = quote::word(request.script)?;
     let cd = match request.cwd {
@@ -330,7 +337,7 @@ fn run(request: &Shell<'_>, suffix: &str) -> anyhow::Result<String> {
         format!("({cd}eval {command})")
     };
     Ok(format!(
-        "{body} </dev/null >\"$zdd_tmp/o{suffix}\" 2>\"$zdd_tmp/e{suffix}\"; zdd_s=$?; {check}"
+        "{body} </dev/null >\"$zdd_tmp/$zdd_n.o{suffix}\" 2>\"$zdd_tmp/$zdd_n.e{suffix}\"; zdd_s=$?; {check}"
     ))
 }
 

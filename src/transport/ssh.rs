@@ -279,7 +279,20 @@ impl Ssh {
         pipe.round_trips += 1;
         let mut answers = Vec::new();
         while let Some(sent) = pipe.waiting.pop_front() {
-            let reply = pipe.shell.read_reply(sent.accept, &self.label)?;
+            let reply = match pipe.shell.read_reply(sent.accept, &self.label) {
+                Ok(reply) => reply,
+                Err(error) => {
+                    // The connection went before this request was answered: it may not have
+                    // run, and the step that sent it without waiting is the one that failed.
+                    if let (Some((tag, _)), None) = (&sent.deferred, &pipe.failure) {
+                        pipe.failure = Some(Deferred {
+                            tag: *tag,
+                            error: DeferredError::Message(format!("{error:#}")),
+                        });
+                    }
+                    return Err(error);
+                }
+            };
             match sent.deferred {
                 Some((tag, request)) => {
                     let mut answer = None;
@@ -333,6 +346,7 @@ impl Ssh {
                 stderr: reply.stderr,
             }),
             Op::ReadFile(_) => Answer::Text(present.then_some(reply.stdout)),
+            Op::FindProgram(_) => Answer::Text(present.then(|| reply.stdout.trim().to_string())),
             Op::ReadLink(_) => {
                 Answer::Text(present.then(|| reply.stdout.trim_end_matches('\n').to_string()))
             }
@@ -414,6 +428,11 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             link: None,
             inline: false,
         },
+        Op::FindProgram(name) => Request::maybe(
+            format!("command -v {} || zdd_st {ABSENT}", word(name)?),
+            "cannot look a program up".to_string(),
+        )
+        .inline(),
         Op::ReadFile(path) => {
             let p = word(path)?;
             Request::maybe(
@@ -535,6 +554,24 @@ fn request(op: &Op) -> anyhow::Result<Request> {
                 format!("cannot switch `{link}`"),
             )
         }
+        Op::ExpectLink {
+            link,
+            target,
+            otherwise,
+        } => Request {
+            // Only zdd's own words when it fails.
+            what: Some(String::new()),
+            ..Request::must(
+                format!(
+                    "zdd_now=$(readlink -- {}) || zdd_now=nothing; [ \"$zdd_now\" = {} ] || \
+                     {{ printf '%s `%s`\\n' {} \"$zdd_now\" >&2; exit 1; }}",
+                    word(link)?,
+                    word(target)?,
+                    word(otherwise)?
+                ),
+                String::new(),
+            )
+        },
         Op::ExpectDirectory { path, otherwise } => Request {
             // Only zdd's own words when it fails.
             what: Some(String::new()),
@@ -760,12 +797,7 @@ impl Transport for Ssh {
     }
 
     fn find_program(&self, program: &str) -> anyhow::Result<Option<String>> {
-        let what = "cannot look a program up";
-        let reply = self.call(Request::maybe(
-            format!("command -v {} || exit {ABSENT}", word(program)?),
-            what.to_string(),
-        ))?;
-        Ok(self.maybe_reply(reply, what)?.map(|p| p.trim().to_string()))
+        Ok(self.one(Op::FindProgram(program.to_string()))?.text())
     }
 
     fn resolve(&self, repository: &str, cache: &str, reference: &str) -> anyhow::Result<String> {

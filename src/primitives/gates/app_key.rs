@@ -7,17 +7,46 @@ use crate::context::HostContext;
 use crate::failure::Failure;
 use crate::primitives::artisan::app_path;
 use crate::quote::Line;
+use crate::reporter::Event;
+use crate::transport::{Answer, Op};
 
 const RECORD: &str = ".zdd-app-key";
 
-pub fn check_app_key(ctx: &HostContext) -> Result<(), Failure> {
+/// One wait: whether the shared `.env` is there, the hash of its key and the running
+/// release's record are asked at once; the new release's record is sent.
+pub fn check_app_key(ctx: &mut HostContext) -> Result<(), Failure> {
     let env_file = ctx.path("shared/.env")?;
-    if !ctx.transport.exists(&env_file)? {
+    let line = key_hash_line(&env_file)?;
+    ctx.reporter.event(Event::Command {
+        host: &ctx.host,
+        command: line.as_str(),
+    });
+    let mut answers = ctx
+        .transport
+        .query(vec![
+            Op::Exists(env_file.clone()),
+            Op::Exec {
+                script: line.as_str().to_string(),
+                cwd: None,
+                display: line.as_str().to_string(),
+            },
+            Op::ReadFile(format!("{}/{RECORD}", ctx.path("current")?)),
+        ])?
+        .into_iter();
+    let exists = answers.next().is_some_and(Answer::flag);
+    let hash = match answers.next() {
+        Some(Answer::Output(output)) => output.stdout.trim().to_string(),
+        _ => String::new(),
+    };
+    let running = answers
+        .next()
+        .and_then(Answer::text)
+        .map(|t| t.trim().to_string());
+    if !exists {
         ctx.info("app key: skipped (no shared .env)");
         return Ok(());
     }
-    let new = key_hash(ctx, &env_file)?;
-    let Some(new) = new else {
+    let Some(new) = Some(hash).filter(|h| !h.is_empty()) else {
         return Err(
             Failure::message(format!("`{env_file}` sets no APP_KEY")).with_hint(
                 "set APP_KEY in the shared .env (`php artisan key:generate --show` makes one)",
@@ -25,14 +54,12 @@ pub fn check_app_key(ctx: &HostContext) -> Result<(), Failure> {
         );
     };
     let release = app_path(ctx)?;
-    let running = ctx
-        .transport
-        .read_file(&format!("{}/{RECORD}", ctx.path("current")?))?
-        .map(|t| t.trim().to_string());
-    // `write_file` renames a new file into place: a symlink the repository brought under this
+    // Written by renaming a new file into place: a symlink the repository brought under this
     // name is replaced, never written through.
-    ctx.transport
-        .write_file(&format!("{release}/{RECORD}"), &format!("{new}\n"))?;
+    ctx.send(Op::WriteFile {
+        path: format!("{release}/{RECORD}"),
+        contents: format!("{new}\n"),
+    })?;
     match running {
         Some(old) if old != new => {
             if ctx.boolean("allow_key_rotation", false)? {
@@ -62,10 +89,8 @@ const HASH_KEY: &str =
     "| tail -n 1 | tr -d '\\r' | sed 's/^\"\\(.*\\)\"$/\\1/; s/^'\"'\"'\\(.*\\)'\"'\"'$/\\1/'); \
      [ -n \"$key\" ] || exit 0; printf '%s' \"$key\" | sha256sum | cut -d' ' -f1";
 
-/// The sha256 of the APP_KEY value in `env_file`, computed on the host: the key never leaves it.
-fn key_hash(ctx: &HostContext, env_file: &str) -> Result<Option<String>, Failure> {
-    let line = Line::shell(READ_KEY).arg(env_file)?.text(HASH_KEY);
-    let output = ctx.exec_in(line.as_str(), None)?;
-    let hash = output.stdout.trim().to_string();
-    Ok(Some(hash).filter(|h| !h.is_empty()))
+/// The shell line that prints the sha256 of the APP_KEY value in `env_file`, computed on the
+/// host: the key never leaves it (nothing when there is no key).
+fn key_hash_line(env_file: &str) -> Result<Line, Failure> {
+    Ok(Line::shell(READ_KEY).arg(env_file)?.text(HASH_KEY))
 }
