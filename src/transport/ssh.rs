@@ -459,7 +459,7 @@ fn request(op: &Op) -> anyhow::Result<Request> {
         )
         .inline(),
         Op::CreateDirAll(path) => Request::must(
-            format!("mkdir -p -- {}", word(path)?),
+            format!("[ -d {p} ] || mkdir -p -- {p}", p = word(path)?),
             format!("cannot create directory `{path}`"),
         )
         .inline(),
@@ -548,11 +548,15 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             let target_word = word(target)?;
             Request::must(
                 format!(
-                    "rm -f -- {t} && ln -s -- {target_word} {t} && mv -fT -- {t} {l} && zdd_now=$(readlink -- {l}) && printf '%s\\n' \"$zdd_now\" && \
-                     {{ [ \"$zdd_now\" = {target_word} ] || {{ printf '%s\\n' \"points at $zdd_now after the swap, not at the target\" >&2; exit 1; }}; }}"
+                    "{{ [ ! -e {t} ] && [ ! -L {t} ]; }} || rm -f -- {t}; \
+                     if ln -s -- {target_word} {t} && mv -fT -- {t} {l} && zdd_now=$(readlink -- {l}); then \
+                     printf '%s\\n' \"$zdd_now\"; [ \"$zdd_now\" = {target_word} ] || \
+                     {{ printf '%s\\n' \"points at $zdd_now after the swap, not at the target\" >&2; zdd_st 1; }}; \
+                     else zdd_st 1; fi"
                 ),
                 format!("cannot switch `{link}`"),
             )
+            .inline()
         }
         Op::ExpectLink {
             link,
@@ -564,36 +568,40 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             ..Request::must(
                 format!(
                     "zdd_now=$(readlink -- {}) || zdd_now=nothing; [ \"$zdd_now\" = {} ] || \
-                     {{ printf '%s `%s`\\n' {} \"$zdd_now\" >&2; exit 1; }}",
+                     {{ printf '%s `%s`\\n' {} \"$zdd_now\" >&2; zdd_st 1; }}",
                     word(link)?,
                     word(target)?,
                     word(otherwise)?
                 ),
                 String::new(),
             )
+            .inline()
         },
         Op::ExpectDirectory { path, otherwise } => Request {
             // Only zdd's own words when it fails.
             what: Some(String::new()),
             ..Request::must(
                 format!(
-                    "[ -d {} ] || {{ printf '%s\\n' {} >&2; exit 1; }}",
+                    "[ -d {} ] || {{ printf '%s\\n' {} >&2; zdd_st 1; }}",
                     word(path)?,
                     word(otherwise)?
                 ),
                 String::new(),
             )
+            .inline()
         },
         Op::RemoveIfHolds { path, contents } => {
             let p = word(path)?;
             Request::must(
                 format!(
-                    "[ -e {p} ] || exit 0; zdd_now=$(cat -- {p}; printf x) || exit 1; \
-                     if [ \"$zdd_now\" = {}x ]; then rm -f -- {p}; else cat -- {p} >&2; exit 1; fi",
+                    "if [ -e {p} ]; then if zdd_now=$(cat -- {p}; printf x); then \
+                     if [ \"$zdd_now\" = {}x ]; then rm -f -- {p}; else cat -- {p} >&2; zdd_st 1; fi; \
+                     else zdd_st 1; fi; fi",
                     word(contents)?
                 ),
                 super::left_in_place(path),
             )
+            .inline()
         }
         Op::Checkout {
             repository,
