@@ -1,47 +1,30 @@
-//! zdd: zero-downtime deploys driven by Rhai recipes. See DESIGN.md for the layers; `run` is the
-//! whole program.
+//! zdd: zero-downtime deploys driven by Rhai recipes. See ARCHITECTURE.md for the layers; `run`
+//! is the whole program.
 
-mod arguments;
-mod config;
-mod context;
-mod diagnostic;
+mod cli;
 mod doctor;
-mod environment;
-mod error;
-mod failure;
-mod git;
-mod host_secrets;
-mod host_setup;
-mod http;
-mod interrupt;
 #[cfg(test)]
 mod layers;
-mod notify;
+mod output;
 mod plan;
 mod primitives;
-mod process;
-mod quote;
 mod registry;
-mod release_state;
-mod reporter;
-mod run_notification;
-mod runner;
+mod run;
 mod script;
-mod secrets;
 mod settings;
-mod sources;
-mod step_caller;
-mod step_failure;
-mod subcommand;
-mod suggest;
-mod template;
+mod system;
 mod transport;
+mod values;
 
 use std::ffi::OsString;
 
 use clap::Parser;
 
-pub use error::exit;
+use cli::{arguments, error, subcommand};
+use output::{secrets, sources};
+use system::environment;
+
+pub use cli::error::exit;
 
 /// Run zdd with `args` (the first is the program name); returns the exit code.
 pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {

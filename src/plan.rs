@@ -5,8 +5,8 @@ use std::fmt;
 
 use rhai::FnPtr;
 
+use crate::output::suggest;
 use crate::registry::{HookKind, HookTarget, Origin, Registry, TaskBody};
-use crate::suggest;
 
 /// One closure to call on a host.
 #[derive(Clone, Debug)]

@@ -9,9 +9,9 @@ use std::fmt;
 
 use rhai::Dynamic;
 
-use crate::config;
 use crate::primitives::paths;
-use crate::template::{self, Mode, TemplateError};
+use crate::values::config;
+use crate::values::template::{self, Mode, TemplateError};
 
 /// What a setting's value must be.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -561,7 +561,7 @@ pub const SETTINGS: &[Setting] = &[
     ),
 ];
 
-/// Keys zdd computes (see `context::COMPUTED_KEYS`), and what validation expands them to.
+/// Keys zdd computes (see `host_context::COMPUTED_KEYS`), and what validation expands them to.
 fn computed(key: &str, host: &str) -> Option<String> {
     Some(match key {
         "release_name" => "RELEASE".to_string(),
@@ -711,7 +711,7 @@ fn check_run(run: &RunSettings) -> Vec<Problem> {
         if *name == "cutover_task" {
             let task = value.to_string();
             if !run.tasks.contains(&task.as_str()) {
-                let hint = match crate::suggest::closest(&task, run.tasks.iter().copied()) {
+                let hint = match crate::output::suggest::closest(&task, run.tasks.iter().copied()) {
                     Some(close) => format!("did you mean `{close}`?"),
                     None => how_to_set(setting),
                 };
@@ -1242,7 +1242,7 @@ pub fn check_override<'a>(
         )
         .collect();
     Err(OverrideProblem::Unread {
-        suggestion: crate::suggest::closest(key, candidates),
+        suggestion: crate::output::suggest::closest(key, candidates),
     })
 }
 
@@ -1572,7 +1572,8 @@ mod tests {
                 for piece in text.split(pattern).skip(1) {
                     let key = piece.split('"').next().unwrap_or_default();
                     seen.insert(key.to_string());
-                    let known = find(key).is_some() || crate::context::COMPUTED_KEYS.contains(&key);
+                    let known = find(key).is_some()
+                        || crate::primitives::host_context::COMPUTED_KEYS.contains(&key);
                     if !known && !key.is_empty() {
                         missing.insert(format!("{key} ({})", file.display()));
                     }

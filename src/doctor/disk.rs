@@ -3,9 +3,9 @@
 //! since the next release needs room next to the ones kept.
 
 use super::finding::Finding;
-use crate::context::HostContext;
-use crate::failure::Failure;
+use crate::output::failure::Failure;
 use crate::primitives::gates::disk;
+use crate::primitives::host_context::HostContext;
 
 const CHECK: &str = "disk";
 

@@ -3,8 +3,8 @@
 //! machine that is gone left it, and every deploy is refused until it is cleared).
 
 use super::finding::Finding;
-use crate::context::HostContext;
-use crate::failure::Failure;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
 use crate::primitives::lock_state::{self, LockState};
 
 const CHECK: &str = "lock";

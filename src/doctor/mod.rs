@@ -27,15 +27,15 @@ mod writable_dirs;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::context::{Deployment, HostContext};
-use crate::error::Error;
-use crate::failure::Failure;
-use crate::host_setup;
-use crate::quote;
+use crate::cli::error::Error;
+use crate::output::failure::Failure;
+use crate::output::reporter::Reporter;
+use crate::primitives::host_context::{Deployment, HostContext};
 use crate::registry::Host;
-use crate::reporter::Reporter;
+use crate::run::host_setup;
 use crate::script::Recipe;
 use crate::transport::ssh;
+use crate::values::quote;
 
 pub use finding::{Finding, Status};
 

@@ -10,8 +10,8 @@
 use super::finding::Finding;
 use super::nginx_config::{self, Directive};
 use super::processes::{Masters, NGINX_DEFAULT_CONFIG};
-use crate::context::HostContext;
-use crate::template::Mode;
+use crate::primitives::host_context::HostContext;
+use crate::values::template::Mode;
 
 const CHECK: &str = "nginx";
 
@@ -37,8 +37,8 @@ pub fn check(
     let transport = ctx.transport.as_ref();
 
     let explicit = match ctx.value("nginx_config") {
-        Ok(Some(value)) => match crate::config::text(&value)
-            .map_err(crate::failure::Failure::message)
+        Ok(Some(value)) => match crate::values::config::text(&value)
+            .map_err(crate::output::failure::Failure::message)
             .and_then(|text| ctx.expand(&text, Mode::Plain))
         {
             Ok(path) => Some(path),

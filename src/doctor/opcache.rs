@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use super::finding::Finding;
 use super::nginx::NginxFacts;
 use super::php_fpm::FpmFacts;
-use crate::context::HostContext;
-use crate::quote;
+use crate::primitives::host_context::HostContext;
+use crate::values::quote;
 
 const CHECK: &str = "opcache";
 

@@ -17,7 +17,7 @@ use super::finding::Finding;
 use super::fpm_config::{self, FpmConfig, Pool};
 use super::nginx::{self, NginxFacts};
 use super::processes::Masters;
-use crate::context::HostContext;
+use crate::primitives::host_context::HostContext;
 use crate::primitives::php_fpm;
 
 const CHECK: &str = "php-fpm";

@@ -4,8 +4,8 @@
 //! nginx titles its master `nginx: master process /usr/sbin/nginx -p PREFIX -c FILE`; php-fpm
 //! titles its `php-fpm: master process (FILE)`.
 
-use crate::context::HostContext;
-use crate::failure::Failure;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
 use crate::primitives::php_fpm;
 
 /// nginx's config when its master was started without `-c` (Debian's path).

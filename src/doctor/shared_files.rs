@@ -2,8 +2,8 @@
 //! links it into the release and fails when it is missing: zdd never creates an empty one).
 
 use super::finding::Finding;
-use crate::context::HostContext;
-use crate::failure::Failure;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
 use crate::primitives::paths;
 
 const CHECK: &str = "shared_files";

@@ -3,10 +3,10 @@
 //! nothing to check yet.
 
 use super::finding::Finding;
-use crate::context::HostContext;
-use crate::failure::Failure;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
 use crate::primitives::paths;
-use crate::quote::{self, Joiner};
+use crate::values::quote::{self, Joiner};
 
 const CHECK: &str = "writable_dirs";
 

@@ -9,11 +9,11 @@ use serde_json::Value;
 
 use super::artisan::app_path;
 use super::programs::php;
-use crate::context::HostContext;
-use crate::failure::Failure;
-use crate::process::quoted_tail;
-use crate::quote::{self, Joiner, Line};
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
+use crate::system::process::quoted_tail;
 use crate::transport::temporary_path;
+use crate::values::quote::{self, Joiner, Line};
 
 const PRELUDE: &str = include_str!("../../stdlib/php/boot.php");
 const MARKER: &str = "zdd-probe-result";

@@ -5,9 +5,9 @@
 //! other lifecycle commands: `lifecycle.rs`).
 
 use super::programs::php;
-use crate::context::HostContext;
-use crate::failure::Failure;
-use crate::template::Mode;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
+use crate::values::template::Mode;
 
 /// The directory of the app this run acts on.
 pub fn app_path(ctx: &HostContext) -> Result<String, Failure> {
@@ -120,7 +120,7 @@ pub fn tri_state(ctx: &HostContext, key: &str) -> Result<Option<bool>, Failure> 
     match ctx.value(key)? {
         None => Ok(None),
         Some(value) if value.to_string() == "auto" => Ok(None),
-        Some(value) => crate::config::boolean(&value)
+        Some(value) => crate::values::config::boolean(&value)
             .map(Some)
             .map_err(|e| Failure::message(format!("`{key}` must be auto, true or false: {e}"))),
     }

@@ -1,6 +1,6 @@
 //! `deploy:cleanup`: keep the newest `keep_releases` good releases; never remove `current`, the
 //! release this run made, the release that was live before it, or the release a rollback would
-//! pick (`crate::release_state::to_remove` decides). Failed and unfinished releases never
+//! pick (`crate::primitives::release_state::to_remove` decides). Failed and unfinished releases never
 //! count, so they never push good ones out.
 //!
 //! Cleanup only decides: the removals happen when the whole run has succeeded, under the lock
@@ -15,10 +15,10 @@
 use super::lock;
 use super::programs::PHP_FILE_CACHE;
 use super::release_log::{self, Entry};
-use crate::context::HostContext;
-use crate::failure::Failure;
-use crate::release_state::{self, Protected};
-use crate::reporter::Event;
+use crate::output::failure::Failure;
+use crate::output::reporter::Event;
+use crate::primitives::host_context::HostContext;
+use crate::primitives::release_state::{self, Protected};
 use crate::transport::Op;
 
 /// Where releases being removed wait for their deletion.
@@ -106,7 +106,7 @@ fn forget_compiled(ctx: &mut HostContext, releases: &str, doomed: &[String]) {
         .iter()
         .map(|name| format!("{releases}/{name}"))
         .collect();
-    if let Ok(script) = crate::quote::remove_under_any(&cache, &rests) {
+    if let Ok(script) = crate::values::quote::remove_under_any(&cache, &rests) {
         let _ = ctx.send(Op::Exec {
             display: script.clone(),
             script,

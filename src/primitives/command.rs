@@ -1,9 +1,9 @@
 //! `run`, `test`, `cd`: shell commands on the current host. `{{key}}` values are quoted.
 
-use crate::context::HostContext;
-use crate::failure::{Failure, FailureKind};
-use crate::process::ProcessErrorKind;
-use crate::template::Mode;
+use crate::output::failure::{Failure, FailureKind};
+use crate::primitives::host_context::HostContext;
+use crate::system::process::ProcessErrorKind;
+use crate::values::template::Mode;
 
 /// Run a command; its standard output, without the trailing newline.
 pub fn run(ctx: &HostContext, command: &str) -> Result<String, Failure> {

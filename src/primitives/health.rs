@@ -8,15 +8,15 @@
 //! `health_expect_commit` (false: they must name the new commit — weaker, since redeploying a
 //! commit makes old and new answers alike), `health_host` (a Host header), `health_retries` (5:
 //! answers from another release tolerated before giving up). A non-2xx answer or a connection
-//! error fails at once. `https://` URLs are verified as [`crate::http`] says (the system's
+//! error fails at once. `https://` URLs are verified as [`crate::system::http`] says (the system's
 //! certificate authorities and `SSL_CERT_FILE`).
 
 use std::time::Duration;
 
-use crate::context::HostContext;
-use crate::failure::Failure;
-use crate::http;
-use crate::template::Mode;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
+use crate::system::http;
+use crate::values::template::Mode;
 
 /// One answer of the health URL.
 #[derive(Debug, Clone)]
@@ -35,9 +35,8 @@ impl Answer {
 
 fn seconds(ctx: &HostContext, key: &str, default: f64) -> Result<Duration, Failure> {
     match ctx.value(key)? {
-        Some(value) => {
-            crate::config::seconds(&value).map_err(|e| Failure::message(format!("`{key}`: {e}")))
-        }
+        Some(value) => crate::values::config::seconds(&value)
+            .map_err(|e| Failure::message(format!("`{key}`: {e}"))),
         None => Ok(Duration::from_secs_f64(default)),
     }
 }

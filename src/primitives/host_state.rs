@@ -5,8 +5,8 @@
 //! removed); the host is told in requests sent without waiting.
 
 use super::release_log::{self, Log};
-use crate::context::HostContext;
-use crate::failure::Failure;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
 use crate::transport::{Answer, FileType, Op};
 
 #[derive(Debug, Clone, Default)]

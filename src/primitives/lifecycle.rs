@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use super::app_php;
 use super::artisan::{self, app_path, artisan, has_command, has_option, tri_state};
 use super::programs::program;
-use crate::context::HostContext;
-use crate::failure::{Failure, FailureKind};
-use crate::process::ProcessErrorKind;
-use crate::quote::Line;
+use crate::output::failure::{Failure, FailureKind};
+use crate::primitives::host_context::HostContext;
+use crate::system::process::ProcessErrorKind;
+use crate::values::quote::Line;
 
 /// The commands that only write a signal into the cache (see the module's documentation).
 pub const CACHE_SIGNALS: [&str; 4] = [
@@ -116,7 +116,7 @@ pub fn migrate(ctx: &mut HostContext) -> Result<(), Failure> {
         return Ok(());
     }
     let wait = match ctx.value("migrate_wait")? {
-        Some(value) => crate::config::seconds(&value)
+        Some(value) => crate::values::config::seconds(&value)
             .map_err(|e| Failure::message(format!("`migrate_wait`: {e}")))?,
         None => Duration::from_secs(600),
     };

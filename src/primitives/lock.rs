@@ -9,8 +9,8 @@
 //! with the lock; the runner releases it when the run ends.
 
 use super::{host_state, release_log};
-use crate::context::HostContext;
-use crate::failure::{Failure, FailureKind};
+use crate::output::failure::{Failure, FailureKind};
+use crate::primitives::host_context::HostContext;
 use crate::transport::Op;
 
 pub use super::lock_state::{alive, LockInfo, LOCK};

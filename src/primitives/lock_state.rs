@@ -85,7 +85,7 @@ pub fn decide(text: Option<&str>, this_machine: &str, alive: impl Fn(u32) -> boo
     }
 }
 
-pub use crate::process::alive;
+pub use crate::system::process::alive;
 
 #[cfg(test)]
 mod tests {

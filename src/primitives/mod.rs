@@ -1,5 +1,7 @@
 //! Typed operations a recipe calls. Each keeps the on-disk contract of DESIGN.md on whichever
 //! transport the host uses; the Rhai bindings in `script::primitive_bindings` are thin wrappers.
+//! Beside them: what they read and change of one host (`host_context`, `host_state`), and the
+//! pure state of a release and of a lock file (`release_state`, `lock_state`: the state layer).
 
 pub mod app_php;
 pub mod artisan;
@@ -7,6 +9,7 @@ pub mod cleanup;
 pub mod command;
 pub mod gates;
 pub mod health;
+pub mod host_context;
 pub mod host_state;
 pub mod lifecycle;
 pub mod lock;
@@ -18,6 +21,7 @@ pub mod php_fpm;
 pub mod programs;
 pub mod release;
 pub mod release_log;
+pub mod release_state;
 pub mod rollback;
 #[cfg(test)]
 mod round_trips;

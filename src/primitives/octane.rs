@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use super::artisan::{app_path, artisan, has_command, tri_state};
 use super::programs::{self, program};
-use crate::context::HostContext;
-use crate::failure::Failure;
-use crate::quote::Line;
-use crate::template::Mode;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
+use crate::values::quote::Line;
+use crate::values::template::Mode;
 
 /// How long a reload may take to reach every worker before zdd calls it a failed switch.
 const RELOAD_SETTLE: Duration = Duration::from_secs(3);
@@ -96,7 +96,7 @@ fn prove_new_release(ctx: &mut HostContext) -> Result<(), Failure> {
         ctx.warn(&format!("octane: `octane:stop` failed: {failure}"));
     }
     let timeout = match ctx.value("octane_restart_timeout")? {
-        Some(value) => crate::config::seconds(&value)
+        Some(value) => crate::values::config::seconds(&value)
             .map_err(|e| Failure::message(format!("`octane_restart_timeout`: {e}")))?,
         None => Duration::from_secs(30),
     };

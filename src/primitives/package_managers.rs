@@ -2,10 +2,10 @@
 
 use super::artisan::app_path;
 use super::programs::{php, program};
-use crate::context::HostContext;
-use crate::failure::Failure;
-use crate::quote::Line;
-use crate::template::Mode;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
+use crate::values::quote::Line;
+use crate::values::template::Mode;
 
 fn run_tool(ctx: &HostContext, tool: &str, arguments: &str) -> Result<String, Failure> {
     let binary = program(ctx, tool)?;

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::context::HostContext;
-use crate::failure::Failure;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
 use crate::transport::link_shared::Refusal;
 use crate::transport::{FileType, Op};
 

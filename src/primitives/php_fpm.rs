@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::context::HostContext;
-use crate::failure::Failure;
-use crate::quote;
-use crate::template::Mode;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
+use crate::values::quote;
+use crate::values::template::Mode;
 
 /// What `reload_fpm()` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ pub fn master_pid(ctx: &HostContext) -> Result<i32, Failure> {
 /// (`--fpm-config FILE` / `-y FILE`), else Debian's default path.
 pub fn config_path(ctx: &HostContext, master: Option<i32>) -> Option<String> {
     if let Ok(Some(value)) = ctx.value("fpm_config") {
-        let text = crate::config::text(&value).ok()?;
+        let text = crate::values::config::text(&value).ok()?;
         return ctx.expand(&text, Mode::Plain).ok();
     }
     if let Some(pid) = master {

@@ -1,11 +1,11 @@
 //! The programs a primitive starts (`php`, `composer`, `npm`): `bin/NAME` when the recipe sets
 //! it, otherwise found on the host's PATH. Missing is an error naming the setting.
 
-use crate::context::HostContext;
-use crate::failure::Failure;
-use crate::quote::Line;
-use crate::template::Mode;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
 use crate::transport::Op;
+use crate::values::quote::Line;
+use crate::values::template::Mode;
 
 pub fn program(ctx: &HostContext, name: &str) -> Result<String, Failure> {
     let setting = format!("bin/{name}");

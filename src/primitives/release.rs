@@ -8,9 +8,9 @@ use super::host_state::Current;
 use super::lock;
 use super::programs::PHP_FILE_CACHE;
 use super::release_log::{self, Entry};
-use crate::context::{HostContext, ReleaseState};
-use crate::failure::Failure;
-use crate::reporter::Event;
+use crate::output::failure::Failure;
+use crate::output::reporter::Event;
+use crate::primitives::host_context::{HostContext, ReleaseState};
 use crate::transport::Op;
 
 const NAME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =

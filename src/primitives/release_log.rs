@@ -1,18 +1,18 @@
 //! `{{deploy_path}}/.zdd/releases.jsonl`: one JSON line per event, appended, never rewritten.
 //! What a release is follows from its events through the state machine of
-//! `crate::release_state`. A damaged line never blocks anything: it is skipped with a warning
+//! `crate::primitives::release_state`. A damaged line never blocks anything: it is skipped with a warning
 //! that names the file and the line.
 
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::context::HostContext;
-use crate::failure::Failure;
-use crate::release_state::{self, Event, Record};
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
+use crate::primitives::release_state::{self, Event, Record};
 use crate::transport::Op;
 
-pub use crate::release_state::ReleaseInfo;
+pub use crate::primitives::release_state::ReleaseInfo;
 
 pub const LOG: &str = ".zdd/releases.jsonl";
 
@@ -243,7 +243,7 @@ mod tests {
             entry("created", "d"),
         ];
         let map = releases(&entries);
-        use crate::release_state::Status;
+        use crate::primitives::release_state::Status;
         let statuses: Vec<Status> = map.values().map(|i| i.status).collect();
         assert_eq!(
             statuses,

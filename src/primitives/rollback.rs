@@ -5,10 +5,10 @@
 
 use super::lock;
 use super::release_log::{self, Entry};
-use crate::context::HostContext;
-use crate::failure::Failure;
-use crate::release_state::{self, ReleaseInfo, Status, Target};
-use crate::reporter::Event;
+use crate::output::failure::Failure;
+use crate::output::reporter::Event;
+use crate::primitives::host_context::HostContext;
+use crate::primitives::release_state::{self, ReleaseInfo, Status, Target};
 use crate::transport::Op;
 
 pub fn rollback(ctx: &mut HostContext) -> Result<String, Failure> {

@@ -18,9 +18,9 @@ use super::host_state::Current;
 use super::{
     cleanup, command, lock, release, release_log, rollback, shared, symlink, update_code, writable,
 };
-use crate::context::{Deployment, HostContext, Sender};
-use crate::failure::Failure;
-use crate::reporter::Reporter;
+use crate::output::failure::Failure;
+use crate::output::reporter::Reporter;
+use crate::primitives::host_context::{Deployment, HostContext, Sender};
 use crate::transport::counting::Counting;
 use crate::transport::{Local, Op, Transport};
 

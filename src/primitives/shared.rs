@@ -7,8 +7,8 @@
 //! shared path is seeded from the release only from a real directory or a regular file.
 
 use super::{lock, paths};
-use crate::context::HostContext;
-use crate::failure::Failure;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
 use crate::transport::link_shared::{Refusal, SharedEntry};
 use crate::transport::Op;
 

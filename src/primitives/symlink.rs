@@ -13,10 +13,10 @@ use super::artisan;
 use super::lifecycle;
 use super::lock;
 use super::release_log::{self, Entry};
-use crate::context::HostContext;
-use crate::failure::Failure;
-use crate::process::quoted_tail;
-use crate::reporter::Event;
+use crate::output::failure::Failure;
+use crate::output::reporter::Event;
+use crate::primitives::host_context::HostContext;
+use crate::system::process::quoted_tail;
 use crate::transport::{temporary_path, Op};
 
 const SWAP: Probe = Probe {

@@ -9,12 +9,12 @@
 
 use super::lock;
 use super::release_log::{self, Entry};
-use crate::context::{HostContext, PendingCheckout};
-use crate::failure::Failure;
-use crate::git::RefError;
-use crate::template::Mode;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::{HostContext, PendingCheckout};
+use crate::transport::git::RefError;
 use crate::transport::op::{commit_placeholder, PENDING_COMMIT};
 use crate::transport::{Answer, Kept, Op};
+use crate::values::template::Mode;
 
 pub fn clone(ctx: &mut HostContext) -> Result<(), Failure> {
     lock::hold(ctx)?;

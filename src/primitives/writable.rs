@@ -2,10 +2,10 @@
 //! `chmod` (default, `writable_chmod_mode`), `acl` (setfacl), `chown`, or `skip`.
 
 use super::{lock, paths};
-use crate::context::HostContext;
-use crate::failure::Failure;
-use crate::quote;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
 use crate::transport::Op;
+use crate::values::quote;
 
 pub fn make_writable(ctx: &mut HostContext) -> Result<(), Failure> {
     let dirs = ctx.list("writable_dirs")?;

@@ -6,8 +6,8 @@ use rhai::{Dynamic, Engine};
 
 use super::modules::RecipeModules;
 use super::{primitive_bindings, recipe_api, value_bindings, Runtime};
-use crate::interrupt;
-use crate::reporter::Event;
+use crate::output::reporter::Event;
+use crate::system::interrupt;
 
 /// Enough for any recipe; a runaway loop stops with an error instead of hanging a deploy.
 const MAX_OPERATIONS: u64 = 500_000_000;

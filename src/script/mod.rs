@@ -2,6 +2,7 @@
 //! of the primitives, and the module resolver. Loading a recipe runs its top level, which only
 //! declares (config, hosts, tasks, hooks) into the registry.
 
+pub mod diagnostic;
 mod engine;
 mod modules;
 mod primitive_bindings;
@@ -16,13 +17,13 @@ use std::thread::ThreadId;
 
 use rhai::{Dynamic, Engine, EvalAltResult, AST};
 
-use crate::context::HostContext;
-use crate::failure::Failure;
+use crate::output::failure::Failure;
+use crate::output::reporter::Reporter;
+use crate::output::sources::Sources;
 use crate::plan::Step;
+use crate::primitives::host_context::HostContext;
 use crate::registry::Registry;
-use crate::reporter::Reporter;
-use crate::sources::Sources;
-use crate::step_caller::{StepCaller, StepError};
+use crate::run::step_caller::{StepCaller, StepError};
 
 pub use modules::EMBEDDED;
 pub use step_error::classify;

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext};
 
 use super::Runtime;
-use crate::config;
-use crate::context::COMPUTED_KEYS;
+use crate::primitives::host_context::COMPUTED_KEYS;
 use crate::registry::{HookKind, HookTarget, Origin, TaskBody};
+use crate::values::config;
 
 pub type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -49,7 +49,7 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
     runtime.reporter.secrets().learn(&runtime.overrides);
 
     engine.register_fn("quote", |value: &str| -> ScriptResult<String> {
-        crate::quote::word(value).map_err(|e| e.to_string().into())
+        crate::values::quote::word(value).map_err(|e| e.to_string().into())
     });
 
     engine.register_type_with_name::<HostBuilder>("Host");
@@ -242,7 +242,7 @@ pub fn missing(runtime: &Runtime, key: &str) -> Box<EvalAltResult> {
         .chain(COMPUTED_KEYS.iter().map(|k| k.to_string()))
         .collect();
     let mut message = format!("`{key}` is not set");
-    if let Some(s) = crate::suggest::closest(key, known.iter().map(String::as_str)) {
+    if let Some(s) = crate::output::suggest::closest(key, known.iter().map(String::as_str)) {
         message.push_str(&format!(" (did you mean `{s}`?)"));
     }
     message.into()

@@ -4,11 +4,11 @@
 
 use rhai::{EvalAltResult, Position};
 
-use crate::diagnostic;
-use crate::failure::{Failure, FailureKind};
+use crate::output::failure::{Failure, FailureKind};
 use crate::registry::Origin;
-use crate::step_caller::StepError;
-use crate::step_failure::Cause;
+use crate::run::step_caller::StepError;
+use crate::run::step_failure::Cause;
+use crate::script::diagnostic;
 
 /// Find the innermost error and where it happened (`source`: where the failing code is, when
 /// the error does not say).

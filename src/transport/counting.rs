@@ -19,7 +19,7 @@ use std::sync::{Mutex, MutexGuard};
 use anyhow::anyhow;
 
 use super::{Answer, Deferred, DeferredError, EarlierFailure, Kept, Local, Op, Transport};
-use crate::process::{LineSink, Output, ProcessError, ProcessErrorKind};
+use crate::system::process::{LineSink, Output, ProcessError, ProcessErrorKind};
 
 /// Picks the ops that fail: the number of ops run before it (sent or asked), and the op.
 type Fault = Box<dyn Fn(usize, &Op) -> bool + Send + Sync>;
@@ -181,7 +181,7 @@ fn deferred(error: anyhow::Error, repository: String) -> DeferredError {
         Ok(refusal) => return DeferredError::Refused(refusal),
         Err(e) => e,
     };
-    match error.downcast::<crate::git::RefError>() {
+    match error.downcast::<crate::transport::git::RefError>() {
         Ok(error) => DeferredError::Ref { error, repository },
         Err(e) => DeferredError::Message(format!("{e:#}")),
     }

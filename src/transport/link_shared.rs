@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use crate::quote::{word, QuoteError};
+use crate::values::quote::{word, QuoteError};
 
 /// The status of the script when it refuses (its stdout says why).
 pub const REFUSED: i32 = 3;

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::Transport;
-use crate::git;
-use crate::process::{self, Invocation, LineSink, Output, ProcessError};
+use crate::system::process::{self, Invocation, LineSink, Output, ProcessError};
+use crate::transport::git;
 
 /// The local host.
 pub struct Local {

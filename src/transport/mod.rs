@@ -7,6 +7,7 @@
 
 #[cfg(test)]
 pub mod counting;
+pub mod git;
 pub mod link_shared;
 mod local;
 pub mod op;
@@ -34,7 +35,7 @@ mod tests {
     }
 }
 
-use crate::process::{LineSink, Output, ProcessError};
+use crate::system::process::{LineSink, Output, ProcessError};
 
 /// What every host can do.
 pub trait Transport: Send + Sync {

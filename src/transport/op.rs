@@ -11,8 +11,8 @@
 
 use super::link_shared::{Refusal, SharedEntry};
 use super::FileType;
-use crate::git::RefError;
-use crate::process::{Output, ProcessError};
+use crate::system::process::{Output, ProcessError};
+use crate::transport::git::RefError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context};
 
-use crate::quote;
+use crate::values::quote;
 
 /// What a remote command did.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! A remote host over the system OpenSSH client (it honours ~/.ssh/config, the agent,
 //! known_hosts and ProxyJump). One connection per host per run, `BatchMode`, a ControlMaster
 //! socket in a short private directory, and one remote `sh` that every operation goes through.
-//! Every path and value is quoted with `crate::quote`; nothing else builds remote commands.
+//! Every path and value is quoted with `crate::values::quote`; nothing else builds remote commands.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, VecDeque};
 use super::link_shared::{self, SharedEntry};
 use super::remote_shell::{Accept, RemoteShell, Reply, Shell};
 use super::{Answer, Deferred, DeferredError, EarlierFailure, FileType, Kept, Op, Transport};
-use crate::git::{self, RefError};
-use crate::process::{self, LineSink, Output, ProcessError, ProcessErrorKind, TAIL_LINES};
-use crate::quote::word;
+use crate::system::process::{self, LineSink, Output, ProcessError, ProcessErrorKind, TAIL_LINES};
+use crate::transport::git::{self, RefError};
+use crate::values::quote::word;
 
 /// Status the helper scripts below use for "not there" (not an error).
 const ABSENT: i32 = 100;
@@ -1031,7 +1031,7 @@ fn remove_dead_control_directories(parent: &Path) {
         let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
             continue;
         };
-        if meta.is_dir() && meta.uid() == uid && !crate::process::alive(pid) {
+        if meta.is_dir() && meta.uid() == uid && !crate::system::process::alive(pid) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

@@ -3,12 +3,12 @@
 //! in `.zdd-app-key`; the gate refuses when the shared `.env` now holds another key than the
 //! running release used, unless `allow_key_rotation` is true.
 
-use crate::context::HostContext;
-use crate::failure::Failure;
+use crate::output::failure::Failure;
+use crate::output::reporter::Event;
 use crate::primitives::artisan::app_path;
-use crate::quote::Line;
-use crate::reporter::Event;
+use crate::primitives::host_context::HostContext;
 use crate::transport::{Answer, Op};
+use crate::values::quote::Line;
 
 const RECORD: &str = ".zdd-app-key";
 

@@ -5,11 +5,11 @@
 
 use serde_json::Value;
 
-use crate::context::HostContext;
-use crate::failure::Failure;
+use crate::output::failure::Failure;
 use crate::primitives::artisan::app_path;
+use crate::primitives::host_context::HostContext;
 use crate::primitives::programs::{php, program};
-use crate::quote::{self, Joiner, Line};
+use crate::values::quote::{self, Joiner, Line};
 
 /// Severity ranks, lowest first (`moderate` is npm's `medium`).
 fn rank(severity: &str) -> Option<u8> {

@@ -7,15 +7,15 @@
 
 use std::path::Path;
 
-use crate::context::HostContext;
-use crate::failure::Failure;
-use crate::quote::{self, Joiner};
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
+use crate::values::quote::{self, Joiner};
 
 pub fn check_disk(ctx: &HostContext) -> Result<(), Failure> {
     let deploy_path = ctx.deploy_path()?;
     let (needed, current) = match ctx.value("disk_min_free_mb")? {
         Some(value) => {
-            let mb = crate::config::count(&value)
+            let mb = crate::values::config::count(&value)
                 .map_err(|e| Failure::message(format!("`disk_min_free_mb`: {e}")))?;
             (Some(mb), None)
         }

@@ -3,9 +3,9 @@
 //! swap, the old code still runs against the new schema, so a table or column it uses must not
 //! disappear. Drop it a release after the code stopped using it.
 
-use crate::context::HostContext;
-use crate::failure::Failure;
+use crate::output::failure::Failure;
 use crate::primitives::artisan::{app_path, artisan};
+use crate::primitives::host_context::HostContext;
 
 /// The lines of `--pretend` output (`Migration: sql`, one line per query) with a statement that
 /// removes or renames a table or a column, in the SQL each of Laravel's schema grammars prints:

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::context::HostContext;
-use crate::failure::Failure;
+use crate::output::failure::Failure;
 use crate::primitives::app_php::{self, Probe};
 use crate::primitives::gates::migrations;
+use crate::primitives::host_context::HostContext;
 
 const PROBE: Probe = Probe {
     name: "queued jobs",

@@ -1,10 +1,10 @@
 //! `run_tests()`: `test_command` (e.g. `php artisan test`) in the new release; red means no
 //! deploy. Empty `test_command` skips it (and says so).
 
-use crate::context::HostContext;
-use crate::failure::{Failure, FailureKind};
+use crate::output::failure::{Failure, FailureKind};
 use crate::primitives::artisan::app_path;
-use crate::template::Mode;
+use crate::primitives::host_context::HostContext;
+use crate::values::template::Mode;
 
 pub fn run_tests(ctx: &HostContext) -> Result<bool, Failure> {
     let command = ctx.text_or("test_command", "")?;

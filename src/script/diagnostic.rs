@@ -5,9 +5,9 @@ use std::fmt::Write;
 
 use rhai::EvalAltResult;
 
+use crate::output::sources::Sources;
+use crate::output::suggest;
 use crate::registry::Origin;
-use crate::sources::Sources;
-use crate::suggest;
 
 /// Every function a recipe can call (for "did you mean").
 pub const FUNCTIONS: &[&str] = &[

@@ -168,10 +168,10 @@ fn compact(cache: &Path) {
     if packs <= MAX_PACKS {
         return;
     }
-    let Ok(git) = crate::process::find_program("git") else {
+    let Ok(git) = crate::system::process::find_program("git") else {
         return;
     };
-    let invocation = crate::process::Invocation {
+    let invocation = crate::system::process::Invocation {
         program: git,
         args: vec![
             format!("--git-dir={}", cache.display()).into(),
@@ -183,7 +183,7 @@ fn compact(cache: &Path) {
         display: "git repack -a -d".to_string(),
         ..Default::default()
     };
-    if let Err(e) = crate::process::run(&invocation, None) {
+    if let Err(e) = crate::system::process::run(&invocation, None) {
         tracing::warn!("could not repack the repository cache: {e}");
     }
 }
@@ -289,10 +289,10 @@ fn fetch(repo: &Repository, repository: &str) -> anyhow::Result<()> {
 }
 
 fn fetch_with_git_client(cache: &Path, repository: &str) -> anyhow::Result<()> {
-    let git = crate::process::find_program("git").map_err(|_| RefError::NoGitClient {
+    let git = crate::system::process::find_program("git").map_err(|_| RefError::NoGitClient {
         repository: repository.to_string(),
     })?;
-    let invocation = crate::process::Invocation {
+    let invocation = crate::system::process::Invocation {
         program: git,
         args: vec![
             format!("--git-dir={}", cache.display()).into(),
@@ -310,7 +310,7 @@ fn fetch_with_git_client(cache: &Path, repository: &str) -> anyhow::Result<()> {
         display: format!("git fetch {repository}"),
         ..Default::default()
     };
-    crate::process::run(&invocation, None)
+    crate::system::process::run(&invocation, None)
         .map(|_| ())
         .map_err(|e| {
             RefError::Fetch {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 
-use crate::interrupt;
+use crate::system::interrupt;
 
 /// How many lines of each stream an error shows.
 pub const TAIL_LINES: usize = 20;

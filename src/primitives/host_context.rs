@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use rhai::Dynamic;
 
-use crate::config;
-use crate::failure::{Failure, FailureKind};
+use crate::output::failure::{Failure, FailureKind};
+use crate::output::reporter::{Event, Reporter};
+use crate::output::suggest;
 use crate::primitives::host_state::{Current, HostState};
-use crate::process::{LineSink, Output, Stream};
-use crate::reporter::{Event, Reporter};
-use crate::suggest;
-use crate::template::{self, Mode, TemplateError};
+use crate::system::process::{LineSink, Output, Stream};
 use crate::transport::{Kept, Op, Transport};
+use crate::values::config;
+use crate::values::template::{self, Mode, TemplateError};
 
 /// Shared by every host of one run: the things that must be the same everywhere.
 pub struct Deployment {
@@ -448,7 +448,7 @@ impl HostContext {
     }
 
     fn output_sink(&self) -> Option<LineSink> {
-        if self.reporter.verbosity < crate::reporter::Verbosity::Output {
+        if self.reporter.verbosity < crate::output::reporter::Verbosity::Output {
             return None;
         }
         let reporter = self.reporter.clone();

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::process::ProcessError;
+use crate::system::process::ProcessError;
 
 #[derive(Debug, Clone)]
 pub enum FailureKind {
@@ -57,7 +57,7 @@ impl fmt::Display for Failure {
 
 impl From<ProcessError> for Failure {
     fn from(e: ProcessError) -> Failure {
-        if crate::interrupt::interrupted() {
+        if crate::system::interrupt::interrupted() {
             return Failure {
                 kind: FailureKind::Interrupted,
                 hint: None,
@@ -79,12 +79,12 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-impl From<crate::template::TemplateError> for Failure {
-    fn from(e: crate::template::TemplateError) -> Failure {
+impl From<crate::values::template::TemplateError> for Failure {
+    fn from(e: crate::values::template::TemplateError) -> Failure {
         match e {
             // Kept as it is, so that an expansion around it passes it on instead of wrapping
             // it once per level.
-            crate::template::TemplateError::TooDeep { key } => Failure {
+            crate::values::template::TemplateError::TooDeep { key } => Failure {
                 kind: FailureKind::SelfReference(key),
                 hint: Some(
                     "a value cannot name itself, directly or through a computed key such as `current_path`"
@@ -96,8 +96,8 @@ impl From<crate::template::TemplateError> for Failure {
     }
 }
 
-impl From<crate::quote::QuoteError> for Failure {
-    fn from(e: crate::quote::QuoteError) -> Failure {
+impl From<crate::values::quote::QuoteError> for Failure {
+    fn from(e: crate::values::quote::QuoteError) -> Failure {
         Failure::message(e.to_string())
     }
 }

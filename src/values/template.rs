@@ -1,9 +1,9 @@
 //! `{{key}}` expansion. In a command, every expanded value is quoted as shell words (through
-//! [`crate::quote`]), so a value is data, never code.
+//! [`crate::values::quote`]), so a value is data, never code.
 
 use std::fmt;
 
-use crate::quote::{self, QuoteError};
+use crate::values::quote::{self, QuoteError};
 
 /// How expanded values are inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,28 +11,28 @@
 //! releases its lock. The runner alone undoes a failed run: no fail hook has to.
 //!
 //! When every host is connected, each host's secret values (its `.env` included) are learned
-//! (`host_secrets`); at the end the run's notification (`crate::notify`) is read from the first
+//! (`host_secrets`); at the end the run's notification (`crate::run::notify`) is read from the first
 //! host and sent, and a successful run is summed up (`describe_summary`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config;
-use crate::context::{Deployment, HostContext, Sender};
-use crate::failure::{Failure, FailureKind};
-use crate::host_secrets;
-use crate::host_setup;
-use crate::interrupt;
-use crate::notify;
+use crate::output::failure::{Failure, FailureKind};
+use crate::output::reporter::{format_duration, Event, Reporter};
 use crate::plan::{self, Step};
+use crate::primitives::host_context::{Deployment, HostContext, Sender};
 use crate::primitives::{cleanup, lock, paths, release, update_code};
 use crate::registry::{Host, Origin};
-use crate::reporter::{format_duration, Event, Reporter};
-use crate::run_notification;
-use crate::step_caller::{StepCaller, StepError};
-use crate::step_failure::{Cause, StepFailure};
+use crate::run::host_secrets;
+use crate::run::host_setup;
+use crate::run::notification;
+use crate::run::notify;
+use crate::run::step_caller::{StepCaller, StepError};
+use crate::run::step_failure::{Cause, StepFailure};
+use crate::system::interrupt;
 use crate::transport::{Deferred, DeferredError, Ssh};
+use crate::values::config;
 
 /// What a finished run did.
 pub struct Summary {
@@ -113,7 +113,7 @@ pub fn run(
     let setup_failed = |messages: Vec<String>| -> RunError {
         if let Some(settings) = &notifier {
             let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
-            let notification = run_notification::setup_failure(
+            let notification = notification::setup_failure(
                 recipe,
                 task,
                 settings,
@@ -218,7 +218,7 @@ pub fn run(
                 failure.task, failure.host, failure.cause
             )
         });
-        run_notification::describe(
+        notification::describe(
             recipe,
             task,
             settings,

@@ -5,7 +5,7 @@
 //! A notification never changes the outcome of a deploy: a webhook that cannot be reached, that
 //! answers anything but 2xx or that does not answer within `webhook_timeout` seconds (5) is
 //! reported as a warning and a `notification_failed` event. Bodies go through the run's
-//! [`Secrets`] like everything else zdd prints. Requests go through [`crate::http`] (`https://`
+//! [`Secrets`] like everything else zdd prints. Requests go through [`crate::system::http`] (`https://`
 //! verified against the system's certificate authorities and `SSL_CERT_FILE`); a webhook's URL is
 //! a secret, so an error names only its origin (`https://hooks.slack.com`).
 
@@ -15,10 +15,10 @@ use std::time::Duration;
 use rhai::Dynamic;
 use serde::Serialize;
 
-use crate::config;
-use crate::http;
-use crate::reporter::{format_duration, Event, Reporter};
-use crate::secrets::Secrets;
+use crate::output::reporter::{format_duration, Event, Reporter};
+use crate::output::secrets::Secrets;
+use crate::system::http;
+use crate::values::config;
 
 /// At most this many lines of `git log --oneline` in a notification.
 pub const COMMIT_LIMIT: usize = 50;

@@ -1,8 +1,8 @@
 //! What a host makes secret, learned by the runner once every host is connected: read from the
 //! host's context (its settings, expanded) and from its shared `.env` files, and handed to
-//! [`Secrets`](crate::secrets::Secrets), which only keeps and redacts values.
+//! [`Secrets`](crate::output::secrets::Secrets), which only keeps and redacts values.
 
-use crate::context::HostContext;
+use crate::primitives::host_context::HostContext;
 
 /// The secret values of one host: its secret keys expanded, the passwords of the URLs in its
 /// values, and every value of the shared `.env` files the recipe links (`shared_files` entries

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use rhai::Dynamic;
 
-use crate::config;
-use crate::context::{Deployment, HostContext};
+use crate::output::reporter::Reporter;
+use crate::primitives::host_context::{Deployment, HostContext};
 use crate::registry::Host;
-use crate::reporter::Reporter;
-use crate::step_caller::StepCaller;
+use crate::run::step_caller::StepCaller;
 use crate::transport::ssh::{self, Target};
 use crate::transport::{Local, Ssh, Transport};
+use crate::values::config;
 
 /// Defaults < recipe `set` < host `.set` < `-o`.
 pub fn merged_config(recipe: &dyn StepCaller, host: Option<&Host>) -> BTreeMap<String, Dynamic> {

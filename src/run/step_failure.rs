@@ -1,7 +1,7 @@
 //! Why a step failed and where (the script layer words a script's error as a [`Cause`]), and
 //! what each host was left as.
 
-use crate::failure::Failure;
+use crate::output::failure::Failure;
 use crate::registry::Origin;
 
 /// Why a step failed, as the user is told.

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
-use crate::environment;
+use crate::system::environment;
 
 /// Where Linux distributions keep the system's bundle of certificate authorities (the list
 /// openssl-probe and Go's crypto/x509 read): Debian and Ubuntu first.
@@ -368,7 +368,7 @@ mod tests {
                 if path.is_dir() {
                     walk(&path, found);
                 } else if path.extension().is_some_and(|e| e == "rs")
-                    && !path.ends_with("src/http.rs")
+                    && !path.ends_with("src/system/http.rs")
                 {
                     let text = std::fs::read_to_string(&path).unwrap();
                     if [

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::environment;
+use crate::system::environment;
 
 const EXIT_CODES: &str = "\
 Exit codes:

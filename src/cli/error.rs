@@ -4,13 +4,13 @@ use std::fmt::Write;
 
 use rhai::EvalAltResult;
 
-use crate::diagnostic;
+use crate::output::secrets::Secrets;
+use crate::output::sources::Sources;
 use crate::plan::PlanError;
+use crate::run::step_failure::StepFailure;
 use crate::script;
-use crate::secrets::Secrets;
+use crate::script::diagnostic;
 use crate::settings::Problem;
-use crate::sources::Sources;
-use crate::step_failure::StepFailure;
 
 /// Exit codes, as documented in `zdd --help` and the README.
 pub mod exit {
@@ -77,7 +77,9 @@ impl Error {
     pub fn annotation(rendered: &str) -> String {
         format!(
             "::error::{}",
-            crate::reporter::workflow_message(rendered.strip_prefix("error: ").unwrap_or(rendered))
+            crate::output::reporter::workflow_message(
+                rendered.strip_prefix("error: ").unwrap_or(rendered)
+            )
         )
     }
 

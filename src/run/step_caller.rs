@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use rhai::Dynamic;
 
-use crate::context::HostContext;
 use crate::plan::Step;
+use crate::primitives::host_context::HostContext;
 use crate::registry::{Origin, Registry};
-use crate::step_failure::Cause;
+use crate::run::step_failure::Cause;
 
 /// A loaded recipe, as the runner uses it.
 pub trait StepCaller: Sync {

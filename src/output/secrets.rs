@@ -82,7 +82,7 @@ impl Secrets {
             }
         };
         push(value);
-        if let Ok(quoted) = crate::quote::word(value) {
+        if let Ok(quoted) = crate::values::quote::word(value) {
             push(&quoted);
         }
         for line in value.lines() {
@@ -551,7 +551,7 @@ mod tests {
         secrets.add("it's s3cret");
         secrets.add("short");
         secrets.add("line-one-secret\nline-two-secret");
-        let quoted = crate::quote::word("it's s3cret").unwrap();
+        let quoted = crate::values::quote::word("it's s3cret").unwrap();
         assert_eq!(secrets.redact(&format!("echo {quoted}")), "echo [secret]");
         assert_eq!(secrets.redact("value: it's s3cret"), "value: [secret]");
         assert_eq!(secrets.redact("short stays"), "short stays");

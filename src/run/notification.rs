@@ -5,12 +5,12 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::context::{Deployment, HostContext};
-use crate::host_setup;
-use crate::notify::{self, Notification};
+use crate::primitives::host_context::{Deployment, HostContext};
 use crate::primitives::release_log;
-use crate::step_caller::StepCaller;
-use crate::template::Mode;
+use crate::run::host_setup;
+use crate::run::notify::{self, Notification};
+use crate::run::step_caller::StepCaller;
+use crate::values::template::Mode;
 
 /// The recipe's file name without `.rhai`: the application's name when nothing better is known.
 fn recipe_name(recipe: &dyn StepCaller) -> String {

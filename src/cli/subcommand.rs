@@ -6,21 +6,21 @@ use std::sync::{Arc, Mutex};
 use rhai::Dynamic;
 use serde::Serialize;
 
-use crate::arguments::{Command, Common};
-use crate::config;
-use crate::context::{Deployment, COMPUTED_KEYS};
-use crate::error::Error;
-use crate::host_setup;
-use crate::interrupt;
+use crate::cli::arguments::{Command, Common};
+use crate::cli::error::Error;
+use crate::output::reporter::{Reporter, Verbosity};
+use crate::output::secrets::Secrets;
+use crate::output::sources::Sources;
 use crate::plan;
+use crate::primitives::host_context::{Deployment, COMPUTED_KEYS};
 use crate::primitives::{lock, release_log};
 use crate::registry::{Host, TaskBody};
-use crate::reporter::{Reporter, Verbosity};
-use crate::runner::{self, RunError};
+use crate::run::host_setup;
+use crate::run::runner::{self, RunError};
 use crate::script::{self, LoadError, Recipe};
-use crate::secrets::Secrets;
 use crate::settings::{self, HostSettings, OverrideProblem, RunSettings};
-use crate::sources::Sources;
+use crate::system::interrupt;
+use crate::values::config;
 
 pub fn execute(command: Command, sources: &Sources, secrets: &Arc<Secrets>) -> Result<(), Error> {
     match command {
@@ -106,7 +106,7 @@ fn reporter(common: &Common, secrets: &Arc<Secrets>) -> Arc<Reporter> {
     Arc::new(
         Reporter::new(verbosity, common.json)
             .with_secrets(secrets.clone())
-            .with_github_groups(crate::environment::github_actions()),
+            .with_github_groups(crate::system::environment::github_actions()),
     )
 }
 
@@ -237,7 +237,7 @@ fn select_hosts(recipe: &Recipe, common: &Common) -> Result<Vec<Host>, Error> {
             return Err(Error::Usage {
                 message: format!("no host `{wanted}` in `{}`", recipe.path),
                 hint: Some(
-                    match crate::suggest::closest(wanted, names.iter().copied()) {
+                    match crate::output::suggest::closest(wanted, names.iter().copied()) {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => format!("the hosts are: {}", names.join(", ")),
                     },
@@ -330,7 +330,9 @@ fn run_task(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error> {
 fn with_host_context<T>(
     recipe: &Recipe,
     host: &Host,
-    f: impl FnOnce(&mut crate::context::HostContext) -> Result<T, crate::failure::Failure>,
+    f: impl FnOnce(
+        &mut crate::primitives::host_context::HostContext,
+    ) -> Result<T, crate::output::failure::Failure>,
 ) -> Result<T, Error> {
     let deployment = Arc::new(Deployment::new(&recipe.path));
     let control = crate::transport::ssh::control_directory().map_err(|e| Error::Failed {

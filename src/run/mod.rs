@@ -1,0 +1,11 @@
+//! Runs a plan on hosts: the runner, how it reaches a recipe (`StepCaller`), a failed step,
+//! a declared host becoming a connected context, what a host makes secret, and the run's
+//! notification (what it says, and sending it).
+
+pub mod host_secrets;
+pub mod host_setup;
+pub mod notification;
+pub mod notify;
+pub mod runner;
+pub mod step_caller;
+pub mod step_failure;

@@ -1,0 +1,6 @@
+//! Values and the text made from them: a setting's value (`config`), `{{key}}` expansion
+//! (`template`), and the one place values become shell words and lines (`quote`).
+
+pub mod config;
+pub mod quote;
+pub mod template;
