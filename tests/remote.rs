@@ -609,6 +609,11 @@ fn a_checkout_or_shared_link_that_fails_unseen_names_its_step_and_hint() {
     let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
     assert_eq!(code, 0, "{stderr}");
     let live = sandbox.current(&hosts.deploy_rel(1)).unwrap();
+    // The swap is reported once the host has made it (at the end, over SSH).
+    assert!(
+        stderr.contains(&format!("[web1] current -> releases/{live}")),
+        "{stderr}"
+    );
     let releases = |hosts: &SshHosts| {
         std::fs::read_dir(hosts.deploy_path(1).join("releases"))
             .unwrap()
@@ -646,6 +651,8 @@ fn a_checkout_or_shared_link_that_fails_unseen_names_its_step_and_hint() {
         stderr.contains("shared file `config/app.ini` is missing"),
         "{stderr}"
     );
+    // The swap was sent after the failed request: it never happened, and is never reported.
+    assert!(!stderr.contains("] current -> releases/"), "{stderr}");
     assert!(
         stderr.contains("on host `web1` before deploying (zdd never creates an empty one)"),
         "{stderr}"

@@ -99,6 +99,21 @@ pub struct ReleaseState {
     pub signalled: Vec<String>,
 }
 
+/// A change worth reporting (a progress line, a JSON event) that is only true once the host
+/// has done it: reported when every request sent before it was answered, never when one of
+/// them failed (then it did not happen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    Swapped {
+        release: String,
+        previous: Option<String>,
+    },
+    RolledBack {
+        from: Option<String>,
+        to: String,
+    },
+}
+
 /// A checkout sent without waiting, until its answer is read.
 #[derive(Debug, Clone)]
 pub struct PendingCheckout {
@@ -128,6 +143,9 @@ pub struct HostContext {
     /// Where each program a primitive starts was found on the host (`primitives::programs`):
     /// looked up once per run.
     pub programs: std::sync::Mutex<BTreeMap<String, Option<String>>>,
+    /// What this run changed and has not been confirmed yet, with the number of requests sent
+    /// before it (see [`HostContext::report_done`]).
+    pub unconfirmed: Vec<(u64, Done)>,
     /// The host's deploy state, read when the lock was taken (`primitives::host_state`).
     pub state: Option<HostState>,
     /// The step running now, set by the runner: what a request sent without waiting is
@@ -359,6 +377,46 @@ impl HostContext {
         let tag = self.senders.len() as u64;
         self.senders.push(self.step.clone().unwrap_or_default());
         self.transport.send_kept(op, tag)
+    }
+
+    /// Report `done` once the host has done it: now when nothing sent is unanswered (the
+    /// local transport), else at a wait that finds every request before it answered
+    /// ([`HostContext::confirm`]).
+    pub fn report_done(&mut self, done: Done) {
+        if self.transport.unanswered() == 0 {
+            self.emit(&done);
+        } else {
+            self.unconfirmed.push((self.senders.len() as u64, done));
+        }
+    }
+
+    /// Report what the host has done: everything unconfirmed when `failed` is `None` and
+    /// nothing sent is unanswered; with `failed` (the tag of a request that failed), what was
+    /// sent before it, and the rest is dropped (it never happened).
+    pub fn confirm(&mut self, failed: Option<u64>) {
+        if failed.is_none() && self.transport.unanswered() > 0 {
+            return;
+        }
+        for (sent, done) in std::mem::take(&mut self.unconfirmed) {
+            if failed.is_none_or(|tag| sent <= tag) {
+                self.emit(&done);
+            }
+        }
+    }
+
+    fn emit(&self, done: &Done) {
+        match done {
+            Done::Swapped { release, previous } => self.reporter.event(Event::Swapped {
+                host: &self.host,
+                release,
+                previous: previous.as_deref(),
+            }),
+            Done::RolledBack { from, to } => self.reporter.event(Event::RolledBack {
+                host: &self.host,
+                from: from.as_deref(),
+                to,
+            }),
+        }
     }
 
     /// Send an already-quoted command line without waiting (shown with `-v` as it is sent).

@@ -6,8 +6,7 @@
 use super::lock;
 use super::release_log::{self, Entry};
 use crate::output::failure::Failure;
-use crate::output::reporter::Event;
-use crate::primitives::host_context::HostContext;
+use crate::primitives::host_context::{Done, HostContext};
 use crate::primitives::release_state::{self, ReleaseInfo, Status, Target};
 use crate::transport::Op;
 
@@ -60,10 +59,9 @@ pub fn rollback(ctx: &mut HostContext) -> Result<String, Failure> {
         },
     )?;
     let from = current.or(current_target);
-    ctx.reporter.event(Event::RolledBack {
-        host: &ctx.host,
-        from: from.as_deref(),
-        to: &target,
+    ctx.report_done(Done::RolledBack {
+        from,
+        to: target.clone(),
     });
     Ok(target)
 }

@@ -223,6 +223,7 @@ fn context(root: &str, transport: Arc<dyn Transport>) -> HostContext {
         failure: None,
         memo: BTreeMap::new(),
         programs: Default::default(),
+        unconfirmed: Vec::new(),
         state: None,
         step: None,
         senders: Vec::new(),

@@ -14,8 +14,7 @@ use super::lifecycle;
 use super::lock;
 use super::release_log::{self, Entry};
 use crate::output::failure::Failure;
-use crate::output::reporter::Event;
-use crate::primitives::host_context::HostContext;
+use crate::primitives::host_context::{Done, HostContext};
 use crate::system::process::quoted_tail;
 use crate::transport::{temporary_path, Op};
 
@@ -171,10 +170,9 @@ fn swapped(ctx: &mut HostContext) -> Result<(), Failure> {
             ..Default::default()
         },
     )?;
-    ctx.reporter.event(Event::Swapped {
-        host: &ctx.host,
-        release: &release.name,
-        previous: release.previous.as_deref(),
+    ctx.report_done(Done::Swapped {
+        release: release.name.clone(),
+        previous: release.previous.clone(),
     });
     Ok(())
 }

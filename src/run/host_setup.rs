@@ -136,6 +136,7 @@ pub fn connect(
             failure: None,
             memo: BTreeMap::new(),
             programs: Default::default(),
+            unconfirmed: Vec::new(),
             state: None,
             step: None,
             senders: Vec::new(),

@@ -370,8 +370,11 @@ impl Phase<'_> {
         std::thread::scope(|scope| {
             for slot in slots {
                 scope.spawn(move || {
-                    let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
                     let synced = ctx.transport.sync();
+                    if synced.is_ok() {
+                        ctx.confirm(None);
+                    }
                     drop(ctx);
                     if let Err(error) = synced {
                         let failure = deferred_failure(slot, self.reporter)
@@ -400,6 +403,17 @@ fn deferred_failure(slot: &Slot, reporter: &Reporter) -> Option<Box<StepFailure>
 
 /// A request sent without waiting failed: the step that sent it failed.
 fn failure_of(slot: &Slot, deferred: Deferred, reporter: &Reporter) -> Box<StepFailure> {
+    // What was done before the failed request is reported; what was sent after it never
+    // happened.
+    slot.context
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .confirm(Some(deferred.tag));
+    step_failure_of(slot, deferred, reporter)
+}
+
+/// The step that sent the failed request, as a failure.
+fn step_failure_of(slot: &Slot, deferred: Deferred, reporter: &Reporter) -> Box<StepFailure> {
     let sender = {
         let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
         ctx.sender(deferred.tag).cloned().unwrap_or_default()
@@ -500,6 +514,11 @@ fn run_step(
     let elapsed = started.elapsed().as_millis();
     match result {
         Ok(_) => {
+            // What the host has done already is reported now; the rest at a later wait.
+            slot.context
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .confirm(None);
             reporter.event(Event::TaskFinished {
                 host,
                 task: &step.task,
@@ -758,6 +777,8 @@ fn finish_all(slots: &[Slot], reporter: &Reporter, let_go: bool) -> bool {
                             return;
                         }
                         Some(Ok(deferred)) => {
+                            // Every step's requests were done; only the run's own end failed.
+                            ctx.confirm(Some(deferred.tag));
                             warnings.push(format!("{}", deferred.error));
                         }
                         None => {
@@ -766,9 +787,13 @@ fn finish_all(slots: &[Slot], reporter: &Reporter, let_go: bool) -> bool {
                             }
                         }
                     }
-                } else if let Err(failure) = update_code::settle(&mut ctx) {
-                    // Read by the wait above: the commit of a checkout sent without waiting.
-                    warnings.push(format!("{failure}"));
+                } else {
+                    ctx.confirm(None);
+                    if let Err(failure) = update_code::settle(&mut ctx) {
+                        // Read by the wait above: the commit of a checkout sent without
+                        // waiting.
+                        warnings.push(format!("{failure}"));
+                    }
                 }
                 for warning in warnings {
                     ctx.warn(&warning);

@@ -401,6 +401,10 @@ impl Transport for Counting {
     fn round_trips(&self) -> u64 {
         self.pipe().round_trips
     }
+
+    fn unanswered(&self) -> usize {
+        self.pipe().sent.len()
+    }
 }
 
 #[cfg(test)]

@@ -148,6 +148,11 @@ pub trait Transport: Send + Sync {
         None
     }
 
+    /// How many requests were sent and not answered yet (0: everything sent is done).
+    fn unanswered(&self) -> usize {
+        0
+    }
+
     /// How many times zdd waited for the host since the connection was up.
     fn round_trips(&self) -> u64 {
         0

@@ -918,6 +918,10 @@ impl Transport for Ssh {
     fn round_trips(&self) -> u64 {
         self.pipe().round_trips
     }
+
+    fn unanswered(&self) -> usize {
+        self.pipe().waiting.len()
+    }
 }
 
 impl Ssh {
