@@ -689,3 +689,57 @@ fn a_checkout_or_shared_link_that_fails_unseen_names_its_step_and_hint() {
     assert_eq!(sandbox.current(&hosts.deploy_rel(1)).unwrap(), live);
     assert!(!hosts.deploy_path(1).join(".zdd/lock").exists());
 }
+
+/// The lock is removed at the end only when it still holds exactly what this run wrote: one
+/// that another run took meanwhile (after a `zdd unlock`), or one changed by a byte, is left
+/// in place, with a warning that says so (over SSH the removal is sent without waiting, and
+/// the host compares).
+#[test]
+fn a_lock_that_changed_during_the_run_is_left_in_place() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo(&sandbox);
+    let lock = hosts.deploy_path(1).join(".zdd/lock");
+    let other = r#"{"user":"alice","machine":"elsewhere","pid":1,"time":"2026-12-02T00:00:00Z","ref":"main"}"#;
+    for (replacement, what) in [
+        (other.to_string(), "another run's lock"),
+        // This run's own lock with a newline added: not exactly what it wrote.
+        (String::from("SAME\n"), "its own lock plus a newline"),
+    ] {
+        let command = if replacement == "SAME\n" {
+            "printf '\\n' >> {{deploy_path}}/.zdd/lock".to_string()
+        } else {
+            format!(
+                "printf '%s' {} > {{{{deploy_path}}}}/.zdd/lock",
+                rhai_quote_shell(&replacement)
+            )
+        };
+        recipe(
+            &sandbox,
+            &hosts,
+            &repo,
+            &format!(
+                "after(\"deploy:symlink\", || {{ run({}); }});\n",
+                rhai_string(&command)
+            ),
+        );
+        let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+        assert_eq!(code, 0, "{what}: {stderr}");
+        assert!(
+            stderr.contains("was left in place: it no longer holds what this run wrote"),
+            "{what}: {stderr}"
+        );
+        let now = std::fs::read_to_string(&lock).unwrap_or_else(|e| panic!("{what}: {e}"));
+        if replacement == "SAME\n" {
+            assert!(now.ends_with("}\n"), "{what}: {now}");
+        } else {
+            assert_eq!(now, other, "{what}");
+        }
+        std::fs::remove_file(&lock).unwrap();
+    }
+}
+
+/// `value` as one shell word (single quotes), for a test's command.
+fn rhai_quote_shell(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}

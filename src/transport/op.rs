@@ -71,8 +71,8 @@ pub enum Op {
         shared_root: String,
         entries: Vec<SharedEntry>,
     },
-    /// Remove `path` only if it holds exactly `contents` (a lock this run took); fails,
-    /// leaving it, when it holds something else.
+    /// Remove `path` only if it holds exactly `contents` (a lock this run took: one line, no
+    /// newline); fails, leaving it, when it holds something else.
     RemoveIfHolds {
         path: String,
         contents: String,

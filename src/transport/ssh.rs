@@ -594,9 +594,12 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             let p = word(path)?;
             Request::must(
                 format!(
-                    "if [ -e {p} ]; then if zdd_now=$(cat -- {p}; printf x); then \
-                     if [ \"$zdd_now\" = {}x ]; then rm -f -- {p}; else cat -- {p} >&2; zdd_st 1; fi; \
-                     else zdd_st 1; fi; fi",
+                    // The contents are one line without a newline (`read` reaches the end
+                    // of the file): read by the shell itself, no process started.
+                    "if [ -e {p} ]; then zdd_now=; \
+                     if IFS= read -r zdd_now < {p}; then zdd_now=; zdd_more=1; else zdd_more=; fi; \
+                     if [ -z \"$zdd_more\" ] && [ \"$zdd_now\" = {} ]; then rm -f -- {p}; \
+                     else cat -- {p} >&2; zdd_st 1; fi; fi",
                     word(contents)?
                 ),
                 super::left_in_place(path),
