@@ -33,14 +33,17 @@ pub fn clone(ctx: &mut HostContext) -> Result<(), Failure> {
     if one_host {
         // The log's line, with a place for the commit the host fills in.
         let (entry, record) = release_log::line(ctx, checked_out(&name, &reference, None))?;
-        debug_assert!(record.contains(&commit_placeholder()));
+        if !record.contains(&commit_placeholder()) {
+            return Err(Failure::message(format!(
+                "the release log's line has no place for the commit: `{record}`"
+            )));
+        }
         let log = ctx.path(release_log::LOG)?;
         let kept = ctx
             .send_kept(Op::Checkout {
                 repository: repository.clone(),
                 cache,
                 reference: reference.clone(),
-                pinned: None,
                 destination: release_path,
                 log,
                 record,

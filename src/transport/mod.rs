@@ -210,17 +210,15 @@ pub trait Transport: Send + Sync {
                 repository,
                 cache,
                 reference,
-                pinned,
                 destination,
                 log,
                 record,
             } => {
-                let resolved = self.resolve(&repository, &cache, &reference)?;
-                let commit = pinned.unwrap_or_else(|| resolved.clone());
+                let commit = self.resolve(&repository, &cache, &reference)?;
                 self.export(&cache, &commit, &destination)?;
                 self.write_file(&format!("{destination}/REVISION"), &format!("{commit}\n"))?;
                 self.append_line(&log, &op::with_commit(&record, &commit))?;
-                Answer::Text(Some(resolved))
+                Answer::Text(Some(commit))
             }
             Op::LinkShared {
                 release,

@@ -51,15 +51,13 @@ pub enum Op {
         destination: String,
     },
     /// `deploy:update_code` in one request: fetch `repository` into the bare `cache`, resolve
-    /// `reference`, write the tree of that commit (of `pinned` instead, when the deploy chose
-    /// one already) into `destination` with the commit's id in `destination/REVISION`, and
-    /// append `record` to `log` with that id in place of [`PENDING_COMMIT`]. Answers
-    /// `Text(Some(resolved))`: the commit `reference` named.
+    /// `reference`, write the tree of that commit into `destination` with the commit's id in
+    /// `destination/REVISION`, and append `record` to `log` with that id in place of
+    /// [`PENDING_COMMIT`]. Answers `Text(Some(commit))`.
     Checkout {
         repository: String,
         cache: String,
         reference: String,
-        pinned: Option<String>,
         destination: String,
         log: String,
         record: String,

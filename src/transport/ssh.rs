@@ -610,25 +610,17 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             repository,
             cache,
             reference,
-            pinned,
             destination,
             log,
             record,
         } => {
             let c = word(cache)?;
             let d = word(destination)?;
-            let commit = match pinned {
-                Some(pinned) => {
-                    super::check_commit_id(pinned)?;
-                    word(pinned)?
-                }
-                None => "\"$zdd_r\"".to_string(),
-            };
             let (before, after) = record
                 .split_once(&super::op::commit_placeholder())
                 .ok_or_else(|| anyhow!("the checkout record has no place for the commit"))?;
             let script = format!(
-                "{}; zdd_c={commit} && \
+                "{}; zdd_c=\"$zdd_r\" && \
                  {{ git --git-dir={c} archive --format=tar \"$zdd_c\" | tar -x -C {d}; }} && \
                  printf '%s\\n' \"$zdd_c\" > {d}/REVISION && \
                  printf '%s\"commit\":\"%s\"%s\\n' {} \"$zdd_c\" {} >> {} && \
