@@ -743,3 +743,64 @@ fn a_lock_that_changed_during_the_run_is_left_in_place() {
 fn rhai_quote_shell(value: &str) -> String {
     format!("'{}'", value.replace('\'', "'\\''"))
 }
+
+/// The fetch starts with the lock (in the same request, on the host's own time) and only
+/// under this run's lock: a run refused by another run's lock fetches nothing, and a
+/// repository that cannot be fetched fails `deploy:update_code` in zdd's words, as before.
+#[test]
+fn the_fetch_starts_with_the_lock_and_only_under_it() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo(&sandbox);
+    recipe(&sandbox, &hosts, &repo, "");
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    let cache = hosts.deploy_path(1).join("repo.git");
+    let has = |commit: &str| {
+        std::process::Command::new("git")
+            .arg(format!("--git-dir={}", cache.display()))
+            .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+            .status()
+            .unwrap()
+            .success()
+    };
+
+    // Another run holds the lock: refused (exit 3), and the new commit was not fetched.
+    let two = repo.commit(&[("index.html", "two\n")], "two");
+    let lock = hosts.deploy_path(1).join(".zdd/lock");
+    let other = r#"{"user":"alice","machine":"elsewhere","pid":1,"time":"2026-12-02T00:00:00Z","ref":"main"}"#;
+    std::fs::write(&lock, other).unwrap();
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(!has(&two), "fetched under another run's lock");
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), other);
+    std::fs::remove_file(&lock).unwrap();
+
+    // Our lock: fetched, checked out.
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(has(&two));
+    let live = sandbox.current(&hosts.deploy_rel(1)).unwrap();
+    let revision = sandbox.read(&format!("{}/releases/{live}/REVISION", hosts.deploy_rel(1)));
+    assert_eq!(revision.trim(), two);
+
+    // A repository that is not there: the early fetch fails quietly, the checkout's own
+    // fetch says why, the host is put back.
+    let missing = sandbox.str("nowhere");
+    let (code, stderr) = run(
+        &sandbox,
+        &["run", "app.rhai", "-o", &format!("repository={missing}")],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("task `deploy:update_code` failed on host `web1`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cannot fetch `"), "{stderr}");
+    assert!(
+        stderr.contains("hint: set `repository` to a git URL or the path of a git repository"),
+        "{stderr}"
+    );
+    assert_eq!(sandbox.current(&hosts.deploy_rel(1)).unwrap(), live);
+    assert!(!lock.exists());
+}

@@ -143,6 +143,9 @@ pub struct HostContext {
     /// Where each program a primitive starts was found on the host (`primitives::programs`):
     /// looked up once per run.
     pub programs: std::sync::Mutex<BTreeMap<String, Option<String>>>,
+    /// This run checks the repository out (its plan has `deploy:update_code`): the request
+    /// that takes the lock also starts the fetch (`Op::Prefetch`).
+    pub will_check_out: bool,
     /// What this run changed and has not been confirmed yet, with the number of requests sent
     /// before it (see [`HostContext::report_done`]).
     pub unconfirmed: Vec<(u64, Done)>,

@@ -8,6 +8,7 @@ use super::release_log::{self, Log};
 use crate::output::failure::Failure;
 use crate::primitives::host_context::HostContext;
 use crate::transport::{Answer, FileType, Op};
+use crate::values::template::Mode;
 
 #[derive(Debug, Clone, Default)]
 pub struct HostState {
@@ -43,6 +44,24 @@ impl Current {
     }
 }
 
+/// The fetch of a run that checks the repository out, to start with the lock; nothing when
+/// the repository cannot be named yet (the checkout will say why).
+fn prefetch(ctx: &HostContext, lock: &str, contents: &str) -> Option<Op> {
+    if !ctx.will_check_out {
+        return None;
+    }
+    let repository = ctx
+        .text("repository")
+        .and_then(|text| ctx.expand(&text, Mode::Plain))
+        .ok()?;
+    Some(Op::Prefetch {
+        repository,
+        cache: ctx.path("repo.git").ok()?,
+        lock: lock.to_string(),
+        holder: contents.to_string(),
+    })
+}
+
 /// The lock file's creation followed by the reads of the state: one request. `lock` is the
 /// lock file's path and `contents` what it says. Returns whether the lock was taken, what the
 /// lock file says (the holder when it was not), and the state.
@@ -68,6 +87,12 @@ pub fn take_lock_and_read(
         Op::ListDir(ctx.path(".zdd")?),
         Op::ListDir(ctx.path(super::cleanup::REMOVING)?),
     ];
+    let mut ops = ops;
+    if let Some(prefetch) = prefetch(ctx, lock, contents) {
+        // Last: started once the lock is ours, answered at once, fetching while the state
+        // travels back.
+        ops.push(prefetch);
+    }
     let mut answers = ctx.transport.query(ops)?.into_iter().skip(1);
     let mut next = || answers.next().unwrap_or(Answer::Done);
     let taken = next().flag();

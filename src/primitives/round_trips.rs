@@ -224,6 +224,7 @@ fn context(root: &str, transport: Arc<dyn Transport>) -> HostContext {
         memo: BTreeMap::new(),
         programs: Default::default(),
         unconfirmed: Vec::new(),
+        will_check_out: false,
         state: None,
         step: None,
         senders: Vec::new(),

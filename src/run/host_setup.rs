@@ -137,6 +137,7 @@ pub fn connect(
             memo: BTreeMap::new(),
             programs: Default::default(),
             unconfirmed: Vec::new(),
+            will_check_out: false,
             state: None,
             step: None,
             senders: Vec::new(),

@@ -93,6 +93,9 @@ impl Rollout {
     }
 }
 
+/// The stdlib's task that checks the repository out (Deployer's name).
+const CHECKOUT_TASK: &str = "deploy:update_code";
+
 pub fn run(
     recipe: &dyn StepCaller,
     task: &str,
@@ -140,6 +143,15 @@ pub fn run(
     };
     *deployment.hosts.lock().unwrap_or_else(|e| e.into_inner()) =
         slots.iter().map(|s| s.name.clone()).collect();
+    // A run that checks the repository out starts the fetch with the lock (the fetch is the
+    // slowest part before anything can be decided).
+    let checks_out = steps.iter().any(|step| step.task == CHECKOUT_TASK);
+    for slot in &slots {
+        slot.context
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .will_check_out = checks_out;
+    }
     let before = start_all(&slots, notifier.is_some(), rollout.parallel);
 
     let cutover = steps.iter().position(|s| s.task == rollout.cutover_task);

@@ -220,6 +220,7 @@ pub trait Transport: Send + Sync {
                 self.append_line(&log, &op::with_commit(&record, &commit))?;
                 Answer::Text(Some(commit))
             }
+            Op::Prefetch { .. } => Answer::Done,
             Op::LinkShared {
                 release,
                 shared_root,

@@ -62,6 +62,16 @@ pub enum Op {
         log: String,
         record: String,
     },
+    /// The checkout's fetch, started early: when `lock` holds `holder` (this run took the
+    /// lock), fetch `repository` into `cache` while the run goes on; the next checkout or
+    /// resolve waits for it instead of fetching again, and the lock is released only after
+    /// it ended. Nothing on a transport that does each op at once.
+    Prefetch {
+        repository: String,
+        cache: String,
+        lock: String,
+        holder: String,
+    },
     /// `deploy:shared` in one request: link `entries` into `release` from `shared_root`
     /// (see [`super::link_shared`]); refused with a [`Refusal`] before anything changes.
     LinkShared {

@@ -384,6 +384,17 @@ impl Ssh {
     fn write_sent(&self, op: Op, tag: u64, keep: bool) -> anyhow::Result<Kept> {
         let request = request(&op)?;
         let mut pipe = self.pipe();
+        // A prefetch is over before the checkout that uses it, and before the lock that
+        // covers it is released.
+        if matches!(op, Op::Checkout { .. } | Op::RemoveIfHolds { .. }) {
+            let wait = await_prefetch();
+            pipe.shell.write_request(wait.command(), &self.label)?;
+            pipe.waiting.push_back(Sent {
+                accept: wait.accept,
+                deferred: Some((tag, wait)),
+                keep: None,
+            });
+        }
         pipe.shell.write_request(request.command(), &self.label)?;
         let id = pipe.next_kept;
         pipe.next_kept += 1;
@@ -635,6 +646,26 @@ fn request(op: &Op) -> anyhow::Result<Request> {
                 fetch: Some((repository.clone(), reference.clone())),
                 ..Request::must(script, format!("cannot check out `{reference}`"))
             }
+        }
+        Op::Prefetch {
+            repository,
+            cache,
+            lock,
+            holder,
+        } => {
+            // In the background of the remote shell itself (inline: `$!` and the job are
+            // its own); only under this run's lock.
+            let l = word(lock)?;
+            Request::must(
+                format!(
+                    "zdd_prefetch=; if [ -e {l} ] && {{ IFS= read -r zdd_l < {l}; [ \"$zdd_l\" = {} ]; }}; then \
+                     {{ {}; }} </dev/null >/dev/null 2>&1 & zdd_prefetch=$!; fi",
+                    word(holder)?,
+                    fetch_only(repository, cache)?,
+                ),
+                "cannot start fetching".to_string(),
+            )
+            .inline()
         }
         Op::LinkShared {
             release,
@@ -955,7 +986,14 @@ impl Ssh {
             fetch: Some((repository.to_string(), reference.to_string())),
             ..Request::must(script, String::new())
         };
-        let reply = self.call(request.clone())?;
+        let reply = match self
+            .ask(&[await_prefetch(), request.clone()])?
+            .pop()
+            .flatten()
+        {
+            Some(reply) => reply,
+            None => return Err(self.earlier()),
+        };
         if reply.status != 0 {
             return Err(request.error(&reply, &self.label).into_error());
         }
@@ -963,9 +1001,10 @@ impl Ssh {
     }
 }
 
-/// The shell that fetches `repository` into the bare `cache` with the host's `git` and sets
-/// `zdd_r` to the commit `reference` names (the candidates of [`git::ref_candidates`], tried in
-/// order). Exits [`ABSENT`] for an unknown ref, [`NO_GIT`] without git, 1 when the fetch fails.
+/// The shell that fetches `repository` into the bare `cache` with the host's `git` (unless a
+/// prefetch of this run did: `zdd_fetched`, see [`AWAIT_PREFETCH`]) and sets `zdd_r` to the
+/// commit `reference` names (the candidates of [`git::ref_candidates`], tried in order). Exits
+/// [`ABSENT`] for an unknown ref, [`NO_GIT`] without git, 1 when the fetch fails.
 fn fetch_script(repository: &str, cache: &str, reference: &str) -> anyhow::Result<String> {
     let candidates = git::ref_candidates(reference)?;
     let c = word(cache)?;
@@ -974,17 +1013,42 @@ fn fetch_script(repository: &str, cache: &str, reference: &str) -> anyhow::Resul
         words.push(word(&format!("{candidate}^{{commit}}"))?);
     }
     Ok(format!(
+        "if [ \"${{zdd_fetched:-}}\" != 1 ]; then {}; fi; \
+         zdd_r=; for zdd_t in {}; do zdd_r=$(git --git-dir={c} rev-parse -q --verify \"$zdd_t\") && break; done; \
+         [ -n \"$zdd_r\" ] || exit {ABSENT}",
+        fetch_only(repository, cache)?,
+        words.join(" ")
+    ))
+}
+
+/// The shell that fetches `repository` into the bare `cache` (created on first use), after
+/// removing the lock files a killed fetch left. Exits [`NO_GIT`] without git, 1 when it fails.
+fn fetch_only(repository: &str, cache: &str) -> anyhow::Result<String> {
+    let c = word(cache)?;
+    Ok(format!(
         "command -v git >/dev/null || exit {NO_GIT}; \
          [ -d {c} ] || git init -q --bare -- {c} || exit 1; \
          find {c}/refs -type f -name '*.lock' -exec rm -f {{}} + 2>/dev/null; \
          rm -f {c}/packed-refs.lock {c}/HEAD.lock {c}/config.lock {c}/shallow.lock {c}/index.lock; \
-         git --git-dir={c} fetch -q --prune --no-tags -- {} '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*' {} || exit 1; \
-         zdd_r=; for zdd_t in {}; do zdd_r=$(git --git-dir={c} rev-parse -q --verify \"$zdd_t\") && break; done; \
-         [ -n \"$zdd_r\" ] || exit {ABSENT}",
+         git --git-dir={c} fetch -q --prune --no-tags -- {} '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*' {} || exit 1",
         word(repository)?,
         word(&format!("+HEAD:{}", git::REMOTE_HEAD))?,
-        words.join(" ")
     ))
+}
+
+/// Waits for this run's prefetch ([`Op::Prefetch`]), if one is running: `zdd_fetched=1` when
+/// it fetched. Inline (the job is the remote shell's own); a request of its own, written
+/// before a checkout or a resolve, and before the lock's removal.
+const AWAIT_PREFETCH: &str = "zdd_fetched=; if [ -n \"${zdd_prefetch:-}\" ]; then \
+     if wait \"$zdd_prefetch\"; then zdd_fetched=1; fi; zdd_prefetch=; fi";
+
+/// The request of [`AWAIT_PREFETCH`].
+fn await_prefetch() -> Request {
+    Request::must(
+        AWAIT_PREFETCH.to_string(),
+        "cannot wait for the fetch".to_string(),
+    )
+    .inline()
 }
 
 /// A short private directory (0700) for the ControlMaster sockets of one run:
