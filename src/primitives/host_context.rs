@@ -193,6 +193,37 @@ pub const COMPUTED_KEYS: [&str; 4] = [
 ];
 
 impl HostContext {
+    /// A host at the start of a run: its settings, nothing done yet.
+    pub fn new(
+        host: String,
+        transport: Arc<dyn Transport>,
+        config: BTreeMap<String, Dynamic>,
+        deployment: Arc<Deployment>,
+        reporter: Arc<Reporter>,
+    ) -> HostContext {
+        HostContext {
+            host,
+            transport,
+            config,
+            runtime: BTreeMap::new(),
+            cwd: None,
+            release: None,
+            holds_lock: false,
+            switched_back: false,
+            pending_removals: Vec::new(),
+            failure: None,
+            memo: BTreeMap::new(),
+            programs: Default::default(),
+            will_check_out: false,
+            unconfirmed: Vec::new(),
+            state: None,
+            step: None,
+            senders: Vec::new(),
+            deployment,
+            reporter,
+        }
+    }
+
     /// A key's value: set inside a task, then configured, then computed.
     pub fn value(&self, key: &str) -> Result<Option<Dynamic>, Failure> {
         if let Some(value) = self.runtime.get(key).or_else(|| self.config.get(key)) {

@@ -210,27 +210,13 @@ fn context(root: &str, transport: Arc<dyn Transport>) -> HostContext {
     ]);
     let deployment = Deployment::new("app.rhai");
     *deployment.release_name.lock().unwrap() = Some(RELEASE.to_string());
-    HostContext {
-        host: "web1".into(),
+    HostContext::new(
+        "web1".into(),
         transport,
         config,
-        runtime: BTreeMap::new(),
-        cwd: None,
-        release: None,
-        holds_lock: false,
-        switched_back: false,
-        pending_removals: Vec::new(),
-        failure: None,
-        memo: BTreeMap::new(),
-        programs: Default::default(),
-        unconfirmed: Vec::new(),
-        will_check_out: false,
-        state: None,
-        step: None,
-        senders: Vec::new(),
-        deployment: Arc::new(deployment),
-        reporter: Arc::new(Reporter::silent()),
-    }
+        Arc::new(deployment),
+        Arc::new(Reporter::silent()),
+    )
 }
 
 #[test]

@@ -123,27 +123,7 @@ pub fn connect(
         (ssh.clone(), Some(ssh))
     };
     Ok(Connected {
-        context: HostContext {
-            host: host.name.clone(),
-            transport,
-            config,
-            runtime: BTreeMap::new(),
-            cwd: None,
-            release: None,
-            holds_lock: false,
-            switched_back: false,
-            pending_removals: Vec::new(),
-            failure: None,
-            memo: BTreeMap::new(),
-            programs: Default::default(),
-            unconfirmed: Vec::new(),
-            will_check_out: false,
-            state: None,
-            step: None,
-            senders: Vec::new(),
-            deployment,
-            reporter,
-        },
+        context: HostContext::new(host.name.clone(), transport, config, deployment, reporter),
         ssh,
     })
 }
