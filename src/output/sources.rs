@@ -27,6 +27,12 @@ impl Sources {
             .collect()
     }
 
+    /// The text of source `name`.
+    pub fn text(&self, name: &str) -> Option<Arc<str>> {
+        let texts = self.texts.lock().unwrap_or_else(|e| e.into_inner());
+        texts.get(name).cloned()
+    }
+
     /// Line `line` (1-based) of source `name`.
     pub fn line(&self, name: &str, line: usize) -> Option<String> {
         let texts = self.texts.lock().unwrap_or_else(|e| e.into_inner());

@@ -146,6 +146,11 @@ pub struct HostContext {
     /// This run checks the repository out (its plan has `deploy:update_code`): the request
     /// that takes the lock also starts the fetch (`Op::Prefetch`).
     pub will_check_out: bool,
+    /// This run's whole plan is the stdlib's `rollback` on one host: the request that takes
+    /// the lock may roll back as the last run planned (`primitives::next_rollback`).
+    pub may_roll_back_as_planned: bool,
+    /// It did: the release gone back to, and the one left.
+    pub rolled_back_as_planned: Option<(String, String)>,
     /// What this run changed and has not been confirmed yet, with the number of requests sent
     /// before it (see [`HostContext::report_done`]).
     pub unconfirmed: Vec<(u64, Done)>,
@@ -215,6 +220,8 @@ impl HostContext {
             memo: BTreeMap::new(),
             programs: Default::default(),
             will_check_out: false,
+            may_roll_back_as_planned: false,
+            rolled_back_as_planned: None,
             unconfirmed: Vec::new(),
             state: None,
             step: None,

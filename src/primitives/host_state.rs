@@ -4,7 +4,7 @@
 //! here and update them here as they change the host (a swap, a release created, recorded or
 //! removed); the host is told in requests sent without waiting.
 
-use super::release_log::{self, Log};
+use super::release_log::{self, Entry, Log};
 use crate::output::failure::Failure;
 use crate::primitives::host_context::HostContext;
 use crate::transport::{Answer, FileType, Op};
@@ -62,14 +62,23 @@ fn prefetch(ctx: &HostContext, lock: &str, contents: &str) -> Option<Op> {
     })
 }
 
+/// What the request that takes the lock found.
+pub struct Taken {
+    /// The lock was taken.
+    pub taken: bool,
+    /// What the lock file says (the holder, when it was not taken).
+    pub holder: Option<String>,
+    /// The state, as it was before anything this request changed.
+    pub state: HostState,
+    /// The host rolled back as the last run planned (`next_rollback`): its answer, and the
+    /// record it wrote.
+    pub planned: Option<(String, Entry)>,
+}
+
 /// The lock file's creation followed by the reads of the state: one request. `lock` is the
-/// lock file's path and `contents` what it says. Returns whether the lock was taken, what the
-/// lock file says (the holder when it was not), and the state.
-pub fn take_lock_and_read(
-    ctx: &HostContext,
-    lock: &str,
-    contents: &str,
-) -> Result<(bool, Option<String>, HostState), Failure> {
+/// lock file's path and `contents` what it says. With the lock, it also starts the fetch of a
+/// run that checks out, or rolls back as the last run planned.
+pub fn take_lock_and_read(ctx: &HostContext, lock: &str, contents: &str) -> Result<Taken, Failure> {
     let root = ctx.deploy_path()?;
     let current = ctx.path("current")?;
     let ops = vec![
@@ -88,11 +97,19 @@ pub fn take_lock_and_read(
         Op::ListDir(ctx.path(super::cleanup::REMOVING)?),
     ];
     let mut ops = ops;
-    if let Some(prefetch) = prefetch(ctx, lock, contents) {
+    let prefetch = prefetch(ctx, lock, contents);
+    let prefetching = prefetch.is_some();
+    if let Some(prefetch) = prefetch {
         // Last: started once the lock is ours, answered at once, fetching while the state
         // travels back.
         ops.push(prefetch);
     }
+    let planned = super::next_rollback::request(ctx, lock, contents)?;
+    let record = planned.map(|(op, record)| {
+        // Last: after the reads, which say what it changed.
+        ops.push(op);
+        record
+    });
     let mut answers = ctx.transport.query(ops)?.into_iter().skip(1);
     let mut next = || answers.next().unwrap_or(Answer::Done);
     let taken = next().flag();
@@ -119,5 +136,17 @@ pub fn take_lock_and_read(
         zdd_names: next().names(),
         removing: next().names(),
     };
-    Ok((taken, holder, state))
+    if prefetching {
+        next();
+    }
+    let planned = match record {
+        Some(record) => next().text().map(|answer| (answer, record)),
+        None => None,
+    };
+    Ok(Taken {
+        taken,
+        holder,
+        state,
+        planned,
+    })
 }

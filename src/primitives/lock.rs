@@ -8,7 +8,7 @@
 //! removed, or once a failed run is undone. `unlock()` in a recipe says the recipe is done
 //! with the lock; the runner releases it when the run ends.
 
-use super::{host_state, release_log};
+use super::{host_state, next_rollback, release_log};
 use crate::output::failure::{Failure, FailureKind};
 use crate::primitives::host_context::HostContext;
 use crate::transport::Op;
@@ -46,15 +46,20 @@ pub fn hold(ctx: &mut HostContext) -> Result<(), Failure> {
     // one round trip.
     let mut text = None;
     for _ in 0..ATTEMPTS {
-        let (taken, holder, state) = host_state::take_lock_and_read(ctx, &path, &contents)?;
-        if taken {
+        let found = host_state::take_lock_and_read(ctx, &path, &contents)?;
+        if found.taken {
+            ctx.state = Some(found.state);
+            if let Some((answer, record)) = found.planned {
+                // The host rolled back and released the lock, and the remote shell is gone:
+                // nothing is left to send.
+                return next_rollback::settle(ctx, &answer, record);
+            }
             ctx.holds_lock = true;
-            ctx.state = Some(state);
             ctx.memo.insert(LOCK_CONTENTS.into(), contents);
             remove_leftovers(ctx)?;
             return Ok(());
         }
-        text = holder;
+        text = found.holder;
         if text.is_some() {
             break;
         }

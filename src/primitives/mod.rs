@@ -14,6 +14,7 @@ pub mod host_state;
 pub mod lifecycle;
 pub mod lock;
 pub mod lock_state;
+pub mod next_rollback;
 pub mod octane;
 pub mod package_managers;
 pub mod paths;

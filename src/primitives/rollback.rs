@@ -11,7 +11,17 @@ use crate::primitives::release_state::{self, ReleaseInfo, Status, Target};
 use crate::transport::Op;
 
 pub fn rollback(ctx: &mut HostContext) -> Result<String, Failure> {
-    lock::hold(ctx)?;
+    if ctx.rolled_back_as_planned.is_none() {
+        lock::hold(ctx)?;
+    }
+    // Done already, in the request that took the lock (`next_rollback`).
+    if let Some((to, from)) = ctx.rolled_back_as_planned.take() {
+        ctx.report_done(Done::RolledBack {
+            from: Some(from),
+            to: to.clone(),
+        });
+        return Ok(to);
+    }
     let releases = release_log::on_disk(ctx)?;
     let current = ctx.current_release()?;
     let current_target = ctx.current_target()?;

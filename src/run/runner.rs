@@ -22,7 +22,7 @@ use crate::output::failure::{Failure, FailureKind};
 use crate::output::reporter::{format_duration, Event, Reporter};
 use crate::plan::{self, Step};
 use crate::primitives::host_context::{Deployment, HostContext, Sender};
-use crate::primitives::{cleanup, lock, paths, release, update_code};
+use crate::primitives::{cleanup, lock, next_rollback, paths, release, update_code};
 use crate::registry::{Host, Origin};
 use crate::run::host_secrets;
 use crate::run::host_setup;
@@ -95,6 +95,7 @@ impl Rollout {
 
 /// The stdlib's task that checks the repository out (Deployer's name).
 const CHECKOUT_TASK: &str = "deploy:update_code";
+const ROLLBACK_TASK: &str = "rollback";
 
 pub fn run(
     recipe: &dyn StepCaller,
@@ -146,11 +147,14 @@ pub fn run(
     // A run that checks the repository out starts the fetch with the lock (the fetch is the
     // slowest part before anything can be decided).
     let checks_out = steps.iter().any(|step| step.task == CHECKOUT_TASK);
+    // A run that is the stdlib's rollback alone, on one host, may roll back as the last run
+    // planned, in the request that takes the lock (`next_rollback`): nothing follows the swap.
+    let planned_rollback = slots.len() == 1
+        && matches!(steps, [step] if step.task == ROLLBACK_TASK && recipe.is_stdlib(&step.origin));
     for slot in &slots {
-        slot.context
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .will_check_out = checks_out;
+        let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+        ctx.will_check_out = checks_out;
+        ctx.may_roll_back_as_planned = planned_rollback;
     }
     let before = start_all(&slots, notifier.is_some(), rollout.parallel);
 
@@ -762,6 +766,12 @@ fn finish_all(slots: &[Slot], reporter: &Reporter, let_go: bool) -> bool {
                     warnings.push(format!("the release log was not updated: {failure}"));
                 }
                 warnings.extend(cleanup::remove_pending(&mut ctx));
+                if ctx.holds_lock {
+                    // After the last record: what the next rollback will do.
+                    if let Err(failure) = next_rollback::write(&mut ctx) {
+                        tracing::debug!("no rollback plan: {failure}");
+                    }
+                }
                 if let Err(failure) = lock::release(&mut ctx) {
                     warnings.push(format!("the lock was not released: {failure}"));
                 }

@@ -21,6 +21,9 @@ pub trait StepCaller: Sync {
     fn registry(&self) -> &Registry;
     /// The `-o KEY=VALUE` values, which win over every other setting.
     fn overrides(&self) -> &BTreeMap<String, Dynamic>;
+    /// Whether `origin` is in a module zdd ships, unchanged (its tasks do what zdd's
+    /// documentation says).
+    fn is_stdlib(&self, origin: &Origin) -> bool;
     /// Call `step`'s body on `host`, on this thread; returns when the body does.
     fn call(&self, step: &Step, host: &Arc<Mutex<HostContext>>) -> Result<(), StepError>;
 }

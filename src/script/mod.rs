@@ -126,6 +126,13 @@ impl StepCaller for Recipe {
         &self.runtime.overrides
     }
 
+    fn is_stdlib(&self, origin: &crate::registry::Origin) -> bool {
+        let Some(text) = self.runtime.sources.text(&origin.source) else {
+            return false;
+        };
+        EMBEDDED.iter().any(|(_, embedded)| **embedded == *text)
+    }
+
     /// The closure runs with `host` as this thread's host: what the primitives it calls act on.
     fn call(&self, step: &Step, host: &Arc<Mutex<HostContext>>) -> Result<(), StepError> {
         self.runtime.enter(host.clone());

@@ -221,6 +221,8 @@ pub trait Transport: Send + Sync {
                 Answer::Text(Some(commit))
             }
             Op::Prefetch { .. } => Answer::Done,
+            Op::WriteRollbackPlan { .. } => Answer::Done,
+            Op::RollbackAsPlanned { .. } => Answer::Text(None),
             Op::LinkShared {
                 release,
                 shared_root,

@@ -97,6 +97,16 @@ pub enum Op {
         path: String,
         otherwise: String,
     },
+    /// What the next `zdd rollback` will do, left by a run that ends holding the lock
+    /// (`primitives::next_rollback`): `head` (the plan's first lines), then the CRC and size of
+    /// `log` as it is now (`cksum`), then `names`, written to `plan`. Nothing on a transport that does each op
+    /// at once (the plan is only worth its round trip over a pipelining one).
+    WriteRollbackPlan {
+        plan: String,
+        head: String,
+        log: String,
+        names: String,
+    },
     // Ops with an answer (they are queried):
     /// Where a program is on the host's PATH (`command -v`): `Text(None)` when it is not.
     FindProgram(String),
@@ -109,7 +119,30 @@ pub enum Op {
         path: String,
         contents: String,
     },
+    /// `zdd rollback` in the request that takes the lock: when `lock` holds `holder` and the
+    /// `plan` a run left still describes the host exactly (its first line is `version`, `link`
+    /// points where it says, `log` has the CRC and size it says, `releases` holds exactly the names it
+    /// lists), point `link` at `releases/TO`, append `record` with TO and FROM in place of
+    /// [`PLANNED_TO`] and [`PLANNED_FROM`], remove the plan and the lock, and leave: the remote
+    /// shell ends once its answers are written. Answers `Text(Some("TO FROM"))` when it did,
+    /// `Text(None)` when the plan does not hold (nothing changed). A transport that does each
+    /// op at once answers `Text(None)`.
+    RollbackAsPlanned {
+        plan: String,
+        version: String,
+        link: String,
+        log: String,
+        releases: String,
+        lock: String,
+        holder: String,
+        record: String,
+    },
 }
+
+/// Where a planned rollback's record names the release it goes back to, and the one it
+/// leaves ([`Op::RollbackAsPlanned`]): JSON string contents nothing else in a record has.
+pub const PLANNED_TO: &str = "@zdd-to@";
+pub const PLANNED_FROM: &str = "@zdd-from@";
 
 /// The `commit` of [`Op::Checkout`]'s `record`, which is written before the host says which
 /// commit the reference names: the host puts the commit in its place.

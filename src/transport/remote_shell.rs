@@ -299,6 +299,13 @@ impl RemoteShell {
         self.send("[ \"$zdd_f\" = 0 ] && exit 0\n")
     }
 
+    /// Ask the remote shell to leave once it has answered, when a request of the last line
+    /// set `zdd_leave` to 1 and nothing failed.
+    pub fn leave_if_asked(&mut self, label: &str) -> anyhow::Result<()> {
+        let result = self.send("[ \"$zdd_f\" = 0 ] && [ \"${zdd_leave:-}\" = 1 ] && exit 0\n");
+        result.map_err(|e| self.explain(e, label))
+    }
+
     /// Leave the remote shell and wait for ssh to end (closing the master connection).
     pub fn close(&mut self) {
         let _ = self.send("exit 0\n");

@@ -105,6 +105,8 @@ struct Pipeline {
     /// The answers of requests sent with `send_kept`, once read (`None`: failed or skipped).
     kept: BTreeMap<u64, Option<Answer>>,
     next_kept: u64,
+    /// The remote shell ended on its own (a planned rollback): nothing more is sent.
+    left: bool,
 }
 
 struct Sent {
@@ -239,6 +241,7 @@ impl Ssh {
                 round_trips: 0,
                 kept: BTreeMap::new(),
                 next_kept: 0,
+                left: false,
             }),
         })
     }
@@ -256,10 +259,23 @@ impl Ssh {
     /// The answers of `requests`, in order; `None` for one that was skipped because a request
     /// before it failed.
     fn ask(&self, requests: &[Request]) -> anyhow::Result<Vec<Option<Reply>>> {
+        self.ask_and_leave(requests, false)
+    }
+
+    /// [`Ssh::ask`]; with `leaves`, the remote shell ends after answering when a request
+    /// set `zdd_leave` (see [`Op::RollbackAsPlanned`]).
+    fn ask_and_leave(
+        &self,
+        requests: &[Request],
+        leaves: bool,
+    ) -> anyhow::Result<Vec<Option<Reply>>> {
         let mut pipe = self.pipe();
         let batch: Vec<Shell<'_>> = requests.iter().map(Request::command).collect();
         if !batch.is_empty() {
             pipe.shell.write_batch(&batch, &self.label)?;
+        }
+        if leaves {
+            pipe.shell.leave_if_asked(&self.label)?;
         }
         for request in requests {
             pipe.waiting.push_back(Sent {
@@ -368,6 +384,10 @@ impl Ssh {
             }
             Op::Exists(_) | Op::CreateExclusive { .. } => Answer::Flag(present),
             Op::Checkout { .. } => Answer::Text(Some(reply.stdout.trim().to_string())),
+            Op::RollbackAsPlanned { .. } => {
+                let done = reply.stdout.trim();
+                Answer::Text((!done.is_empty()).then(|| done.to_string()))
+            }
             Op::ReplaceSymlink { target, link } => {
                 let now = reply.stdout.trim_end_matches('\n');
                 if now != target {
@@ -667,6 +687,38 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             )
             .inline()
         }
+        Op::WriteRollbackPlan {
+            plan,
+            head,
+            log,
+            names,
+        } => {
+            // The log's CRC and size (`cksum`, POSIX), split by the shell and printed with
+            // one space.
+            let p = word(plan)?;
+            let t = word(&super::temporary_path(plan, "tmp"))?;
+            Request::must(
+                format!(
+                    "zdd_now=$(cksum < {}) && set -- $zdd_now && rm -f -- {t} && \
+                     printf '%s\\n' {} \"$1 $2\" {} > {t} && mv -f -- {t} {p}",
+                    word(log)?,
+                    word(head)?,
+                    word(names)?,
+                ),
+                format!("cannot write `{plan}`"),
+            )
+            .inline()
+        }
+        Op::RollbackAsPlanned {
+            plan,
+            version,
+            link,
+            log,
+            releases,
+            lock,
+            holder,
+            record,
+        } => rollback_as_planned(plan, version, link, log, releases, lock, holder, record)?,
         Op::LinkShared {
             release,
             shared_root,
@@ -904,11 +956,20 @@ impl Transport for Ssh {
             .iter()
             .map(request)
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let replies = self.ask(&requests)?;
+        let leaves = ops
+            .iter()
+            .any(|op| matches!(op, Op::RollbackAsPlanned { .. }));
+        let replies = self.ask_and_leave(&requests, leaves)?;
         let mut answers = Vec::new();
         for ((op, request), reply) in ops.iter().zip(&requests).zip(replies) {
             match reply {
-                Some(reply) => answers.push(self.answer(op, request, reply)?),
+                Some(reply) => {
+                    let answer = self.answer(op, request, reply)?;
+                    if let (Op::RollbackAsPlanned { .. }, Answer::Text(Some(_))) = (op, &answer) {
+                        self.pipe().left = true;
+                    }
+                    answers.push(answer);
+                }
                 None => return Err(self.earlier()),
             }
         }
@@ -929,6 +990,9 @@ impl Transport for Ssh {
     /// failed, the shell stays (the failure is returned) for what must still run.
     fn finish(&self) -> anyhow::Result<()> {
         let mut pipe = self.pipe();
+        if pipe.left {
+            return Ok(());
+        }
         pipe.shell.exit_if_all_succeeded()?;
         let drained = self.drain(&mut pipe);
         if let Some(failure) = pipe.failure.clone() {
@@ -1041,6 +1105,67 @@ fn fetch_only(repository: &str, cache: &str) -> anyhow::Result<String> {
 /// before a checkout or a resolve, and before the lock's removal.
 const AWAIT_PREFETCH: &str = "zdd_fetched=; if [ -n \"${zdd_prefetch:-}\" ]; then \
      if wait \"$zdd_prefetch\"; then zdd_fetched=1; fi; zdd_prefetch=; fi";
+
+/// The request of [`Op::RollbackAsPlanned`]: inline, so that `zdd_leave` is the remote
+/// shell's own (the line written after it leaves when it is 1). The plan is trusted only as
+/// far as it is checked: every name in it is a plain name, the one to go back to is among the
+/// releases, and nothing it says is run.
+#[allow(clippy::too_many_arguments)]
+fn rollback_as_planned(
+    plan: &str,
+    version: &str,
+    link: &str,
+    log: &str,
+    releases: &str,
+    lock: &str,
+    holder: &str,
+    record: &str,
+) -> anyhow::Result<Request> {
+    let (p, k, l, g, r) = (
+        word(plan)?,
+        word(lock)?,
+        word(link)?,
+        word(log)?,
+        word(releases)?,
+    );
+    let t = word(&super::temporary_path(link, "swap"))?;
+    let (before, rest) = record
+        .split_once(super::op::PLANNED_TO)
+        .ok_or_else(|| anyhow!("the planned rollback's record has no place for the release"))?;
+    let (middle, after) = rest.split_once(super::op::PLANNED_FROM).ok_or_else(|| {
+        anyhow!("the planned rollback's record has no place for the release left")
+    })?;
+    let plain = "*[!A-Za-z0-9._-]*";
+    let script = format!(
+        // The lock is this run's: exactly its contents, one line without a newline.
+        "zdd_leave=; zdd_hold=; if [ -f {k} ] && [ -f {p} ] && ! IFS= read -r zdd_l < {k} && [ \"$zdd_l\" = {h} ]; then zdd_hold=1; fi; \
+         if [ -n \"$zdd_hold\" ] && {{ IFS= read -r zdd_v && IFS= read -r zdd_to && IFS= read -r zdd_from && \
+         IFS= read -r zdd_link && IFS= read -r zdd_size && IFS= read -r zdd_names; }} < {p} && [ \"$zdd_v\" = {v} ] && \
+         [ -n \"$zdd_to\" ] && [ -n \"$zdd_from\" ] && \
+         case $zdd_to in {plain}) false;; esac && case $zdd_from in {plain}) false;; esac && \
+         case $zdd_names in *[!A-Za-z0-9._\\ -]*) false;; esac && \
+         case \" $zdd_names \" in *\" $zdd_to \"*) true;; *) false;; esac && \
+         zdd_now=$(readlink -- {l}) && [ \"$zdd_now\" = \"$zdd_link\" ] && \
+         zdd_now=$(cksum < {g}) && set -- $zdd_now && [ \"${{1:-}} ${{2:-}}\" = \"$zdd_size\" ]; then \
+         zdd_c=0; zdd_k=0; zdd_same=1; \
+         for zdd_e in {r}/* {r}/.[!.]* {r}/..?*; do if [ -e \"$zdd_e\" ] || [ -L \"$zdd_e\" ]; then \
+         zdd_c=$((zdd_c+1)); case \" $zdd_names \" in *\" ${{zdd_e##*/}} \"*) ;; *) zdd_same=;; esac; fi; done; \
+         for zdd_e in $zdd_names; do zdd_k=$((zdd_k+1)); done; \
+         if [ -n \"$zdd_same\" ] && [ \"$zdd_c\" = \"$zdd_k\" ]; then \
+         {{ [ ! -e {t} ] && [ ! -L {t} ]; }} || rm -f -- {t}; \
+         if ln -s -- \"releases/$zdd_to\" {t} && mv -fT -- {t} {l} && zdd_now=$(readlink -- {l}) && \
+         [ \"$zdd_now\" = \"releases/$zdd_to\" ] && \
+         printf '%s%s%s%s%s\\n' {b} \"$zdd_to\" {m} \"$zdd_from\" {a} >> {g} && rm -f -- {p} {k}; then \
+         printf '%s %s\\n' \"$zdd_to\" \"$zdd_from\"; zdd_leave=1; \
+         else printf '%s\\n' \"the rollback to releases/$zdd_to was not finished\" >&2; zdd_st 1; fi; fi; fi",
+        h = word(holder)?,
+        v = word(version)?,
+        b = word(before)?,
+        m = word(middle)?,
+        a = word(after)?,
+    );
+    Ok(Request::must(script, "cannot roll back as planned".to_string()).inline())
+}
 
 /// The request of [`AWAIT_PREFETCH`].
 fn await_prefetch() -> Request {
