@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use crate::ssh_support::{rhai_string, SshHosts};
-use crate::support::{their_words, Repo, Sandbox};
+use crate::support::{git, their_words, Repo, Sandbox};
 
 /// The stdlib deploy of `repo` to every host, plus `extra` recipe lines.
 fn recipe(sandbox: &Sandbox, hosts: &SshHosts, repo: &Repo, extra: &str) {
@@ -912,4 +912,82 @@ fn a_rollback_after_a_deploy_is_one_round_trip_and_only_on_an_unchanged_host() {
     // A release asked for: the plan is not used.
     let _g = deploy("g\n");
     assert_eq!(rollback(&["--to", &c]), (2, c));
+}
+
+/// The checkout the fetch stages on the host while the lock's answer travels back
+/// (`.zdd/.checkout.stage.<pid>`) becomes the release only when it is of the commit checked out
+/// and the release is still empty: a hook that put a file into the release first, or a branch
+/// set inside a task, get the export of the right commit as before. Nothing staged is left
+/// behind, and a stage a killed run left is removed by the next run.
+#[test]
+fn the_staged_checkout_is_used_only_for_its_commit_and_an_empty_release() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo(&sandbox);
+    let root = hosts.deploy_path(1);
+    let rel = hosts.deploy_rel(1);
+    // The release directory's inode when deploy:release made it, and after the deploy: moved
+    // in from the stage, the directory is another one.
+    let inode = "after(\"deploy:release\", || run(\"stat -c %i {{release_path}} > {{deploy_path}}/made\"));\n";
+    let deploy = |extra: &str| {
+        recipe(&sandbox, &hosts, &repo, &format!("{inode}{extra}"));
+        let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+        assert_eq!(code, 0, "{stderr}");
+        let release = root.join("releases").join(sandbox.current(&rel).unwrap());
+        let made = std::fs::read_to_string(root.join("made")).unwrap();
+        let now = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&release).unwrap());
+        let leftovers: Vec<String> = std::fs::read_dir(root.join(".zdd"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains(".stage."))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        (release, made.trim() != now.to_string())
+    };
+
+    let one = repo.commit(&[("index.html", "one\n")], "one");
+    let (release, staged) = deploy("");
+    assert!(staged, "the staged checkout became the release");
+    assert_eq!(
+        std::fs::read_to_string(release.join("index.html")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(release.join("REVISION")).unwrap(),
+        format!("{one}\n")
+    );
+
+    // A file put into the release before the checkout: kept, and the tree exported around it.
+    repo.commit(&[("index.html", "two\n")], "two");
+    let (release, staged) =
+        deploy("before(\"deploy:update_code\", || run(\"touch {{release_path}}/marker\"));\n");
+    assert!(!staged);
+    assert!(release.join("marker").exists());
+    assert_eq!(
+        std::fs::read_to_string(release.join("index.html")).unwrap(),
+        "two\n"
+    );
+
+    // The branch set inside a task, after the fetch started: that branch is checked out.
+    repo.branch("other");
+    repo.commit(&[("index.html", "three\n")], "three");
+    let other = git(&repo.path, &["rev-parse", "other"]).trim().to_string();
+    let (release, staged) =
+        deploy("before(\"deploy:update_code\", || set(\"branch\", \"other\"));\n");
+    assert!(!staged);
+    assert_eq!(
+        std::fs::read_to_string(release.join("REVISION")).unwrap(),
+        format!("{other}\n")
+    );
+    assert_eq!(
+        std::fs::read_to_string(release.join("index.html")).unwrap(),
+        "two\n"
+    );
+
+    // A stage a killed run left (its process gone): removed by the next run.
+    let left = root.join(".zdd/.checkout.stage.999999");
+    std::fs::create_dir_all(left.join("app")).unwrap();
+    std::fs::write(left.join("app/file"), "x").unwrap();
+    deploy("");
+    assert!(!left.exists());
 }

@@ -54,9 +54,15 @@ fn prefetch(ctx: &HostContext, lock: &str, contents: &str) -> Option<Op> {
         .text("repository")
         .and_then(|text| ctx.expand(&text, Mode::Plain))
         .ok()?;
+    let reference = ctx
+        .text("branch")
+        .and_then(|text| ctx.expand(&text, Mode::Plain))
+        .ok()?;
     Some(Op::Prefetch {
         repository,
         cache: ctx.path("repo.git").ok()?,
+        reference,
+        stage: crate::transport::temporary_path(&ctx.path(".zdd/checkout").ok()?, "stage"),
         lock: lock.to_string(),
         holder: contents.to_string(),
     })
@@ -87,7 +93,7 @@ pub fn take_lock_and_read(ctx: &HostContext, lock: &str, contents: &str) -> Resu
             path: lock.to_string(),
             contents: contents.to_string(),
         },
-        Op::ReadFile(lock.to_string()),
+        Op::ReadLine(lock.to_string()),
         Op::FileType(current.clone()),
         Op::ReadLink(current),
         Op::ReadFile(ctx.path(release_log::LOG)?),

@@ -121,7 +121,7 @@ pub fn release(ctx: &mut HostContext) -> Result<(), Failure> {
 }
 
 /// Temporary files left in the deploy path by zdd runs that were killed (a lock being taken, a
-/// swap, a file being written): removed by the next run that holds the lock. Only files whose
+/// swap, a file being written, a checkout being staged): removed by the next run that holds the lock. Only files whose
 /// process is gone from this machine; nothing that is not a zdd temporary name.
 fn remove_leftovers(ctx: &mut HostContext) -> Result<(), Failure> {
     let own = std::process::id();
@@ -141,7 +141,12 @@ fn remove_leftovers(ctx: &mut HostContext) -> Result<(), Failure> {
         }
     }
     for path in doomed {
-        ctx.send(Op::RemoveFile(path))?;
+        let name = path.rsplit('/').next().unwrap_or_default();
+        if crate::transport::leftover_is_dir(name) {
+            ctx.send(Op::RemoveDirAll(path))?;
+        } else {
+            ctx.send(Op::RemoveFile(path))?;
+        }
     }
     Ok(())
 }

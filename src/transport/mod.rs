@@ -220,6 +220,10 @@ pub trait Transport: Send + Sync {
                 self.append_line(&log, &op::with_commit(&record, &commit))?;
                 Answer::Text(Some(commit))
             }
+            Op::ReadLine(path) => Answer::Text(
+                self.read_file(&path)?
+                    .map(|text| text.lines().next().unwrap_or_default().to_string()),
+            ),
             Op::Prefetch { .. } => Answer::Done,
             Op::WriteRollbackPlan { .. } => Answer::Done,
             Op::RollbackAsPlanned { .. } => Answer::Text(None),
@@ -314,7 +318,15 @@ pub fn temporary_path(path: &str, purpose: &str) -> String {
 }
 
 /// The purposes of temporary names.
-pub const TEMPORARY_PURPOSES: [&str; 3] = ["tmp", "new", "swap"];
+pub const TEMPORARY_PURPOSES: [&str; 4] = ["tmp", "new", "swap", STAGE];
+
+/// The purpose of a temporary *directory* (a checkout staged by `Op::Prefetch`).
+pub const STAGE: &str = "stage";
+
+/// Whether a temporary name is a directory's (see [`STAGE`]).
+pub fn leftover_is_dir(name: &str) -> bool {
+    name.rsplit('.').nth(1) == Some(STAGE)
+}
 
 /// The pid in a temporary file's name (see [`temporary_path`]), if `name` is one.
 pub fn leftover_pid(name: &str) -> Option<u32> {

@@ -65,10 +65,15 @@ pub enum Op {
     /// The checkout's fetch, started early: when `lock` holds `holder` (this run took the
     /// lock), fetch `repository` into `cache` while the run goes on; the next checkout or
     /// resolve waits for it instead of fetching again, and the lock is released only after
-    /// it ended. Nothing on a transport that does each op at once.
+    /// it ended. Once fetched, the commit `reference` names is exported into the directory
+    /// `stage` (a temporary name, purpose `stage`): a checkout or export of that same commit
+    /// into an empty release moves it there instead of exporting again. Nothing on a transport
+    /// that does each op at once.
     Prefetch {
         repository: String,
         cache: String,
+        reference: String,
+        stage: String,
         lock: String,
         holder: String,
     },
@@ -111,6 +116,9 @@ pub enum Op {
     /// Where a program is on the host's PATH (`command -v`): `Text(None)` when it is not.
     FindProgram(String),
     ReadFile(String),
+    /// The first line of a file, without its newline, read by the shell itself (no process
+    /// started): for one-line files such as the lock. `Text(None)` when there is no file.
+    ReadLine(String),
     ReadLink(String),
     FileType(String),
     ListDir(String),

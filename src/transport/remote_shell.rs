@@ -109,7 +109,7 @@ impl RemoteShell {
             reset: false,
         };
         let init = format!(
-            "umask 022; zdd_f=0; zdd_st() {{ return \"$1\"; }}; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap '[ -z \"${{zdd_prefetch:-}}\" ] || kill \"$zdd_prefetch\" 2>/dev/null; rm -rf \"$zdd_tmp\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; printf '%s READY\\n' {}\n",
+            "umask 022; zdd_f=0; zdd_st() {{ return \"$1\"; }}; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap '[ -z \"${{zdd_prefetch:-}}\" ] || {{ kill \"$zdd_prefetch\" 2>/dev/null; wait \"$zdd_prefetch\"; }}; [ -z \"${{zdd_stage:-}}\" ] || [ ! -e \"$zdd_stage\" ] || rm -rf -- \"$zdd_stage\"; rm -rf \"$zdd_tmp\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; printf '%s READY\\n' {}\n",
             shell.marker
         );
         shell.send(&init).map_err(|e| shell.explain(e, label))?;

@@ -293,6 +293,8 @@ impl Ssh {
             return Ok(Vec::new());
         }
         pipe.round_trips += 1;
+        let started = std::time::Instant::now();
+        let count = pipe.waiting.len();
         let mut answers = Vec::new();
         while let Some(sent) = pipe.waiting.pop_front() {
             let reply = match pipe.shell.read_reply(sent.accept, &self.label) {
@@ -331,6 +333,12 @@ impl Ssh {
                 None => answers.push(reply),
             }
         }
+        tracing::debug!(
+            "`{}`: wait {} read {count} answers in {:.1} ms",
+            self.label,
+            pipe.round_trips,
+            started.elapsed().as_secs_f64() * 1e3
+        );
         Ok(answers)
     }
 
@@ -361,7 +369,7 @@ impl Ssh {
                 stdout: reply.stdout,
                 stderr: reply.stderr,
             }),
-            Op::ReadFile(_) => Answer::Text(present.then_some(reply.stdout)),
+            Op::ReadFile(_) | Op::ReadLine(_) => Answer::Text(present.then_some(reply.stdout)),
             Op::FindProgram(_) => Answer::Text(present.then(|| reply.stdout.trim().to_string())),
             Op::ReadLink(_) => {
                 Answer::Text(present.then(|| reply.stdout.trim_end_matches('\n').to_string()))
@@ -388,13 +396,6 @@ impl Ssh {
                 let done = reply.stdout.trim();
                 Answer::Text((!done.is_empty()).then(|| done.to_string()))
             }
-            Op::ReplaceSymlink { target, link } => {
-                let now = reply.stdout.trim_end_matches('\n');
-                if now != target {
-                    bail!("`{link}` points at `{now}` after the swap, not at `{target}`");
-                }
-                Answer::Done
-            }
             _ => Answer::Done,
         })
     }
@@ -406,7 +407,10 @@ impl Ssh {
         let mut pipe = self.pipe();
         // A prefetch is over before the checkout that uses it, and before the lock that
         // covers it is released.
-        if matches!(op, Op::Checkout { .. } | Op::RemoveIfHolds { .. }) {
+        if matches!(
+            op,
+            Op::Checkout { .. } | Op::Export { .. } | Op::RemoveIfHolds { .. }
+        ) {
             let wait = await_prefetch();
             pipe.shell.write_request(wait.command(), &self.label)?;
             pipe.waiting.push_back(Sent {
@@ -472,12 +476,22 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             )
             .inline()
         }
+        Op::ReadLine(path) => {
+            let p = word(path)?;
+            Request::maybe(
+                format!(
+                    "if [ -e {p} ]; then zdd_x=; IFS= read -r zdd_x < {p}; printf '%s' \"$zdd_x\"; else zdd_st {ABSENT}; fi"
+                ),
+                format!("cannot read `{path}`"),
+            )
+            .inline()
+        }
         Op::WriteFile { path, contents } => {
             let p = word(path)?;
             let t = word(&super::temporary_path(path, "tmp"))?;
             Request::must(
                 format!(
-                    "rm -f -- {t} && printf '%s' {} > {t} && mv -f -- {t} {p}",
+                    "{{ [ ! -e {t} ] || rm -f -- {t}; }} && printf '%s' {} > {t} && mv -f -- {t} {p}",
                     word(contents)?
                 ),
                 format!("cannot write `{path}`"),
@@ -571,9 +585,10 @@ fn request(op: &Op) -> anyhow::Result<Request> {
         )
         .inline(),
         Op::ReplaceSymlink { target, link } => {
-            // Temp link, rename over (mv -T: rename(2), never into a directory), read back;
-            // the read-back is compared on the host too, so a request sent without waiting
-            // fails (and stops what follows) when the link is not what was asked.
+            // Temp link, rename over (mv -T: rename(2), never into a directory), read back
+            // and compared on the host, so a request sent without waiting fails (and stops
+            // what follows) when the link is not what was asked. No output: an answer with
+            // output costs the host three processes more.
             let l = word(link)?;
             let t = word(&super::temporary_path(link, "swap"))?;
             let target_word = word(target)?;
@@ -581,7 +596,7 @@ fn request(op: &Op) -> anyhow::Result<Request> {
                 format!(
                     "{{ [ ! -e {t} ] && [ ! -L {t} ]; }} || rm -f -- {t}; \
                      if ln -s -- {target_word} {t} && mv -fT -- {t} {l} && zdd_now=$(readlink -- {l}); then \
-                     printf '%s\\n' \"$zdd_now\"; [ \"$zdd_now\" = {target_word} ] || \
+                     [ \"$zdd_now\" = {target_word} ] || \
                      {{ printf '%s\\n' \"points at $zdd_now after the swap, not at the target\" >&2; zdd_st 1; }}; \
                      else zdd_st 1; fi"
                 ),
@@ -645,18 +660,17 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             log,
             record,
         } => {
-            let c = word(cache)?;
             let d = word(destination)?;
             let (before, after) = record
                 .split_once(&super::op::commit_placeholder())
                 .ok_or_else(|| anyhow!("the checkout record has no place for the commit"))?;
             let script = format!(
-                "{}; zdd_c=\"$zdd_r\" && \
-                 {{ git --git-dir={c} archive --format=tar \"$zdd_c\" | tar -x -C {d}; }} && \
+                "{}; zdd_c=\"$zdd_r\" && {} && \
                  printf '%s\\n' \"$zdd_c\" > {d}/REVISION && \
                  printf '%s\"commit\":\"%s\"%s\\n' {} \"$zdd_c\" {} >> {} && \
                  printf '%s\\n' \"$zdd_r\"",
                 fetch_script(repository, cache, reference)?,
+                export_script(cache, destination)?,
                 word(before)?,
                 word(after)?,
                 word(log)?,
@@ -670,18 +684,28 @@ fn request(op: &Op) -> anyhow::Result<Request> {
         Op::Prefetch {
             repository,
             cache,
+            reference,
+            stage,
             lock,
             holder,
         } => {
             // In the background of the remote shell itself (inline: `$!` and the job are
-            // its own); only under this run's lock.
+            // its own); only under this run's lock. The job's status is the fetch's: the
+            // staged export is a bonus, its commit in `$zdd_tmp/stage` once it is whole.
             let l = word(lock)?;
+            let st = word(stage)?;
             Request::must(
                 format!(
-                    "zdd_prefetch=; if [ -e {l} ] && {{ IFS= read -r zdd_l < {l}; [ \"$zdd_l\" = {} ]; }}; then \
-                     {{ {}; }} </dev/null >/dev/null 2>&1 & zdd_prefetch=$!; fi",
+                    "zdd_prefetch=; zdd_stage=; zdd_stage_ref=; if [ -e {l} ] && {{ IFS= read -r zdd_l < {l}; [ \"$zdd_l\" = {} ]; }}; then \
+                     zdd_stage={st}; zdd_stage_ref={}; {{ {}; {} && mkdir -- {st} && \
+                     git --git-dir={} archive --format=tar \"$zdd_r\" | tar -x -C {st} && \
+                     printf '%s\\n' \"$zdd_r\" > \"$zdd_tmp/stage\"; exit 0; }} </dev/null >/dev/null 2>&1 & \
+                     zdd_prefetch=$!; fi",
                     word(holder)?,
+                    word(reference)?,
                     fetch_only(repository, cache)?,
+                    resolve_script(cache, reference)?,
+                    word(cache)?,
                 ),
                 "cannot start fetching".to_string(),
             )
@@ -694,13 +718,13 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             names,
         } => {
             // The log's CRC and size (`cksum`, POSIX), split by the shell and printed with
-            // one space.
+            // one space. Written in place: a plan cut short does not hold (its last lines are
+            // what the host is checked against).
             let p = word(plan)?;
-            let t = word(&super::temporary_path(plan, "tmp"))?;
             Request::must(
                 format!(
-                    "zdd_now=$(cksum < {}) && set -- $zdd_now && rm -f -- {t} && \
-                     printf '%s\\n' {} \"$1 $2\" {} > {t} && mv -f -- {t} {p}",
+                    "zdd_now=$(cksum < {}) && set -- $zdd_now && \
+                     printf '%s\\n' {} \"$1 $2\" {} > {p}",
                     word(log)?,
                     word(head)?,
                     word(names)?,
@@ -736,10 +760,9 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             destination,
         } => Request::must(
             format!(
-                "git --git-dir={} archive --format=tar {} | tar -x -C {}",
-                word(cache)?,
+                "zdd_c={}; {}",
                 word(commit)?,
-                word(destination)?
+                export_script(cache, destination)?
             ),
             format!("cannot check out {commit} into `{destination}`"),
         ),
@@ -1070,18 +1093,44 @@ impl Ssh {
 /// commit `reference` names (the candidates of [`git::ref_candidates`], tried in order). Exits
 /// [`ABSENT`] for an unknown ref, [`NO_GIT`] without git, 1 when the fetch fails.
 fn fetch_script(repository: &str, cache: &str, reference: &str) -> anyhow::Result<String> {
-    let candidates = git::ref_candidates(reference)?;
-    let c = word(cache)?;
+    // The prefetch resolved this same reference after its fetch, under this run's lock: its
+    // answer stands (no git started again).
+    Ok(format!(
+        "if [ \"${{zdd_fetched:-}}\" = 1 ] && [ \"${{zdd_stage_ref:-}}\" = {} ] && [ -f \"$zdd_tmp/stage\" ] && \
+         IFS= read -r zdd_r < \"$zdd_tmp/stage\" && [ -n \"$zdd_r\" ]; then :; else \
+         if [ \"${{zdd_fetched:-}}\" != 1 ]; then {}; fi; {} || exit {ABSENT}; fi",
+        word(reference)?,
+        fetch_only(repository, cache)?,
+        resolve_script(cache, reference)?,
+    ))
+}
+
+/// The shell that sets `zdd_r` to the commit `reference` names in `cache` (the candidates of
+/// [`git::ref_candidates`], tried in order); empty when none names one.
+fn resolve_script(cache: &str, reference: &str) -> anyhow::Result<String> {
     let mut words = Vec::new();
-    for candidate in &candidates {
+    for candidate in git::ref_candidates(reference)? {
         words.push(word(&format!("{candidate}^{{commit}}"))?);
     }
     Ok(format!(
-        "if [ \"${{zdd_fetched:-}}\" != 1 ]; then {}; fi; \
-         zdd_r=; for zdd_t in {}; do zdd_r=$(git --git-dir={c} rev-parse -q --verify \"$zdd_t\") && break; done; \
-         [ -n \"$zdd_r\" ] || exit {ABSENT}",
-        fetch_only(repository, cache)?,
-        words.join(" ")
+        "zdd_r=; for zdd_t in {}; do zdd_r=$(git --git-dir={} rev-parse -q --verify \"$zdd_t\") && break; done; [ -n \"$zdd_r\" ]",
+        words.join(" "),
+        word(cache)?
+    ))
+}
+
+/// The shell that writes the tree of commit `$zdd_c` into the directory `destination`: by
+/// renaming the checkout this run's prefetch staged (`$zdd_stage`, see [`Op::Prefetch`]) over
+/// it when the stage is of that commit and `destination` is empty (rename(2) replaces an empty
+/// directory, never one with something in it), else by `git archive | tar`.
+fn export_script(cache: &str, destination: &str) -> anyhow::Result<String> {
+    let d = word(destination)?;
+    Ok(format!(
+        "{{ if [ -n \"${{zdd_stage:-}}\" ] && [ -d \"$zdd_stage\" ] && [ -f \"$zdd_tmp/stage\" ] && \
+         IFS= read -r zdd_sc < \"$zdd_tmp/stage\" && [ \"$zdd_sc\" = \"$zdd_c\" ] && \
+         mv -T -- \"$zdd_stage\" {d} 2>/dev/null; then :; \
+         else git --git-dir={c} archive --format=tar \"$zdd_c\" | tar -x -C {d}; fi; }}",
+        c = word(cache)?,
     ))
 }
 
