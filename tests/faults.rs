@@ -690,9 +690,10 @@ fn sshd_of_one_host_killed_during_preparation_and_cutover() {
             continue;
         }
         // A host lost mid-deploy: the deploy fails (1) or finishes with that host left behind
-        // (4); "success" only when the kill came after every host's work was done (requests
-        // are sent without waiting: under load, a host can finish its cutover before the test
-        // sees the event that triggers the kill), and then the lost host is named.
+        // (4), naming it; "success" only when the kill came after every host's work was done
+        // (requests are sent without waiting: under load, a host can finish its cutover, and
+        // zdd read its last answer, before the test sees the event that triggers the kill):
+        // then zdd lost nothing it was waiting for, and has no host to name.
         let live_everywhere = (0..2).all(|i| {
             std::fs::read_to_string(site.deploy_path(i).join("current/REVISION"))
                 .is_ok_and(|revision| revision.trim() == three)
@@ -707,7 +708,7 @@ fn sshd_of_one_host_killed_during_preparation_and_cutover() {
                 status.code()
             ));
         }
-        if !stderr.contains(&victim_name) {
+        if !late && !stderr.contains(&victim_name) {
             problems.push(format!(
                 "{context}: the failure does not name the host {victim_name}\n{stderr}"
             ));

@@ -418,6 +418,21 @@ fn hostile_values_are_data_over_ssh() {
     );
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("Caused by: unknown ref `"), "{stderr}");
+    // The staged checkout and the planned rollback under that deploy path: the rollback is done
+    // by the request that takes the lock (one round trip), back on the first release.
+    let first = std::fs::read_link(&current).unwrap();
+    repo.commit(&[("index.html", "two\n")], "two");
+    let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(current.join("index.html")).unwrap(),
+        "two\n"
+    );
+    assert_eq!(
+        round_trips(&sandbox, &["rollback", "app.rhai", "--json"]),
+        1
+    );
+    assert_eq!(std::fs::read_link(&current).unwrap(), first);
     assert!(!canary.exists(), "a value was executed");
     assert!(!sandbox.path("PWNED").exists());
     assert!(!hosts.home(1).join("PWNED").exists());
@@ -990,4 +1005,50 @@ fn the_staged_checkout_is_used_only_for_its_commit_and_an_empty_release() {
     std::fs::write(left.join("app/file"), "x").unwrap();
     deploy("");
     assert!(!left.exists());
+}
+
+/// The plan is trusted only as far as the host can check it: a plan whose facts all still hold
+/// but whose target was edited by hand (someone who can write `.zdd/` can also move `current`)
+/// is carried out on the host, and zdd, which checks the plan against the state read in the
+/// same request, says so: the run fails, names the release `current` now points at and the one
+/// the log picks, and leaves no lock.
+#[test]
+fn a_plan_edited_to_another_release_is_caught_and_named() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo(&sandbox);
+    recipe(&sandbox, &hosts, &repo, "");
+    let root = hosts.deploy_path(1);
+    let rel = hosts.deploy_rel(1);
+    let mut made = Vec::new();
+    for text in ["a\n", "b\n", "c\n"] {
+        repo.commit(&[("index.html", text)], text);
+        let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
+        assert_eq!(code, 0, "{stderr}");
+        made.push(sandbox.current(&rel).unwrap());
+    }
+    let plan = root.join(".zdd/next-rollback");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert_eq!(text.lines().nth(1), Some(made[1].as_str()), "{text}");
+    std::fs::write(&plan, text.replacen(&made[1], &made[0], 1)).unwrap();
+
+    let (code, stderr) = run(&sandbox, &["rollback", "app.rhai"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "`current` was switched to releases/{}, as the last run planned, but the deploy path changed since: the release log now picks releases/{}",
+            made[0], made[1]
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("zdd rollback app.rhai --to NAME"),
+        "{stderr}"
+    );
+    assert_eq!(sandbox.current(&rel).unwrap(), made[0]);
+    assert!(!root.join(".zdd/lock").exists());
+    // The way out the hint names works.
+    let (code, stderr) = run(&sandbox, &["rollback", "app.rhai", "--to", &made[1]]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(sandbox.current(&rel).unwrap(), made[1]);
 }
