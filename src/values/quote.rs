@@ -113,11 +113,16 @@ impl From<Line> for String {
 
 /// `rm -rf` of `DIR/*/REST` for each `rest`: every directory one level under `dir` (whatever
 /// its name) followed by `rest` (an absolute path). The `*` is the only unquoted character.
+/// `rm` starts only when something matched (most deploys have nothing there: a process saved).
 pub fn remove_under_any(dir: &str, rests: &[String]) -> Result<String, QuoteError> {
-    let mut line = String::from("rm -rf --");
+    let mut line = String::from("set --; for zdd_e in");
     for rest in rests {
         line.push_str(&format!(" {}/*{}", word(dir)?, word(rest)?));
     }
+    line.push_str(
+        "; do if [ -e \"$zdd_e\" ] || [ -L \"$zdd_e\" ]; then set -- \"$@\" \"$zdd_e\"; fi; done; \
+         [ \"$#\" = 0 ] || rm -rf -- \"$@\"",
+    );
     Ok(line)
 }
 
@@ -179,6 +184,37 @@ mod tests {
         ] {
             assert_eq!(echo_back(value), value);
         }
+    }
+
+    #[test]
+    fn remove_under_any_removes_what_matches_and_only_that() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache dir");
+        let rest = format!("{}/releases/it's old", dir.path().display());
+        let keep = format!("{}/releases/kept", dir.path().display());
+        for system in ["a", "b c"] {
+            for path in [&rest, &keep] {
+                let full = format!("{}/{system}{path}", cache.display());
+                std::fs::create_dir_all(&full).unwrap();
+                std::fs::write(format!("{full}/f.php.bin"), "x").unwrap();
+            }
+        }
+        let script =
+            remove_under_any(&cache.display().to_string(), std::slice::from_ref(&rest)).unwrap();
+        let ran = Command::new("sh").arg("-c").arg(&script).status().unwrap();
+        assert!(ran.success());
+        for system in ["a", "b c"] {
+            assert!(!std::path::Path::new(&format!("{}/{system}{rest}", cache.display())).exists());
+            assert!(std::path::Path::new(&format!("{}/{system}{keep}", cache.display())).exists());
+        }
+        // Nothing there: no error, nothing started.
+        let nothing = remove_under_any("/nonexistent", &[rest]).unwrap();
+        assert!(Command::new("sh")
+            .arg("-c")
+            .arg(&nothing)
+            .status()
+            .unwrap()
+            .success());
     }
 
     #[test]
