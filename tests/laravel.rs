@@ -129,6 +129,17 @@ fn zero_downtime(options: StackOptions) -> String {
     }
     let report = load.stop();
     let steady = dispatcher.stop();
+    if !report.is_clean() {
+        // The error page says nothing (APP_DEBUG is off): the app's log says what failed.
+        let app_log = sandbox.path(&format!("{DEPLOY}/shared/storage/logs/laravel.log"));
+        let text = std::fs::read_to_string(&app_log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!(
+            "the app's log ({}), last lines:\n{}\nzdd said:\n{log}",
+            app_log.display(),
+            lines[lines.len().saturating_sub(60)..].join("\n")
+        );
+    }
     report.assert_clean();
     assert!(report.total() > 200, "the load ran: {report}");
 
