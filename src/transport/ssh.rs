@@ -585,20 +585,16 @@ fn request(op: &Op) -> anyhow::Result<Request> {
         )
         .inline(),
         Op::ReplaceSymlink { target, link } => {
-            // Temp link, rename over (mv -T: rename(2), never into a directory), read back
-            // and compared on the host, so a request sent without waiting fails (and stops
-            // what follows) when the link is not what was asked. No output: an answer with
-            // output costs the host three processes more.
-            let l = word(link)?;
-            let t = word(&super::temporary_path(link, "swap"))?;
+            // Read back and compared on the host, so a request sent without waiting fails (and
+            // stops what follows) when the link is not what was asked. No output: an answer
+            // with output costs the host three processes more.
             let target_word = word(target)?;
             Request::must(
                 format!(
-                    "{{ [ ! -e {t} ] && [ ! -L {t} ]; }} || rm -f -- {t}; \
-                     if ln -s -- {target_word} {t} && mv -fT -- {t} {l} && zdd_now=$(readlink -- {l}); then \
-                     [ \"$zdd_now\" = {target_word} ] || \
+                    "if {}; then [ \"$zdd_now\" = {target_word} ] || \
                      {{ printf '%s\\n' \"points at $zdd_now after the swap, not at the target\" >&2; zdd_st 1; }}; \
-                     else zdd_st 1; fi"
+                     else zdd_st 1; fi",
+                    swap(link, &target_word)?
                 ),
                 format!("cannot switch `{link}`"),
             )
@@ -640,13 +636,9 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             let p = word(path)?;
             Request::must(
                 format!(
-                    // The contents are one line without a newline (`read` reaches the end
-                    // of the file): read by the shell itself, no process started.
-                    "if [ -e {p} ]; then zdd_now=; \
-                     if IFS= read -r zdd_now < {p}; then zdd_now=; zdd_more=1; else zdd_more=; fi; \
-                     if [ -z \"$zdd_more\" ] && [ \"$zdd_now\" = {} ]; then rm -f -- {p}; \
+                    "if [ -e {p} ]; then if {}; then rm -f -- {p}; \
                      else cat -- {p} >&2; zdd_st 1; fi; fi",
-                    word(contents)?
+                    holds(path, contents)?
                 ),
                 super::left_in_place(path),
             )
@@ -692,16 +684,15 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             // In the background of the remote shell itself (inline: `$!` and the job are
             // its own); only under this run's lock. The job's status is the fetch's: the
             // staged export is a bonus, its commit in `$zdd_tmp/stage` once it is whole.
-            let l = word(lock)?;
             let st = word(stage)?;
             Request::must(
                 format!(
-                    "zdd_prefetch=; zdd_stage=; zdd_stage_ref=; if [ -e {l} ] && {{ IFS= read -r zdd_l < {l}; [ \"$zdd_l\" = {} ]; }}; then \
+                    "zdd_prefetch=; zdd_stage=; zdd_stage_ref=; if {}; then \
                      zdd_stage={st}; zdd_stage_ref={}; {{ {}; {} && mkdir -- {st} && \
                      git --git-dir={} archive --format=tar \"$zdd_r\" | tar -x -C {st} && \
                      printf '%s\\n' \"$zdd_r\" > \"$zdd_tmp/stage\"; exit 0; }} </dev/null >/dev/null 2>&1 & \
                      zdd_prefetch=$!; fi",
-                    word(holder)?,
+                    holds(lock, holder)?,
                     word(reference)?,
                     fetch_only(repository, cache)?,
                     resolve_script(cache, reference)?,
@@ -1155,6 +1146,28 @@ fn fetch_only(repository: &str, cache: &str) -> anyhow::Result<String> {
 const AWAIT_PREFETCH: &str = "zdd_fetched=; if [ -n \"${zdd_prefetch:-}\" ]; then \
      if wait \"$zdd_prefetch\"; then zdd_fetched=1; fi; zdd_prefetch=; fi";
 
+/// The condition "the file `path` holds exactly `contents`" (a lock: one line without a
+/// newline, so `read` reaches the end of the file and fails), read by the shell itself.
+fn holds(path: &str, contents: &str) -> anyhow::Result<String> {
+    let p = word(path)?;
+    Ok(format!(
+        "{{ [ -f {p} ] && zdd_h= && ! IFS= read -r zdd_h < {p} && [ \"$zdd_h\" = {} ]; }}",
+        word(contents)?
+    ))
+}
+
+/// The commands that point `link` at `target` (shell text: a quoted word or a quoted
+/// expansion) by rename(2) of a temporary link (`mv -T`: never into a directory) and read it
+/// back into `zdd_now`; they fail when a step does. `current` changes only through this.
+fn swap(link: &str, target: &str) -> anyhow::Result<String> {
+    let l = word(link)?;
+    let t = word(&super::temporary_path(link, "swap"))?;
+    Ok(format!(
+        "{{ {{ [ ! -e {t} ] && [ ! -L {t} ]; }} || rm -f -- {t}; }} && \
+         ln -s -- {target} {t} && mv -fT -- {t} {l} && zdd_now=$(readlink -- {l})"
+    ))
+}
+
 /// The request of [`Op::RollbackAsPlanned`]: inline, so that `zdd_leave` is the remote
 /// shell's own (the line written after it leaves when it is 1). The plan is trusted only as
 /// far as it is checked: every name in it is a plain name, the one to go back to is among the
@@ -1177,7 +1190,6 @@ fn rollback_as_planned(
         word(log)?,
         word(releases)?,
     );
-    let t = word(&super::temporary_path(link, "swap"))?;
     let (before, rest) = record
         .split_once(super::op::PLANNED_TO)
         .ok_or_else(|| anyhow!("the planned rollback's record has no place for the release"))?;
@@ -1187,8 +1199,7 @@ fn rollback_as_planned(
     let plain = "*[!A-Za-z0-9._-]*";
     let script = format!(
         // The lock is this run's: exactly its contents, one line without a newline.
-        "zdd_leave=; zdd_hold=; if [ -f {k} ] && [ -f {p} ] && ! IFS= read -r zdd_l < {k} && [ \"$zdd_l\" = {h} ]; then zdd_hold=1; fi; \
-         if [ -n \"$zdd_hold\" ] && {{ IFS= read -r zdd_v && IFS= read -r zdd_to && IFS= read -r zdd_from && \
+        "zdd_leave=; if {ours} && [ -f {p} ] && {{ IFS= read -r zdd_v && IFS= read -r zdd_to && IFS= read -r zdd_from && \
          IFS= read -r zdd_link && IFS= read -r zdd_size && IFS= read -r zdd_names; }} < {p} && [ \"$zdd_v\" = {v} ] && \
          [ -n \"$zdd_to\" ] && [ -n \"$zdd_from\" ] && \
          case $zdd_to in {plain}) false;; esac && case $zdd_from in {plain}) false;; esac && \
@@ -1201,13 +1212,12 @@ fn rollback_as_planned(
          zdd_c=$((zdd_c+1)); case \" $zdd_names \" in *\" ${{zdd_e##*/}} \"*) ;; *) zdd_same=;; esac; fi; done; \
          for zdd_e in $zdd_names; do zdd_k=$((zdd_k+1)); done; \
          if [ -n \"$zdd_same\" ] && [ \"$zdd_c\" = \"$zdd_k\" ]; then \
-         {{ [ ! -e {t} ] && [ ! -L {t} ]; }} || rm -f -- {t}; \
-         if ln -s -- \"releases/$zdd_to\" {t} && mv -fT -- {t} {l} && zdd_now=$(readlink -- {l}) && \
-         [ \"$zdd_now\" = \"releases/$zdd_to\" ] && \
+         if {switch} && [ \"$zdd_now\" = \"releases/$zdd_to\" ] && \
          printf '%s%s%s%s%s\\n' {b} \"$zdd_to\" {m} \"$zdd_from\" {a} >> {g} && rm -f -- {p} {k}; then \
          printf '%s %s\\n' \"$zdd_to\" \"$zdd_from\"; zdd_leave=1; \
          else printf '%s\\n' \"the rollback to releases/$zdd_to was not finished\" >&2; zdd_st 1; fi; fi; fi",
-        h = word(holder)?,
+        ours = holds(lock, holder)?,
+        switch = swap(link, "\"releases/$zdd_to\"")?,
         v = word(version)?,
         b = word(before)?,
         m = word(middle)?,
