@@ -25,6 +25,7 @@ mod laravel_support;
 mod notify;
 mod output;
 mod pipeline_attacks;
+mod planned_deploy;
 mod quickstart;
 mod remote;
 mod secrets;

@@ -8,7 +8,7 @@ use crate::ssh_support::{rhai_string, SshHosts};
 use crate::support::{git, their_words, Repo, Sandbox};
 
 /// The stdlib deploy of `repo` to every host, plus `extra` recipe lines.
-fn recipe(sandbox: &Sandbox, hosts: &SshHosts, repo: &Repo, extra: &str) {
+pub(crate) fn recipe(sandbox: &Sandbox, hosts: &SshHosts, repo: &Repo, extra: &str) {
     sandbox.write(
         "app.rhai",
         &format!(
@@ -19,13 +19,13 @@ fn recipe(sandbox: &Sandbox, hosts: &SshHosts, repo: &Repo, extra: &str) {
     );
 }
 
-fn repo(sandbox: &Sandbox) -> Repo {
+pub(crate) fn repo(sandbox: &Sandbox) -> Repo {
     let repo = sandbox.repo("repo");
     repo.commit(&[("index.html", "one\n"), ("storage/.keep", "")], "one");
     repo
 }
 
-fn run(sandbox: &Sandbox, args: &[&str]) -> (i32, String) {
+pub(crate) fn run(sandbox: &Sandbox, args: &[&str]) -> (i32, String) {
     let output = sandbox.zdd(args).output().unwrap();
     (
         output.status.code().unwrap_or(-1),
@@ -34,7 +34,11 @@ fn run(sandbox: &Sandbox, args: &[&str]) -> (i32, String) {
 }
 
 /// (event, release, time) of every line of a host's release log.
-fn events(sandbox: &Sandbox, hosts: &SshHosts, i: usize) -> Vec<(String, String, String)> {
+pub(crate) fn events(
+    sandbox: &Sandbox,
+    hosts: &SshHosts,
+    i: usize,
+) -> Vec<(String, String, String)> {
     sandbox
         .read(&format!("{}/.zdd/releases.jsonl", hosts.deploy_rel(i)))
         .lines()
@@ -354,24 +358,53 @@ fn rollback_switches_every_host_back() {
 /// Values with spaces, quotes, `$()`, backticks, `;` and non-ASCII go through every
 /// primitive over SSH as data: paths are created as named, commands print them literally, and
 /// nothing they contain is executed.
-#[test]
-fn hostile_values_are_data_over_ssh() {
-    let sandbox = Sandbox::new();
-    let hosts = SshHosts::start(&sandbox, 1);
+/// Names that hold spaces, quotes, `$()`, backticks, `;` and non-ASCII (paths with control
+/// characters, a newline, are refused before anything runs; see bad_input): everything else a
+/// path may hold.
+pub(crate) struct Hostile {
+    /// A file the commands in the names would create.
+    pub canary: std::path::PathBuf,
+    /// A value with those commands in it.
+    pub evil: String,
+    /// A deploy path with `evil` in its name, and the recipe's host line with it.
+    pub deploy: String,
+    pub host: String,
+    /// A relative name for a shared dir.
+    pub dir: &'static str,
+}
+
+pub(crate) fn hostile(sandbox: &Sandbox, hosts: &SshHosts) -> Hostile {
     let canary = sandbox.path("PWNED");
     let evil = format!(
         "a b 'q' \"d\" $(touch {c}) `touch {c}`; touch {c} ü",
         c = canary.display()
     );
-    let repo = sandbox.repo("repo");
-    repo.commit(&[("index.html", "one\n"), ("data/.keep", "")], "one");
     let deploy = format!("{}/dir {evil}", hosts.deploy_str(1));
     let host = hosts
         .recipe_host(1)
         .replace(&rhai_string(&hosts.deploy_str(1)), &rhai_string(&deploy));
-    // Paths with control characters (a newline) are refused before anything runs; see
-    // bad_input. Everything else a path may hold is here.
-    let evil_dir = "we ird;$(touch PWNED)`x`'\"ü";
+    Hostile {
+        canary,
+        evil,
+        deploy,
+        host,
+        dir: "we ird;$(touch PWNED)`x`'\"ü",
+    }
+}
+
+#[test]
+fn hostile_values_are_data_over_ssh() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let Hostile {
+        canary,
+        evil,
+        deploy,
+        host,
+        dir: evil_dir,
+    } = hostile(&sandbox, &hosts);
+    let repo = sandbox.repo("repo");
+    repo.commit(&[("index.html", "one\n"), ("data/.keep", "")], "one");
     sandbox.write(
         "app.rhai",
         &format!(
@@ -552,7 +585,7 @@ fn healthy_server() -> std::net::SocketAddr {
 }
 
 /// `round_trips` of the `finished` event of a `--json` run.
-fn round_trips(sandbox: &Sandbox, args: &[&str]) -> u64 {
+pub(crate) fn round_trips(sandbox: &Sandbox, args: &[&str]) -> u64 {
     let output = sandbox.zdd(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
@@ -571,9 +604,10 @@ fn round_trips(sandbox: &Sandbox, args: &[&str]) -> u64 {
 
 /// The transport pipelines: what decides nothing is sent without waiting, and the host's
 /// state is read once, with the lock. The stdlib deploy to one host waits for it twice after
-/// the connection is up (the lock with the state; the end), a rollback right after it once
-/// (DESIGN.md's targets: 4 and 2), and a failure in a request that nobody waited for is still reported as
-/// the step that sent it, with nothing after it done.
+/// the connection is up (the lock with the state; the end), once when the run before planned
+/// it (`planned_deploy`), a rollback right after it once (DESIGN.md's targets: 4 and 2), and a
+/// failure in a request that nobody waited for is still reported as the step that sent it,
+/// with nothing after it done.
 #[test]
 fn one_host_is_waited_for_a_few_times_per_deploy() {
     let sandbox = Sandbox::new();
@@ -583,8 +617,9 @@ fn one_host_is_waited_for_a_few_times_per_deploy() {
     let deploy = ["run", "app.rhai", "--json"];
     let first = round_trips(&sandbox, &deploy);
     repo.commit(&[("index.html", "two\n")], "two");
+    crate::planned_deploy::after_the_last_name(&sandbox, &hosts);
     let second = round_trips(&sandbox, &deploy);
-    assert_eq!((first, second), (2, 2), "round trips of two deploys");
+    assert_eq!((first, second), (2, 1), "round trips of two deploys");
     let rollback = round_trips(&sandbox, &["rollback", "app.rhai", "--json"]);
     assert_eq!(rollback, 1, "a rollback right after a deploy");
 
@@ -821,7 +856,7 @@ fn the_fetch_starts_with_the_lock_and_only_under_it() {
 }
 
 /// A rollback right after a deploy waits for the host once: the deploy left what the next
-/// rollback will do (`.zdd/next-rollback`), and the request that takes the lock does it when
+/// rollback will do (`.zdd/next-run`), and the request that takes the lock does it when
 /// the host is still exactly as that run left it. When it is not (a second rollback, the log
 /// appended to by hand, a release directory made by another tool, a plan tampered with, a
 /// release asked for), nothing is done on the plan's word and the rollback reads first (two).
@@ -847,15 +882,12 @@ fn a_rollback_after_a_deploy_is_one_round_trip_and_only_on_an_unchanged_host() {
     };
     let a = deploy("a\n");
     let b = deploy("b\n");
-    assert!(root.join(".zdd/next-rollback").exists());
+    assert!(root.join(".zdd/next-run").exists());
 
     // Planned: one round trip, the same result and record as without a plan.
     assert_eq!(rollback(&[]), (1, a.clone()));
     assert!(!root.join(".zdd/lock").exists(), "the lock is released");
-    assert!(
-        !root.join(".zdd/next-rollback").exists(),
-        "a plan is used once"
-    );
+    assert!(!root.join(".zdd/next-run").exists(), "a plan is used once");
     let last = events(&sandbox, &hosts, 1).pop().unwrap();
     assert_eq!((last.0.as_str(), last.1.as_str()), ("rollback", a.as_str()));
     let log = sandbox.read(&format!("{rel}/.zdd/releases.jsonl"));
@@ -911,7 +943,7 @@ fn a_rollback_after_a_deploy_is_one_round_trip_and_only_on_an_unchanged_host() {
     {
         let before = sandbox.current(&rel).unwrap();
         let new = deploy(&format!("tampered {n}\n"));
-        let plan = root.join(".zdd/next-rollback");
+        let plan = root.join(".zdd/next-run");
         let text = std::fs::read_to_string(&plan).unwrap();
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
         assert_eq!(
@@ -1027,7 +1059,7 @@ fn a_plan_edited_to_another_release_is_caught_and_named() {
         assert_eq!(code, 0, "{stderr}");
         made.push(sandbox.current(&rel).unwrap());
     }
-    let plan = root.join(".zdd/next-rollback");
+    let plan = root.join(".zdd/next-run");
     let text = std::fs::read_to_string(&plan).unwrap();
     assert_eq!(text.lines().nth(1), Some(made[1].as_str()), "{text}");
     std::fs::write(&plan, text.replacen(&made[1], &made[0], 1)).unwrap();

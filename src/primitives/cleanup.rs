@@ -12,9 +12,9 @@
 //! half-deleted), then deleted. A deletion that fails is a warning: the deploy succeeded, and
 //! the next run tries again.
 
-use super::lock;
 use super::programs::PHP_FILE_CACHE;
 use super::release_log::{self, Entry};
+use super::{lock, next_run};
 use crate::output::failure::Failure;
 use crate::output::reporter::Event;
 use crate::primitives::host_context::HostContext;
@@ -41,6 +41,29 @@ pub fn cleanup(ctx: &mut HostContext) -> Result<Vec<String>, Failure> {
             previous: previous.as_deref(),
         },
     );
+    let mut doomed = doomed;
+    if let Some(planned) = &ctx.planned {
+        // The host removes what the plan says, decided by the run that wrote it from this
+        // same state: the same, unless the plan was edited by hand (its names are checked on
+        // the host: releases there, never `current` nor the rollback's). What the host does
+        // is what happened.
+        let (mut planned_doomed, mut decided) = (planned.doomed.clone(), doomed.clone());
+        planned_doomed.sort();
+        decided.sort();
+        if planned_doomed != decided {
+            let list = |names: &[String]| match names {
+                [] => "nothing".to_string(),
+                names => names.join(", "),
+            };
+            ctx.warn(&format!(
+                "the last run's plan (`{}`) removes {}, where cleanup removes {}: was it edited by hand?",
+                next_run::PLAN,
+                list(&planned_doomed),
+                list(&decided)
+            ));
+            doomed = planned.doomed.clone();
+        }
+    }
     if !doomed.is_empty() {
         ctx.info(&format!(
             "{} old release{} will be removed once the {} has succeeded",

@@ -151,6 +151,12 @@ pub struct HostContext {
     pub may_roll_back_as_planned: bool,
     /// It did: the release gone back to, and the one left.
     pub rolled_back_as_planned: Option<(String, String)>,
+    /// This run's whole plan is the stdlib's `deploy` on one host: each of its tasks, with
+    /// its sender (`primitives::next_deploy`).
+    pub planned_steps: Option<BTreeMap<String, Sender>>,
+    /// The host is deploying as the last run planned: what it was sent. Until a failure is
+    /// found, nothing more is sent: the steps only decide, and check.
+    pub planned: Option<super::next_deploy::Planned>,
     /// What this run changed and has not been confirmed yet, with the number of requests sent
     /// before it (see [`HostContext::report_done`]).
     pub unconfirmed: Vec<(u64, Done)>,
@@ -222,6 +228,8 @@ impl HostContext {
             will_check_out: false,
             may_roll_back_as_planned: false,
             rolled_back_as_planned: None,
+            planned_steps: None,
+            planned: None,
             unconfirmed: Vec::new(),
             state: None,
             step: None,
@@ -409,6 +417,10 @@ impl HostContext {
     pub fn send_op(&mut self, op: Op) -> anyhow::Result<()> {
         let tag = self.senders.len() as u64;
         self.senders.push(self.step.clone().unwrap_or_default());
+        if self.planned.is_some() {
+            // Sent already, with the lock (`next_deploy`).
+            return Ok(());
+        }
         self.transport.send(op, tag)
     }
 
@@ -417,7 +429,28 @@ impl HostContext {
     pub fn send_kept(&mut self, op: Op) -> anyhow::Result<Kept> {
         let tag = self.senders.len() as u64;
         self.senders.push(self.step.clone().unwrap_or_default());
+        if let Some(planned) = &self.planned {
+            // Sent already, with the lock (`next_deploy`): the checkout's answer is there.
+            return Ok(match op {
+                Op::Checkout { .. } => planned.checkout.clone(),
+                _ => Kept::Ready(crate::transport::Answer::Done),
+            });
+        }
         self.transport.send_kept(op, tag)
+    }
+
+    /// A request failed while the host deployed as planned: what the steps decided did not
+    /// all happen, and what the host has is read again from now on; requests are sent again.
+    pub fn abandon_plan(&mut self) {
+        if self.planned.take().is_some() {
+            self.state = None;
+        }
+    }
+
+    /// Whether the request with `tag` was one of a planned deploy's run's end (its failure
+    /// is a warning, as the end of any run).
+    pub fn planned_end(&self, tag: u64) -> bool {
+        self.planned.as_ref().is_some_and(|p| p.end.contains(&tag))
     }
 
     /// Report `done` once the host has done it: now when nothing sent is unanswered (the

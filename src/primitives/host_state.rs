@@ -4,10 +4,11 @@
 //! here and update them here as they change the host (a swap, a release created, recorded or
 //! removed); the host is told in requests sent without waiting.
 
+use super::next_deploy;
 use super::release_log::{self, Entry, Log};
 use crate::output::failure::Failure;
 use crate::primitives::host_context::HostContext;
-use crate::transport::{Answer, FileType, Op};
+use crate::transport::{Answer, FileType, Kept, Op};
 use crate::values::template::Mode;
 
 #[derive(Debug, Clone, Default)]
@@ -79,12 +80,20 @@ pub struct Taken {
     /// The host rolled back as the last run planned (`next_rollback`): its answer, and the
     /// record it wrote.
     pub planned: Option<(String, Entry)>,
+    /// The host is deploying as the last run planned (`next_deploy`): the request, the
+    /// check's answer, and where the answers of what was sent behind it will be.
+    pub deploying: Option<(next_deploy::Request, String, Vec<Kept>)>,
 }
 
 /// The lock file's creation followed by the reads of the state: one request. `lock` is the
 /// lock file's path and `contents` what it says. With the lock, it also starts the fetch of a
-/// run that checks out, or rolls back as the last run planned.
-pub fn take_lock_and_read(ctx: &HostContext, lock: &str, contents: &str) -> Result<Taken, Failure> {
+/// run that checks out, and rolls back or deploys (`deploy`) as the last run planned.
+pub fn take_lock_and_read(
+    ctx: &HostContext,
+    lock: &str,
+    contents: &str,
+    deploy: Option<next_deploy::Request>,
+) -> Result<Taken, Failure> {
     let root = ctx.deploy_path()?;
     let current = ctx.path("current")?;
     let ops = vec![
@@ -116,7 +125,14 @@ pub fn take_lock_and_read(ctx: &HostContext, lock: &str, contents: &str) -> Resu
         ops.push(op);
         record
     });
-    let mut answers = ctx.transport.query(ops)?.into_iter().skip(1);
+    let mut ahead = Vec::new();
+    if let Some(deploy) = &deploy {
+        // Last: after the reads, which say what the host had before it.
+        ops.push(deploy.check.clone());
+        ahead = deploy.ahead.clone();
+    }
+    let (answers, kept) = ctx.transport.query_ahead(ops, ahead)?;
+    let mut answers = answers.into_iter().skip(1);
     let mut next = || answers.next().unwrap_or(Answer::Done);
     let taken = next().flag();
     let holder = next().text();
@@ -149,10 +165,15 @@ pub fn take_lock_and_read(ctx: &HostContext, lock: &str, contents: &str) -> Resu
         Some(record) => next().text().map(|answer| (answer, record)),
         None => None,
     };
+    let deploying = match deploy {
+        Some(deploy) => next().text().map(|answer| (deploy, answer, kept)),
+        None => None,
+    };
     Ok(Taken {
         taken,
         holder,
         state,
         planned,
+        deploying,
     })
 }

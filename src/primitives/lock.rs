@@ -8,7 +8,7 @@
 //! removed, or once a failed run is undone. `unlock()` in a recipe says the recipe is done
 //! with the lock; the runner releases it when the run ends.
 
-use super::{host_state, next_rollback, release_log};
+use super::{host_state, next_deploy, next_rollback, release_log};
 use crate::output::failure::{Failure, FailureKind};
 use crate::primitives::host_context::HostContext;
 use crate::transport::Op;
@@ -45,8 +45,15 @@ pub fn hold(ctx: &mut HostContext) -> Result<(), Failure> {
     // The request that takes the lock also reads the host's deploy state (`host_state`):
     // one round trip.
     let mut text = None;
-    for _ in 0..ATTEMPTS {
-        let found = host_state::take_lock_and_read(ctx, &path, &contents)?;
+    for attempt in 0..ATTEMPTS {
+        // The deploy the last run planned is sent behind the lock's request (the first
+        // attempt only: a lock held by another run means no plan holds anyway).
+        let deploy = if attempt == 0 {
+            next_deploy::request(ctx, &path, &contents)?
+        } else {
+            None
+        };
+        let found = host_state::take_lock_and_read(ctx, &path, &contents, deploy)?;
         if found.taken {
             ctx.state = Some(found.state);
             if let Some((answer, record)) = found.planned {
@@ -56,6 +63,11 @@ pub fn hold(ctx: &mut HostContext) -> Result<(), Failure> {
             }
             ctx.holds_lock = true;
             ctx.memo.insert(LOCK_CONTENTS.into(), contents);
+            if let Some((request, answer, kept)) = found.deploying {
+                // The host is deploying as planned, up to the lock's release: the steps
+                // only decide (leftovers of killed runs wait for a run without a plan).
+                return next_deploy::settle(ctx, request, &answer, kept);
+            }
             remove_leftovers(ctx)?;
             return Ok(());
         }

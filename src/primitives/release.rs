@@ -92,6 +92,15 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
             }
         }
     };
+    if let Some(planned) = &ctx.planned {
+        if planned.name != name {
+            return Err(super::next_deploy::changed(
+                ctx,
+                &planned.name,
+                &format!("a release would now be named {name}"),
+            ));
+        }
+    }
     let path = format!("{releases_dir}/{name}");
     let previous_target = ctx.current_target()?;
     let previous = ctx.current_release()?;
@@ -160,9 +169,10 @@ pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
         return Ok(());
     };
     let current_link = ctx.path("current")?;
-    if ctx.state.is_some() {
-        // Requests sent without waiting may have been skipped after a failure: what the host
-        // has is read again, and the release counts as swapped only if `current` names it.
+    {
+        // Requests sent without waiting may have been skipped after a failure (or a planned
+        // deploy stopped): what the host has is read again, and the release counts as
+        // swapped only if `current` names it.
         let now = match ctx.transport.read_link(&current_link) {
             Ok(now) => now,
             Err(error) => {

@@ -17,6 +17,20 @@ use crate::transport::Op;
 pub fn link(ctx: &mut HostContext) -> Result<(), Failure> {
     lock::hold(ctx)?;
     let release_path = ctx.release_path()?;
+    let Some(op) = request(ctx, &release_path)? else {
+        return Ok(());
+    };
+    let host = ctx.host.clone();
+    ctx.send_op(op)
+        .map_err(|error| match error.downcast::<Refusal>() {
+            Ok(refusal) => paths::refused(&refusal, &host),
+            Err(error) => Failure::from(error),
+        })
+}
+
+/// The request that links every shared entry into the release at `release_path`; nothing
+/// when there is none.
+pub fn request(ctx: &HostContext, release_path: &str) -> Result<Option<Op>, Failure> {
     let shared_root = ctx.path("shared")?;
     let mut entries = Vec::new();
     for (setting, list) in [
@@ -33,7 +47,7 @@ pub fn link(ctx: &mut HostContext) -> Result<(), Failure> {
         }
     }
     if entries.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     // The settings check refuses these before the run, but a task may set the lists later:
     // the host checks every entry before linking any, so an entry inside another one would
@@ -53,14 +67,9 @@ pub fn link(ctx: &mut HostContext) -> Result<(), Failure> {
             )));
         }
     }
-    let host = ctx.host.clone();
-    ctx.send_op(Op::LinkShared {
-        release: release_path,
+    Ok(Some(Op::LinkShared {
+        release: release_path.to_string(),
         shared_root,
         entries,
-    })
-    .map_err(|error| match error.downcast::<Refusal>() {
-        Ok(refusal) => paths::refused(&refusal, &host),
-        Err(error) => Failure::from(error),
-    })
+    }))
 }

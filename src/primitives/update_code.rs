@@ -31,24 +31,8 @@ pub fn clone(ctx: &mut HostContext) -> Result<(), Failure> {
         .len()
         <= 1;
     if one_host {
-        // The log's line, with a place for the commit the host fills in.
-        let (entry, record) = release_log::line(ctx, checked_out(&name, &reference, None))?;
-        if !record.contains(&commit_placeholder()) {
-            return Err(Failure::message(format!(
-                "the release log's line has no place for the commit: `{record}`"
-            )));
-        }
-        let log = ctx.path(release_log::LOG)?;
-        let kept = ctx
-            .send_kept(Op::Checkout {
-                repository: repository.clone(),
-                cache,
-                reference: reference.clone(),
-                destination: release_path,
-                log,
-                record,
-            })
-            .map_err(|e| ref_failure(e, &repository))?;
+        let (entry, op) = checkout(ctx, &name, &repository, &reference)?;
+        let kept = ctx.send_kept(op).map_err(|e| ref_failure(e, &repository))?;
         release_log::remember(
             ctx,
             Entry {
@@ -86,6 +70,32 @@ pub fn clone(ctx: &mut HostContext) -> Result<(), Failure> {
     release_log::record(ctx, checked_out(&name, &reference, Some(commit.clone())))?;
     checked_out_message(ctx, &reference, &commit);
     Ok(())
+}
+
+/// The whole checkout of `reference` from `repository` into release `name` as one request
+/// ([`Op::Checkout`]), and the log's entry it writes (its line has a place for the commit the
+/// host fills in).
+pub fn checkout(
+    ctx: &HostContext,
+    name: &str,
+    repository: &str,
+    reference: &str,
+) -> Result<(Entry, Op), Failure> {
+    let (entry, record) = release_log::line(ctx, checked_out(name, reference, None))?;
+    if !record.contains(&commit_placeholder()) {
+        return Err(Failure::message(format!(
+            "the release log's line has no place for the commit: `{record}`"
+        )));
+    }
+    let op = Op::Checkout {
+        repository: repository.to_string(),
+        cache: ctx.path("repo.git")?,
+        reference: reference.to_string(),
+        destination: ctx.path(&format!("releases/{name}"))?,
+        log: ctx.path(release_log::LOG)?,
+        record,
+    };
+    Ok((entry, op))
 }
 
 fn checked_out(release: &str, reference: &str, commit: Option<String>) -> Entry {

@@ -22,7 +22,7 @@ use crate::output::failure::{Failure, FailureKind};
 use crate::output::reporter::{format_duration, Event, Reporter};
 use crate::plan::{self, Step};
 use crate::primitives::host_context::{Deployment, HostContext, Sender};
-use crate::primitives::{cleanup, lock, next_rollback, paths, release, update_code};
+use crate::primitives::{cleanup, lock, next_deploy, next_run, paths, release, update_code};
 use crate::registry::{Host, Origin};
 use crate::run::host_secrets;
 use crate::run::host_setup;
@@ -151,10 +151,23 @@ pub fn run(
     // planned, in the request that takes the lock (`next_rollback`): nothing follows the swap.
     let planned_rollback = slots.len() == 1
         && matches!(steps, [step] if step.task == ROLLBACK_TASK && recipe.is_stdlib(&step.origin));
+    // A run that is the stdlib's deploy alone, on one host, may deploy as the last run
+    // planned, behind the request that takes the lock (`next_deploy`).
+    let planned_steps = if slots.len() == 1 && steps.iter().all(|s| recipe.is_stdlib(&s.origin)) {
+        next_deploy::steps_of(
+            steps
+                .iter()
+                .map(|step| (step.task.clone(), sender_of(step)))
+                .collect(),
+        )
+    } else {
+        None
+    };
     for slot in &slots {
         let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
         ctx.will_check_out = checks_out;
         ctx.may_roll_back_as_planned = planned_rollback;
+        ctx.planned_steps = planned_steps.clone();
     }
     let before = start_all(&slots, notifier.is_some(), rollout.parallel);
 
@@ -498,6 +511,17 @@ fn never_connected(slots: &[Slot]) -> Option<Vec<String>> {
     (!messages.is_empty()).then_some(messages)
 }
 
+/// A step as the sender of the requests it sends without waiting.
+fn sender_of(step: &Step) -> Sender {
+    Sender {
+        task: step.task.clone(),
+        source: step.origin.source.clone(),
+        line: step.origin.line,
+        column: step.origin.column,
+        ancestry: step.ancestry.clone(),
+    }
+}
+
 fn run_step(
     recipe: &dyn StepCaller,
     step: &Step,
@@ -507,13 +531,7 @@ fn run_step(
     {
         let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
         ctx.cwd = None;
-        ctx.step = Some(Sender {
-            task: step.task.clone(),
-            source: step.origin.source.clone(),
-            line: step.origin.line,
-            column: step.origin.column,
-            ancestry: step.ancestry.clone(),
-        });
+        ctx.step = Some(sender_of(step));
     }
     let host = slot.name.as_str();
     reporter.event(Event::TaskStarted {
@@ -768,7 +786,7 @@ fn finish_all(slots: &[Slot], reporter: &Reporter, let_go: bool) -> bool {
                 warnings.extend(cleanup::remove_pending(&mut ctx));
                 if ctx.holds_lock {
                     // After the last record: what the next rollback will do.
-                    if let Err(failure) = next_rollback::write(&mut ctx) {
+                    if let Err(failure) = next_run::write(&mut ctx) {
                         tracing::debug!("no rollback plan: {failure}");
                     }
                 }
@@ -782,7 +800,7 @@ fn finish_all(slots: &[Slot], reporter: &Reporter, let_go: bool) -> bool {
                 };
                 if answered.is_err() {
                     let step_failed = ctx.transport.take_failure().map(|deferred| {
-                        if deferred.tag < steps_sent {
+                        if deferred.tag < steps_sent && !ctx.planned_end(deferred.tag) {
                             Err(deferred)
                         } else {
                             Ok(deferred)
@@ -792,6 +810,7 @@ fn finish_all(slots: &[Slot], reporter: &Reporter, let_go: bool) -> bool {
                         Some(Err(deferred)) => {
                             // Nothing after the failed request ran: the lock is still held.
                             ctx.holds_lock = held;
+                            ctx.abandon_plan();
                             drop(ctx);
                             let failure = failure_of(slot, deferred, reporter);
                             *slot.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure);

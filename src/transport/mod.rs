@@ -132,6 +132,19 @@ pub trait Transport: Send + Sync {
         ops.into_iter().map(|op| self.apply(op)).collect()
     }
 
+    /// [`Transport::query`], with `ahead` (ops and their senders' tags) written right after
+    /// `ops`, in the same flight, and not waited for: the answers of `ops`, and where each
+    /// answer of `ahead` will be (as [`Transport::send_kept`]). A transport that does each op
+    /// at once sends nothing ahead (an empty list): what it answers `ops` must say so.
+    fn query_ahead(
+        &self,
+        ops: Vec<Op>,
+        ahead: Vec<(Op, u64)>,
+    ) -> anyhow::Result<(Vec<Answer>, Vec<Kept>)> {
+        let _ = ahead;
+        Ok((self.query(ops)?, Vec::new()))
+    }
+
     /// Wait until everything sent has been answered.
     fn sync(&self) -> anyhow::Result<()> {
         Ok(())
@@ -225,8 +238,14 @@ pub trait Transport: Send + Sync {
                     .map(|text| text.lines().next().unwrap_or_default().to_string()),
             ),
             Op::Prefetch { .. } => Answer::Done,
-            Op::WriteRollbackPlan { .. } => Answer::Done,
-            Op::RollbackAsPlanned { .. } => Answer::Text(None),
+            Op::WritePlan { .. } => Answer::Done,
+            Op::RollbackAsPlanned { .. } | Op::DeployPlanCheck { .. } => Answer::Text(None),
+            // Never planned here (the check above says so): nothing to do.
+            Op::IfPlanned(_)
+            | Op::AppendPlanned { .. }
+            | Op::RemoveAsPlanned { .. }
+            | Op::AdvancePlan { .. }
+            | Op::Leave => Answer::Done,
             Op::LinkShared {
                 release,
                 shared_root,

@@ -102,16 +102,55 @@ pub enum Op {
         path: String,
         otherwise: String,
     },
-    /// What the next `zdd rollback` will do, left by a run that ends holding the lock
-    /// (`primitives::next_rollback`): `head` (the plan's first lines), then the CRC and size of
-    /// `log` as it is now (`cksum`), then `names`, written to `plan`. Nothing on a transport that does each op
-    /// at once (the plan is only worth its round trip over a pipelining one).
-    WriteRollbackPlan {
+    /// What the next run may do without asking, left by a run that ends holding the lock
+    /// (`primitives::next_run`): `head` (the plan's first lines), then the CRC and size of
+    /// `log` as it is now (`cksum`), then `names`, then `tail` (the deploys it plans, when
+    /// any), written to `plan`. Nothing on a transport that does each op at once (the plan is
+    /// only worth its round trip over a pipelining one).
+    WritePlan {
         plan: String,
         head: String,
         log: String,
         names: String,
+        tail: String,
     },
+    /// `op`, done only when the request that took the lock found the deploy the last run
+    /// planned ([`Op::DeployPlanCheck`] set the remote shell's `zdd_plan`); otherwise answered
+    /// as done, doing nothing. A transport that does each op at once never plans: it does
+    /// nothing either.
+    IfPlanned(Box<Op>),
+    /// [`Op::AppendLine`] with the release `current` pointed at when the planned deploy
+    /// began (`zdd_from`, see [`Op::DeployPlanCheck`]) in place of [`PLANNED_FROM`].
+    AppendPlanned {
+        path: String,
+        line: String,
+    },
+    /// The planned deploy's cleanup: each release the plan names for it (`zdd_doomed`) is
+    /// recorded `removing` in `log`, renamed into `removing`, deleted and recorded `removed`
+    /// (`removing_record` and `removed_record` with its name in place of [`PLANNED_TO`]), as
+    /// `primitives::cleanup` removes one; what earlier runs left in `removing` goes too.
+    RemoveAsPlanned {
+        releases: String,
+        removing: String,
+        log: String,
+        removing_record: String,
+        removed_record: String,
+    },
+    /// The plan moved on by the planned deploy that made `name`: the rollback it plans goes
+    /// back to `zdd_from`, the facts are the host's as they are now (`current` -> `link`,
+    /// the CRC and size of `log`, the names in `releases`), and the next deploy's removals are
+    /// the next line, with `name` in place of the token that stood for it.
+    AdvancePlan {
+        plan: String,
+        version: String,
+        name: String,
+        link: String,
+        log: String,
+        releases: String,
+    },
+    /// The remote shell ends once it has answered this request and every one before it
+    /// succeeded: the last request of a planned deploy, nothing is sent after it.
+    Leave,
     // Ops with an answer (they are queried):
     /// Where a program is on the host's PATH (`command -v`): `Text(None)` when it is not.
     FindProgram(String),
@@ -127,24 +166,44 @@ pub enum Op {
         path: String,
         contents: String,
     },
-    /// `zdd rollback` in the request that takes the lock: when `lock` holds `holder` and the
-    /// `plan` a run left still describes the host exactly (its first line is `version`, `link`
-    /// points where it says, `log` has the CRC and size it says, `releases` holds exactly the names it
-    /// lists), point `link` at `releases/TO`, append `record` with TO and FROM in place of
+    /// `zdd rollback` in the request that takes the lock: when the `guard` holds, point
+    /// `current` at `releases/TO`, append `record` with TO and FROM in place of
     /// [`PLANNED_TO`] and [`PLANNED_FROM`], remove the plan and the lock, and leave: the remote
     /// shell ends once its answers are written. Answers `Text(Some("TO FROM"))` when it did,
     /// `Text(None)` when the plan does not hold (nothing changed). A transport that does each
     /// op at once answers `Text(None)`.
     RollbackAsPlanned {
-        plan: String,
-        version: String,
-        link: String,
-        log: String,
-        releases: String,
-        lock: String,
-        holder: String,
+        guard: PlanGuard,
         record: String,
     },
+    /// The stdlib's deploy in the request that takes the lock (`primitives::next_deploy`): when
+    /// the `guard` holds, the plan was made for `keep` kept releases, plans a next
+    /// deploy, and every name it knows sorts before `name`, sets the remote shell's `zdd_plan`
+    /// (the [`Op::IfPlanned`] ops after it run), `zdd_from` (the release `current` points at)
+    /// and `zdd_doomed` (the releases this deploy's cleanup removes). Answers
+    /// `Text(Some("FROM DOOMED..."))` when it did, `Text(None)` when the plan does not hold.
+    /// A transport that does each op at once answers `Text(None)`.
+    DeployPlanCheck {
+        guard: PlanGuard,
+        keep: usize,
+        name: String,
+    },
+}
+
+/// What a run planned by the run before it checks on the host before it does anything on the
+/// plan's word: that `lock` holds `holder` (this run took it), and that `plan` still describes
+/// the host exactly: its first line is `version`, `link` points where it says, `log` has the
+/// CRC and size it says, `releases` holds exactly the names it lists
+/// (`primitives::next_run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanGuard {
+    pub plan: String,
+    pub version: String,
+    pub link: String,
+    pub log: String,
+    pub releases: String,
+    pub lock: String,
+    pub holder: String,
 }
 
 /// Where a planned rollback's record names the release it goes back to, and the one it

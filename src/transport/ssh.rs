@@ -12,6 +12,7 @@ use anyhow::{anyhow, bail, Context};
 use std::collections::{BTreeMap, VecDeque};
 
 use super::link_shared::{self, SharedEntry};
+use super::op::PlanGuard;
 use super::remote_shell::{Accept, RemoteShell, Reply, Shell};
 use super::{Answer, Deferred, DeferredError, EarlierFailure, FileType, Kept, Op, Transport};
 use crate::system::process::{self, LineSink, Output, ProcessError, ProcessErrorKind, TAIL_LINES};
@@ -107,6 +108,11 @@ struct Pipeline {
     next_kept: u64,
     /// The remote shell ended on its own (a planned rollback): nothing more is sent.
     left: bool,
+    /// It may end on its own once it has answered (a planned deploy's last request,
+    /// [`Op::Leave`]): the run's end does not ask it to.
+    may_have_left: bool,
+    /// Something was written since the last wait began: the next wait is a round trip.
+    written: bool,
 }
 
 struct Sent {
@@ -242,6 +248,8 @@ impl Ssh {
                 kept: BTreeMap::new(),
                 next_kept: 0,
                 left: false,
+                may_have_left: false,
+                written: false,
             }),
         })
     }
@@ -270,9 +278,21 @@ impl Ssh {
         leaves: bool,
     ) -> anyhow::Result<Vec<Option<Reply>>> {
         let mut pipe = self.pipe();
+        self.write_asked(&mut pipe, requests, leaves)?;
+        self.drain(&mut pipe, None)
+    }
+
+    /// Write `requests` as one batch whose answers a wait returns.
+    fn write_asked(
+        &self,
+        pipe: &mut Pipeline,
+        requests: &[Request],
+        leaves: bool,
+    ) -> anyhow::Result<()> {
         let batch: Vec<Shell<'_>> = requests.iter().map(Request::command).collect();
         if !batch.is_empty() {
             pipe.shell.write_batch(&batch, &self.label)?;
+            pipe.written = true;
         }
         if leaves {
             pipe.shell.leave_if_asked(&self.label)?;
@@ -284,19 +304,32 @@ impl Ssh {
                 keep: None,
             });
         }
-        self.drain(&mut pipe)
+        Ok(())
     }
 
-    /// Read every answer not read yet; the answers of the requests that wait for one.
-    fn drain(&self, pipe: &mut Pipeline) -> anyhow::Result<Vec<Option<Reply>>> {
+    /// Read every answer not read yet (with `until`, only until that many answers of asked
+    /// requests are read); the answers of the requests that wait for one. A round trip when
+    /// something was written since the last wait began: reading what was already on its way
+    /// then is not another.
+    fn drain(
+        &self,
+        pipe: &mut Pipeline,
+        until: Option<usize>,
+    ) -> anyhow::Result<Vec<Option<Reply>>> {
         if pipe.waiting.is_empty() {
             return Ok(Vec::new());
         }
-        pipe.round_trips += 1;
+        if std::mem::take(&mut pipe.written) {
+            pipe.round_trips += 1;
+        }
         let started = std::time::Instant::now();
-        let count = pipe.waiting.len();
+        let mut count = 0;
         let mut answers = Vec::new();
-        while let Some(sent) = pipe.waiting.pop_front() {
+        while until.is_none_or(|n| answers.len() < n) {
+            let Some(sent) = pipe.waiting.pop_front() else {
+                break;
+            };
+            count += 1;
             let reply = match pipe.shell.read_reply(sent.accept, &self.label) {
                 Ok(reply) => reply,
                 Err(error) => {
@@ -392,7 +425,7 @@ impl Ssh {
             }
             Op::Exists(_) | Op::CreateExclusive { .. } => Answer::Flag(present),
             Op::Checkout { .. } => Answer::Text(Some(reply.stdout.trim().to_string())),
-            Op::RollbackAsPlanned { .. } => {
+            Op::RollbackAsPlanned { .. } | Op::DeployPlanCheck { .. } => {
                 let done = reply.stdout.trim();
                 Answer::Text((!done.is_empty()).then(|| done.to_string()))
             }
@@ -407,11 +440,18 @@ impl Ssh {
         let mut pipe = self.pipe();
         // A prefetch is over before the checkout that uses it, and before the lock that
         // covers it is released.
+        let inner = match &op {
+            Op::IfPlanned(inner) => inner.as_ref(),
+            op => op,
+        };
         if matches!(
-            op,
+            inner,
             Op::Checkout { .. } | Op::Export { .. } | Op::RemoveIfHolds { .. }
         ) {
-            let wait = await_prefetch();
+            let mut wait = await_prefetch();
+            if matches!(op, Op::IfPlanned(_)) {
+                wait = if_planned(wait);
+            }
             pipe.shell.write_request(wait.command(), &self.label)?;
             pipe.waiting.push_back(Sent {
                 accept: wait.accept,
@@ -420,6 +460,12 @@ impl Ssh {
             });
         }
         pipe.shell.write_request(request.command(), &self.label)?;
+        pipe.written = true;
+        if matches!(inner, Op::Leave) {
+            // The shell ends after this request when it set `zdd_leave`.
+            pipe.shell.leave_if_asked(&self.label)?;
+            pipe.may_have_left = true;
+        }
         let id = pipe.next_kept;
         pipe.next_kept += 1;
         pipe.waiting.push_back(Sent {
@@ -428,6 +474,30 @@ impl Ssh {
             keep: keep.then_some((id, op)),
         });
         Ok(Kept::Waiting(id))
+    }
+
+    /// The answers of asked `ops` from their `replies`; the error of one that failed or was
+    /// skipped.
+    fn answers(
+        &self,
+        ops: &[Op],
+        requests: &[Request],
+        replies: Vec<Option<Reply>>,
+    ) -> anyhow::Result<Vec<Answer>> {
+        let mut answers = Vec::new();
+        for ((op, request), reply) in ops.iter().zip(requests).zip(replies) {
+            match reply {
+                Some(reply) => {
+                    let answer = self.answer(op, request, reply)?;
+                    if let (Op::RollbackAsPlanned { .. }, Answer::Text(Some(_))) = (op, &answer) {
+                        self.pipe().left = true;
+                    }
+                    answers.push(answer);
+                }
+                None => return Err(self.earlier()),
+            }
+        }
+        Ok(answers)
     }
 
     /// One op, waited for.
@@ -702,20 +772,28 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             )
             .inline()
         }
-        Op::WriteRollbackPlan {
+        Op::WritePlan {
             plan,
             head,
             log,
             names,
+            tail,
         } => {
             // The log's CRC and size (`cksum`, POSIX), split by the shell and printed with
-            // one space. Written in place: a plan cut short does not hold (its last lines are
-            // what the host is checked against).
+            // one space. Written in place: a plan cut short does not hold (the lines it is
+            // checked against come first, the deploys it plans after them).
             let p = word(plan)?;
+            let tail = if tail.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", word(tail)?)
+            };
+            // A plan that cannot be written is no plan (removed): never a failure that
+            // would stop the lock's release after it.
             Request::must(
                 format!(
-                    "zdd_now=$(cksum < {}) && set -- $zdd_now && \
-                     printf '%s\\n' {} \"$1 $2\" {} > {p}",
+                    "if ! {{ zdd_now=$(cksum < {}) && set -- $zdd_now && \
+                     printf '%s\\n' {} \"$1 $2\" {}{tail} > {p}; }}; then rm -f -- {p}; fi",
                     word(log)?,
                     word(head)?,
                     word(names)?,
@@ -724,16 +802,40 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             )
             .inline()
         }
-        Op::RollbackAsPlanned {
+        Op::RollbackAsPlanned { guard, record } => rollback_as_planned(guard, record)?,
+        Op::DeployPlanCheck { guard, keep, name } => deploy_plan_check(guard, *keep, name)?,
+        Op::IfPlanned(inner) => if_planned(request(inner)?),
+        Op::AppendPlanned { path, line } => {
+            let (before, after) = line
+                .split_once(super::op::PLANNED_FROM)
+                .ok_or_else(|| anyhow!("the planned record has no place for the release left"))?;
+            Request::must(
+                format!(
+                    "printf '%s%s%s\\n' {} \"$zdd_from\" {} >> {}",
+                    word(before)?,
+                    word(after)?,
+                    word(path)?
+                ),
+                format!("cannot append to `{path}`"),
+            )
+            .inline()
+        }
+        Op::RemoveAsPlanned {
+            releases,
+            removing,
+            log,
+            removing_record,
+            removed_record,
+        } => remove_as_planned(releases, removing, log, removing_record, removed_record)?,
+        Op::AdvancePlan {
             plan,
             version,
+            name,
             link,
             log,
             releases,
-            lock,
-            holder,
-            record,
-        } => rollback_as_planned(plan, version, link, log, releases, lock, holder, record)?,
+        } => advance_plan(plan, version, name, link, log, releases)?,
+        Op::Leave => Request::must("zdd_leave=1".to_string(), "cannot leave".to_string()).inline(),
         Op::LinkShared {
             release,
             shared_root,
@@ -960,7 +1062,7 @@ impl Transport for Ssh {
         };
         let mut pipe = self.pipe();
         if !pipe.kept.contains_key(&id) {
-            self.drain(&mut pipe)?;
+            self.drain(&mut pipe, None)?;
         }
         Ok(pipe.kept.get(&id).cloned().flatten())
     }
@@ -974,25 +1076,30 @@ impl Transport for Ssh {
             .iter()
             .any(|op| matches!(op, Op::RollbackAsPlanned { .. }));
         let replies = self.ask_and_leave(&requests, leaves)?;
-        let mut answers = Vec::new();
-        for ((op, request), reply) in ops.iter().zip(&requests).zip(replies) {
-            match reply {
-                Some(reply) => {
-                    let answer = self.answer(op, request, reply)?;
-                    if let (Op::RollbackAsPlanned { .. }, Answer::Text(Some(_))) = (op, &answer) {
-                        self.pipe().left = true;
-                    }
-                    answers.push(answer);
-                }
-                None => return Err(self.earlier()),
-            }
-        }
-        Ok(answers)
+        self.answers(&ops, &requests, replies)
+    }
+
+    fn query_ahead(
+        &self,
+        ops: Vec<Op>,
+        ahead: Vec<(Op, u64)>,
+    ) -> anyhow::Result<(Vec<Answer>, Vec<Kept>)> {
+        let requests = ops
+            .iter()
+            .map(request)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.write_asked(&mut self.pipe(), &requests, false)?;
+        let kept = ahead
+            .into_iter()
+            .map(|(op, tag)| self.write_sent(op, tag, true))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let replies = self.drain(&mut self.pipe(), Some(requests.len()))?;
+        Ok((self.answers(&ops, &requests, replies)?, kept))
     }
 
     fn sync(&self) -> anyhow::Result<()> {
         let mut pipe = self.pipe();
-        self.drain(&mut pipe)?;
+        self.drain(&mut pipe, None)?;
         match pipe.failure.clone() {
             Some(failure) => Err(EarlierFailure(failure).into()),
             None => Ok(()),
@@ -1007,8 +1114,14 @@ impl Transport for Ssh {
         if pipe.left {
             return Ok(());
         }
-        pipe.shell.exit_if_all_succeeded()?;
-        let drained = self.drain(&mut pipe);
+        if pipe.may_have_left {
+            // Gone already, or about to go: the request is written into a closed pipe at
+            // worst; when it did not leave (a plan that did not hold), this sends it away.
+            let _ = pipe.shell.exit_if_all_succeeded();
+        } else {
+            pipe.shell.exit_if_all_succeeded()?;
+        }
+        let drained = self.drain(&mut pipe, None);
         if let Some(failure) = pipe.failure.clone() {
             return Err(EarlierFailure(failure).into());
         }
@@ -1168,62 +1281,166 @@ fn swap(link: &str, target: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// A name the plan may hold, as a `case` pattern that matches anything else.
+const NOT_PLAIN: &str = "*[!A-Za-z0-9._-]*";
+
+/// The condition "the [`PlanGuard`] holds": the lock is this run's, and the plan a run left
+/// still describes the host (its first line is the version, `current` points where it says,
+/// the log has the CRC and size it says, `releases/` holds exactly the names it lists, all
+/// plain). Reads its lines into `zdd_v`, `zdd_to`, `zdd_from`, `zdd_link`, `zdd_size`,
+/// `zdd_names`, and the deploy part into `zdd_p7` and `zdd_p8` (`zdd_has8=1` when there is an
+/// eighth line). Nothing in the plan is run.
+fn plan_holds(guard: &PlanGuard) -> anyhow::Result<String> {
+    let (p, r) = (word(&guard.plan)?, word(&guard.releases)?);
+    Ok(format!(
+        "{ours} && {{ [ -f {p} ] && zdd_p7= && zdd_p8= && zdd_has8= && \
+         {{ IFS= read -r zdd_v && IFS= read -r zdd_to && IFS= read -r zdd_from && \
+         IFS= read -r zdd_link && IFS= read -r zdd_size && IFS= read -r zdd_names && \
+         {{ IFS= read -r zdd_p7 || :; }} && {{ IFS= read -r zdd_p8 && zdd_has8=1 || :; }}; }} < {p} && \
+         [ \"$zdd_v\" = {v} ] && case $zdd_names in *[!A-Za-z0-9._\\ -]*) false;; esac && \
+         zdd_now=$(readlink -- {l}) && [ \"$zdd_now\" = \"$zdd_link\" ] && \
+         zdd_now=$(cksum < {g}) && set -- $zdd_now && [ \"${{1:-}} ${{2:-}}\" = \"$zdd_size\" ] && \
+         zdd_pc=0 && zdd_pk=0 && zdd_same=1 && \
+         for zdd_e in {r}/* {r}/.[!.]* {r}/..?*; do if [ -e \"$zdd_e\" ] || [ -L \"$zdd_e\" ]; then \
+         zdd_pc=$((zdd_pc+1)); case \" $zdd_names \" in *\" ${{zdd_e##*/}} \"*) ;; *) zdd_same=;; esac; fi; done && \
+         for zdd_e in $zdd_names; do zdd_pk=$((zdd_pk+1)); done && \
+         [ -n \"$zdd_same\" ] && [ \"$zdd_pc\" = \"$zdd_pk\" ]; }}",
+        ours = holds(&guard.lock, &guard.holder)?,
+        v = word(&guard.version)?,
+        l = word(&guard.link)?,
+        g = word(&guard.log)?,
+    ))
+}
+
 /// The request of [`Op::RollbackAsPlanned`]: inline, so that `zdd_leave` is the remote
 /// shell's own (the line written after it leaves when it is 1). The plan is trusted only as
 /// far as it is checked: every name in it is a plain name, the one to go back to is among the
 /// releases, and nothing it says is run.
-#[allow(clippy::too_many_arguments)]
-fn rollback_as_planned(
-    plan: &str,
-    version: &str,
-    link: &str,
-    log: &str,
-    releases: &str,
-    lock: &str,
-    holder: &str,
-    record: &str,
-) -> anyhow::Result<Request> {
-    let (p, k, l, g, r) = (
-        word(plan)?,
-        word(lock)?,
-        word(link)?,
-        word(log)?,
-        word(releases)?,
-    );
+fn rollback_as_planned(guard: &PlanGuard, record: &str) -> anyhow::Result<Request> {
+    let (p, k, g) = (word(&guard.plan)?, word(&guard.lock)?, word(&guard.log)?);
     let (before, rest) = record
         .split_once(super::op::PLANNED_TO)
         .ok_or_else(|| anyhow!("the planned rollback's record has no place for the release"))?;
     let (middle, after) = rest.split_once(super::op::PLANNED_FROM).ok_or_else(|| {
         anyhow!("the planned rollback's record has no place for the release left")
     })?;
-    let plain = "*[!A-Za-z0-9._-]*";
     let script = format!(
         // The lock is this run's: exactly its contents, one line without a newline.
-        "zdd_leave=; if {ours} && [ -f {p} ] && {{ IFS= read -r zdd_v && IFS= read -r zdd_to && IFS= read -r zdd_from && \
-         IFS= read -r zdd_link && IFS= read -r zdd_size && IFS= read -r zdd_names; }} < {p} && [ \"$zdd_v\" = {v} ] && \
-         [ -n \"$zdd_to\" ] && [ -n \"$zdd_from\" ] && \
-         case $zdd_to in {plain}) false;; esac && case $zdd_from in {plain}) false;; esac && \
-         case $zdd_names in *[!A-Za-z0-9._\\ -]*) false;; esac && \
-         case \" $zdd_names \" in *\" $zdd_to \"*) true;; *) false;; esac && \
-         zdd_now=$(readlink -- {l}) && [ \"$zdd_now\" = \"$zdd_link\" ] && \
-         zdd_now=$(cksum < {g}) && set -- $zdd_now && [ \"${{1:-}} ${{2:-}}\" = \"$zdd_size\" ]; then \
-         zdd_c=0; zdd_k=0; zdd_same=1; \
-         for zdd_e in {r}/* {r}/.[!.]* {r}/..?*; do if [ -e \"$zdd_e\" ] || [ -L \"$zdd_e\" ]; then \
-         zdd_c=$((zdd_c+1)); case \" $zdd_names \" in *\" ${{zdd_e##*/}} \"*) ;; *) zdd_same=;; esac; fi; done; \
-         for zdd_e in $zdd_names; do zdd_k=$((zdd_k+1)); done; \
-         if [ -n \"$zdd_same\" ] && [ \"$zdd_c\" = \"$zdd_k\" ]; then \
+        "zdd_leave=; if {holds} && [ -n \"$zdd_to\" ] && [ -n \"$zdd_from\" ] && \
+         case $zdd_to in {NOT_PLAIN}) false;; esac && case $zdd_from in {NOT_PLAIN}) false;; esac && \
+         case \" $zdd_names \" in *\" $zdd_to \"*) true;; *) false;; esac; then \
          if {switch} && [ \"$zdd_now\" = \"releases/$zdd_to\" ] && \
          printf '%s%s%s%s%s\\n' {b} \"$zdd_to\" {m} \"$zdd_from\" {a} >> {g} && rm -f -- {p} {k}; then \
          printf '%s %s\\n' \"$zdd_to\" \"$zdd_from\"; zdd_leave=1; \
-         else printf '%s\\n' \"the rollback to releases/$zdd_to was not finished\" >&2; zdd_st 1; fi; fi; fi",
-        ours = holds(lock, holder)?,
-        switch = swap(link, "\"releases/$zdd_to\"")?,
-        v = word(version)?,
+         else printf '%s\\n' \"the rollback to releases/$zdd_to was not finished\" >&2; zdd_st 1; fi; fi",
+        holds = plan_holds(guard)?,
+        switch = swap(&guard.link, "\"releases/$zdd_to\"")?,
         b = word(before)?,
         m = word(middle)?,
         a = word(after)?,
     );
     Ok(Request::must(script, "cannot roll back as planned".to_string()).inline())
+}
+
+/// The request of [`Op::DeployPlanCheck`]: inline (its variables are the remote shell's). A
+/// plan holds for this deploy when it holds for the host ([`plan_holds`]), `current` is
+/// `releases/FROM`, it was made for `keep` kept releases, every name it knows sorts before
+/// `name`, and it names this deploy's removals (an eighth line): plain names of releases
+/// there, never `current`'s (the release this deploy leaves, which its rollback goes back to).
+fn deploy_plan_check(guard: &PlanGuard, keep: usize, name: &str) -> anyhow::Result<Request> {
+    let script = format!(
+        "zdd_plan=; zdd_doomed=; if {holds} && [ -n \"$zdd_from\" ] && \
+         case $zdd_from in {NOT_PLAIN}) false;; esac && [ \"$zdd_link\" = \"releases/$zdd_from\" ] && \
+         [ -n \"$zdd_has8\" ] && set -- $zdd_p7 && [ \"$#\" = 3 ] && [ \"$1\" = {keep} ] && \
+         case $2 in {NOT_PLAIN}) false;; esac && [ \"$2\" \\< {n} ] && \
+         case $3 in ''|*[!0-9]*) false;; esac && \
+         case $zdd_p8 in *[!A-Za-z0-9._\\ -]*) false;; esac && zdd_ok=1 && \
+         for zdd_e in $zdd_p8; do case \" $zdd_names \" in *\" $zdd_e \"*) ;; *) zdd_ok=;; esac; \
+         if [ \"$zdd_e\" = \"$zdd_from\" ]; then zdd_ok=; fi; done && \
+         [ -n \"$zdd_ok\" ]; then zdd_plan=1; zdd_doomed=$zdd_p8; \
+         printf '%s %s\\n' \"$zdd_from\" \"$zdd_doomed\"; fi",
+        holds = plan_holds(guard)?,
+        n = word(name)?,
+    );
+    tracing::trace!("planned deploy check: {script}");
+    Ok(Request::must(script, "cannot check the planned deploy".to_string()).inline())
+}
+
+/// The request of [`Op::RemoveAsPlanned`]: what earlier runs left half-removed, then each
+/// release of `zdd_doomed` in the moves of `primitives::cleanup` (recorded `removing`, renamed
+/// out of `releases/`, deleted, recorded `removed`). Stops at the first that fails.
+fn remove_as_planned(
+    releases: &str,
+    removing: &str,
+    log: &str,
+    removing_record: &str,
+    removed_record: &str,
+) -> anyhow::Result<Request> {
+    let (r, d, g) = (word(releases)?, word(removing)?, word(log)?);
+    let split = |record: &str| -> anyhow::Result<(String, String)> {
+        let (before, after) = record
+            .split_once(super::op::PLANNED_TO)
+            .ok_or_else(|| anyhow!("the removal's record has no place for the release"))?;
+        Ok((word(before)?, word(after)?))
+    };
+    let ((b1, a1), (b2, a2)) = (split(removing_record)?, split(removed_record)?);
+    Ok(Request::must(
+        format!(
+            "for zdd_e in {d}/* {d}/.[!.]* {d}/..?*; do \
+             if [ -e \"$zdd_e\" ] || [ -L \"$zdd_e\" ]; then rm -rf -- \"$zdd_e\" || exit 1; fi; done; \
+             [ -z \"$zdd_doomed\" ] || [ -d {d} ] || mkdir -p -- {d} || exit 1; \
+             for zdd_e in $zdd_doomed; do \
+             printf '%s%s%s\\n' {b1} \"$zdd_e\" {a1} >> {g} && \
+             mv -fT -- {r}/\"$zdd_e\" {d}/\"$zdd_e\" && rm -rf -- {d}/\"$zdd_e\" && \
+             printf '%s%s%s\\n' {b2} \"$zdd_e\" {a2} >> {g} || exit 1; done"
+        ),
+        "cannot remove the old releases".to_string(),
+    ))
+}
+
+/// The request of [`Op::AdvancePlan`]: the plan rewritten (to a temporary file, then renamed
+/// over it) for the run after this planned deploy, with the facts read on the host now. A
+/// plan that cannot be written is removed: never a failure that would keep the lock.
+fn advance_plan(
+    plan: &str,
+    version: &str,
+    name: &str,
+    link: &str,
+    log: &str,
+    releases: &str,
+) -> anyhow::Result<Request> {
+    let (p, r) = (word(plan)?, word(releases)?);
+    let t = word(&super::temporary_path(plan, "tmp"))?;
+    Ok(Request::must(
+        format!(
+            "zdd_now=$(cksum < {g}) && set -- $zdd_now && zdd_sz=\"$1 $2\" && \
+             zdd_ln=$(readlink -- {l}) && zdd_nm= && \
+             for zdd_e in {r}/* {r}/.[!.]* {r}/..?*; do if [ -e \"$zdd_e\" ] || [ -L \"$zdd_e\" ]; then \
+             zdd_nm=\"$zdd_nm${{zdd_nm:+ }}${{zdd_e##*/}}\"; fi; done && \
+             set -- $zdd_p7 && zdd_tok=\"~$(printf %03d \"$3\")\" && \
+             {{ printf '%s\\n' {v} \"$zdd_from\" {n} \"$zdd_ln\" \"$zdd_sz\" \"$zdd_nm\" \"$1 \"{n}\" $(($3 + 1))\" && \
+             awk -v t=\"$zdd_tok\" -v n={n} 'NR > 8 {{ for (i = 1; i <= NF; i++) if ($i == t) $i = n; print }}' {p}; }} > {t} && \
+             mv -f -- {t} {p} || rm -f -- {t} {p}",
+            g = word(log)?,
+            l = word(link)?,
+            v = word(version)?,
+            n = word(name)?,
+        ),
+        format!("cannot write `{plan}`"),
+    )
+    .inline())
+}
+
+/// `request`, run only when a planned deploy's check found its plan holding (see
+/// [`Op::IfPlanned`]); answered as done otherwise.
+fn if_planned(request: Request) -> Request {
+    Request {
+        script: format!(
+            "if [ \"${{zdd_plan:-}}\" = 1 ]; then\n{}\nfi",
+            request.script
+        ),
+        ..request
+    }
 }
 
 /// The request of [`AWAIT_PREFETCH`].
