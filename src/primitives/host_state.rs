@@ -96,12 +96,21 @@ pub fn take_lock_and_read(
 ) -> Result<Taken, Failure> {
     let root = ctx.deploy_path()?;
     let current = ctx.path("current")?;
-    let ops = vec![
+    let mut ops = vec![
         Op::CreateDirAll(ctx.path(".zdd")?),
         Op::CreateExclusive {
             path: lock.to_string(),
             contents: contents.to_string(),
         },
+    ];
+    let prefetch = prefetch(ctx, lock, contents);
+    let prefetching = prefetch.is_some();
+    if let Some(prefetch) = prefetch {
+        // Right after the lock: started once the lock is ours, answered at once, fetching
+        // while the state is read and travels back.
+        ops.push(prefetch);
+    }
+    ops.extend([
         Op::ReadLine(lock.to_string()),
         Op::FileType(current.clone()),
         Op::ReadLink(current),
@@ -110,15 +119,7 @@ pub fn take_lock_and_read(
         Op::ListDir(root),
         Op::ListDir(ctx.path(".zdd")?),
         Op::ListDir(ctx.path(super::cleanup::REMOVING)?),
-    ];
-    let mut ops = ops;
-    let prefetch = prefetch(ctx, lock, contents);
-    let prefetching = prefetch.is_some();
-    if let Some(prefetch) = prefetch {
-        // Last: started once the lock is ours, answered at once, fetching while the state
-        // travels back.
-        ops.push(prefetch);
-    }
+    ]);
     let planned = super::next_rollback::request(ctx, lock, contents)?;
     let record = planned.map(|(op, record)| {
         // Last: after the reads, which say what it changed.
@@ -135,6 +136,9 @@ pub fn take_lock_and_read(
     let mut answers = answers.into_iter().skip(1);
     let mut next = || answers.next().unwrap_or(Answer::Done);
     let taken = next().flag();
+    if prefetching {
+        next();
+    }
     let holder = next().text();
     let kind = next().kind();
     let link = next().text();
@@ -158,9 +162,6 @@ pub fn take_lock_and_read(
         zdd_names: next().names(),
         removing: next().names(),
     };
-    if prefetching {
-        next();
-    }
     let planned = match record {
         Some(record) => next().text().map(|answer| (answer, record)),
         None => None,

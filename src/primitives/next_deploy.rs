@@ -190,7 +190,6 @@ pub fn request(
             plan: ctx.path(PLAN)?,
             version: version(),
             name: name.clone(),
-            link: current,
             log,
             releases,
         },

@@ -137,14 +137,14 @@ pub enum Op {
         removed_record: String,
     },
     /// The plan moved on by the planned deploy that made `name`: the rollback it plans goes
-    /// back to `zdd_from`, the facts are the host's as they are now (`current` -> `link`,
-    /// the CRC and size of `log`, the names in `releases`), and the next deploy's removals are
-    /// the next line, with `name` in place of the token that stood for it.
+    /// back to `zdd_from`, the facts are the host's as they are now (`current` pointing at
+    /// `releases/NAME`, as the swap before it read back; the CRC and size of `log`; the names
+    /// in `releases`), and the next deploy's removals are the next line, with `name` in place
+    /// of the token that stood for it.
     AdvancePlan {
         plan: String,
         version: String,
         name: String,
-        link: String,
         log: String,
         releases: String,
     },

@@ -831,10 +831,9 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             plan,
             version,
             name,
-            link,
             log,
             releases,
-        } => advance_plan(plan, version, name, link, log, releases)?,
+        } => advance_plan(plan, version, name, log, releases)?,
         Op::Leave => Request::must("zdd_leave=1".to_string(), "cannot leave".to_string()).inline(),
         Op::LinkShared {
             release,
@@ -1362,7 +1361,6 @@ fn deploy_plan_check(guard: &PlanGuard, keep: usize, name: &str) -> anyhow::Resu
         holds = plan_holds(guard)?,
         n = word(name)?,
     );
-    tracing::trace!("planned deploy check: {script}");
     Ok(Request::must(script, "cannot check the planned deploy".to_string()).inline())
 }
 
@@ -1405,7 +1403,6 @@ fn advance_plan(
     plan: &str,
     version: &str,
     name: &str,
-    link: &str,
     log: &str,
     releases: &str,
 ) -> anyhow::Result<Request> {
@@ -1413,16 +1410,16 @@ fn advance_plan(
     let t = word(&super::temporary_path(plan, "tmp"))?;
     Ok(Request::must(
         format!(
-            "zdd_now=$(cksum < {g}) && set -- $zdd_now && zdd_sz=\"$1 $2\" && \
-             zdd_ln=$(readlink -- {l}) && zdd_nm= && \
+            "zdd_now=$(cksum < {g}) && set -- $zdd_now && zdd_sz=\"$1 $2\" && zdd_nm= && \
              for zdd_e in {r}/* {r}/.[!.]* {r}/..?*; do if [ -e \"$zdd_e\" ] || [ -L \"$zdd_e\" ]; then \
              zdd_nm=\"$zdd_nm${{zdd_nm:+ }}${{zdd_e##*/}}\"; fi; done && \
-             set -- $zdd_p7 && zdd_tok=\"~$(printf %03d \"$3\")\" && \
-             {{ printf '%s\\n' {v} \"$zdd_from\" {n} \"$zdd_ln\" \"$zdd_sz\" \"$zdd_nm\" \"$1 \"{n}\" $(($3 + 1))\" && \
+             set -- $zdd_p7 && zdd_tok=$3 && \
+             while [ ${{#zdd_tok}} -lt 3 ]; do zdd_tok=0$zdd_tok; done && zdd_tok=\"~$zdd_tok\" && \
+             {{ printf '%s\\n' {v} \"$zdd_from\" {n} {l} \"$zdd_sz\" \"$zdd_nm\" \"$1 \"{n}\" $(($3 + 1))\" && \
              awk -v t=\"$zdd_tok\" -v n={n} 'NR > 8 {{ for (i = 1; i <= NF; i++) if ($i == t) $i = n; print }}' {p}; }} > {t} && \
              mv -f -- {t} {p} || rm -f -- {t} {p}",
             g = word(log)?,
-            l = word(link)?,
+            l = word(&format!("releases/{name}"))?,
             v = word(version)?,
             n = word(name)?,
         ),
