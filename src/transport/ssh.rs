@@ -1071,10 +1071,7 @@ impl Transport for Ssh {
             .iter()
             .map(request)
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let leaves = ops
-            .iter()
-            .any(|op| matches!(op, Op::RollbackAsPlanned { .. }));
-        let replies = self.ask_and_leave(&requests, leaves)?;
+        let replies = self.ask_and_leave(&requests, leaves(&ops))?;
         self.answers(&ops, &requests, replies)
     }
 
@@ -1087,7 +1084,7 @@ impl Transport for Ssh {
             .iter()
             .map(request)
             .collect::<anyhow::Result<Vec<_>>>()?;
-        self.write_asked(&mut self.pipe(), &requests, false)?;
+        self.write_asked(&mut self.pipe(), &requests, leaves(&ops))?;
         let kept = ahead
             .into_iter()
             .map(|(op, tag)| self.write_sent(op, tag, true))
@@ -1426,6 +1423,13 @@ fn advance_plan(
         format!("cannot write `{plan}`"),
     )
     .inline())
+}
+
+/// Whether the remote shell may leave after answering `ops` (it does when a planned rollback
+/// among them set `zdd_leave`).
+fn leaves(ops: &[Op]) -> bool {
+    ops.iter()
+        .any(|op| matches!(op, Op::RollbackAsPlanned { .. }))
 }
 
 /// `request`, run only when a planned deploy's check found its plan holding (see
