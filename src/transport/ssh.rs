@@ -450,7 +450,7 @@ impl Ssh {
         ) {
             let mut wait = await_prefetch();
             if matches!(op, Op::IfPlanned(_)) {
-                wait = if_planned(wait);
+                wait = if_planned(wait)?;
             }
             pipe.shell.write_request(wait.command(), &self.label)?;
             pipe.waiting.push_back(Sent {
@@ -804,7 +804,7 @@ fn request(op: &Op) -> anyhow::Result<Request> {
         }
         Op::RollbackAsPlanned { guard, record } => rollback_as_planned(guard, record)?,
         Op::DeployPlanCheck { guard, keep, name } => deploy_plan_check(guard, *keep, name)?,
-        Op::IfPlanned(inner) => if_planned(request(inner)?),
+        Op::IfPlanned(inner) => if_planned(request(inner)?)?,
         Op::AppendPlanned { path, line } => {
             let (before, after) = line
                 .split_once(super::op::PLANNED_FROM)
@@ -1434,14 +1434,18 @@ fn leaves(ops: &[Op]) -> bool {
 
 /// `request`, run only when a planned deploy's check found its plan holding (see
 /// [`Op::IfPlanned`]); answered as done otherwise.
-fn if_planned(request: Request) -> Request {
-    Request {
-        script: format!(
-            "if [ \"${{zdd_plan:-}}\" = 1 ]; then\n{}\nfi",
-            request.script
-        ),
+/// The guard is the remote shell's own: a request skipped by it starts no subshell.
+fn if_planned(request: Request) -> anyhow::Result<Request> {
+    let body = if request.inline {
+        request.script.clone()
+    } else {
+        format!("(eval {})", word(&request.script)?)
+    };
+    Ok(Request {
+        script: format!("if [ \"${{zdd_plan:-}}\" = 1 ]; then\n{body}\nfi"),
+        inline: request.cwd.is_none(),
         ..request
-    }
+    })
 }
 
 /// The request of [`AWAIT_PREFETCH`].
