@@ -399,3 +399,51 @@ fn wait_for_a_name_after(latest: String) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The connection lost while the host deploys as planned (the remote shell killed, or its
+/// sshd, from inside the fetch): the run fails and says the host could not be reached, and
+/// reports no release. The host did its flight up to where it was cut: `current` is either
+/// where it was or the whole new release, never a release half made; a lock left is reported
+/// stale by the next run, and once cleared the host deploys.
+#[test]
+fn a_connection_lost_during_a_planned_deploy_fails_the_run() {
+    for victim in ["$pid", "$parent"] {
+        let d = Host::start("");
+        let (sandbox, hosts, root, rel) = (&d.sandbox, &d.hosts, d.root(), d.rel());
+        d.deploy(&[]);
+        let (trips, live) = d.deploy(&[]);
+        assert_eq!(trips, 1);
+        let commit = d.repo.commit(&[("index.html", "cut\n")], "cut");
+        crate::pipeline_attacks::kill_during_fetch(sandbox, hosts, victim);
+        after_the_last_name(sandbox, hosts);
+        let (code, stderr) = run(sandbox, &["run", "app.rhai"]);
+        assert_eq!(code, 1, "{victim}: {stderr}");
+        assert!(stderr.contains("cannot reach host `web1`"), "{stderr}");
+        assert!(!stderr.contains("deploy: release"), "{stderr}");
+        let now = sandbox.current(&rel).unwrap();
+        if now != live {
+            let release = root.join("releases").join(&now);
+            assert_eq!(
+                std::fs::read_to_string(release.join("REVISION")).unwrap(),
+                format!("{commit}\n"),
+                "{victim}: {stderr}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(release.join("index.html")).unwrap(),
+                "cut\n"
+            );
+            assert!(release.join("storage").is_symlink());
+        }
+        assert!(root.join("shared/storage").is_dir());
+
+        std::fs::remove_file(hosts.home(1).join(".gitconfig")).unwrap();
+        if root.join(".zdd/lock").exists() {
+            let (code, stderr) = run(sandbox, &["run", "app.rhai"]);
+            assert_eq!(code, 3, "{victim}: {stderr}");
+            let (code, stderr) = run(sandbox, &["unlock", "app.rhai"]);
+            assert_eq!(code, 0, "{stderr}");
+        }
+        let (trips, _) = d.deploy(&[]);
+        assert!(trips >= 1);
+    }
+}

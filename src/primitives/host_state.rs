@@ -102,15 +102,6 @@ pub fn take_lock_and_read(
             path: lock.to_string(),
             contents: contents.to_string(),
         },
-    ];
-    let prefetch = prefetch(ctx, lock, contents);
-    let prefetching = prefetch.is_some();
-    if let Some(prefetch) = prefetch {
-        // Right after the lock: started once the lock is ours, answered at once, fetching
-        // while the state is read and travels back.
-        ops.push(prefetch);
-    }
-    ops.extend([
         Op::ReadLine(lock.to_string()),
         Op::FileType(current.clone()),
         Op::ReadLink(current),
@@ -119,26 +110,32 @@ pub fn take_lock_and_read(
         Op::ListDir(root),
         Op::ListDir(ctx.path(".zdd")?),
         Op::ListDir(ctx.path(super::cleanup::REMOVING)?),
-    ]);
+    ];
+    let mut ahead = Vec::new();
+    if let Some(deploy) = &deploy {
+        // After the reads, which say what the host had before it; before the fetch starts
+        // (the fetch is the last of the request, as without a plan).
+        ops.push(deploy.check.clone());
+        ahead = deploy.ahead.clone();
+    }
+    let prefetch = prefetch(ctx, lock, contents);
+    let prefetching = prefetch.is_some();
+    if let Some(prefetch) = prefetch {
+        // Started once the lock is ours, answered at once, fetching while the state travels
+        // back. (Started before the reads, side by side at 50 ms it gained nothing measurable,
+        // and a fetch that kills the remote shell then lands in the reads.)
+        ops.push(prefetch);
+    }
     let planned = super::next_rollback::request(ctx, lock, contents)?;
     let record = planned.map(|(op, record)| {
         // Last: after the reads, which say what it changed.
         ops.push(op);
         record
     });
-    let mut ahead = Vec::new();
-    if let Some(deploy) = &deploy {
-        // Last: after the reads, which say what the host had before it.
-        ops.push(deploy.check.clone());
-        ahead = deploy.ahead.clone();
-    }
     let (answers, kept) = ctx.transport.query_ahead(ops, ahead)?;
     let mut answers = answers.into_iter().skip(1);
     let mut next = || answers.next().unwrap_or(Answer::Done);
     let taken = next().flag();
-    if prefetching {
-        next();
-    }
     let holder = next().text();
     let kind = next().kind();
     let link = next().text();
@@ -162,13 +159,25 @@ pub fn take_lock_and_read(
         zdd_names: next().names(),
         removing: next().names(),
     };
+    let checked = deploy.as_ref().map(|_| next().text());
+    if prefetching {
+        next();
+    }
     let planned = match record {
         Some(record) => next().text().map(|answer| (answer, record)),
         None => None,
     };
-    let deploying = match deploy {
-        Some(deploy) => next().text().map(|answer| (deploy, answer, kept)),
-        None => None,
+    let deploying = match (deploy, checked) {
+        (Some(deploy), Some(checked)) => match checked {
+            Some(answer) => Some((deploy, answer, kept)),
+            None => {
+                // No plan held: what was sent behind the check does nothing.
+                let tags: Vec<u64> = deploy.ahead.iter().map(|(_, tag)| *tag).collect();
+                ctx.transport.void(&tags);
+                None
+            }
+        },
+        _ => None,
     };
     Ok(Taken {
         taken,

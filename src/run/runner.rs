@@ -704,6 +704,12 @@ fn recover(
     reporter: &Reporter,
 ) -> Vec<String> {
     let mut notes = Vec::new();
+    // What a planned deploy's steps assumed no longer holds: the undo reads the host, and
+    // sends what it changes.
+    slot.context
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .abandon_plan();
     // A discard that fails half-way keeps the release in the context: it is tried again once
     // the hooks ran (one of them may have made it possible), and only that failure is noted.
     let _ = restore(slot);

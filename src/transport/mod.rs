@@ -145,6 +145,13 @@ pub trait Transport: Send + Sync {
         Ok((self.query(ops)?, Vec::new()))
     }
 
+    /// The requests sent with `tags` do nothing (a planned deploy's, after its check found no
+    /// plan): a connection lost while they are unanswered is not theirs to report, but the
+    /// oldest unanswered request's after them.
+    fn void(&self, tags: &[u64]) {
+        let _ = tags;
+    }
+
     /// Wait until everything sent has been answered.
     fn sync(&self) -> anyhow::Result<()> {
         Ok(())

@@ -113,6 +113,8 @@ struct Pipeline {
     may_have_left: bool,
     /// Something was written since the last wait began: the next wait is a round trip.
     written: bool,
+    /// The tags of requests that do nothing ([`Transport::void`]).
+    void: std::collections::BTreeSet<u64>,
 }
 
 struct Sent {
@@ -250,6 +252,7 @@ impl Ssh {
                 left: false,
                 may_have_left: false,
                 written: false,
+                void: Default::default(),
             }),
         })
     }
@@ -334,10 +337,15 @@ impl Ssh {
                 Ok(reply) => reply,
                 Err(error) => {
                     // The connection went before this request was answered: it may not have
-                    // run, and the step that sent it without waiting is the one that failed.
-                    if let (Some((tag, _)), None) = (&sent.deferred, &pipe.failure) {
+                    // run, and the step that sent it without waiting is the one that failed
+                    // (the first that was to do something: see `void`).
+                    let blamed = std::iter::once(&sent)
+                        .chain(pipe.waiting.iter())
+                        .filter_map(|s| s.deferred.as_ref().map(|(tag, _)| *tag))
+                        .find(|tag| !pipe.void.contains(tag));
+                    if let (Some(tag), None) = (blamed, &pipe.failure) {
                         pipe.failure = Some(Deferred {
-                            tag: *tag,
+                            tag,
                             error: DeferredError::Message(format!("{error:#}")),
                         });
                     }
@@ -1091,6 +1099,10 @@ impl Transport for Ssh {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let replies = self.drain(&mut self.pipe(), Some(requests.len()))?;
         Ok((self.answers(&ops, &requests, replies)?, kept))
+    }
+
+    fn void(&self, tags: &[u64]) {
+        self.pipe().void.extend(tags);
     }
 
     fn sync(&self) -> anyhow::Result<()> {
