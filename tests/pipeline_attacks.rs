@@ -558,12 +558,13 @@ fn a_background_process_never_writes_into_a_later_answer() {
 
 /// A hook in the host's git config (`uploadpack.packObjectsHook`, read from the remote HOME)
 /// that kills `victim` while the checkout's fetch runs: the remote shell (`$pid`) or the
-/// connection's sshd (`$parent`).
+/// connection's sshd (`$parent`). A fetch with no sshd above it any more (the connection is
+/// gone) just fails: the walk up the process tree stops at init.
 pub(crate) fn kill_during_fetch(sandbox: &Sandbox, hosts: &SshHosts, victim: &str) {
     let hook = sandbox.write(
         "hook.sh",
         &format!(
-            "#!/bin/sh\npid=$$\nwhile :; do\n  parent=$(awk '{{print $4}}' /proc/$pid/stat)\n  case $(cat /proc/$parent/comm) in sshd*) break;; esac\n  pid=$parent\ndone\nkill -9 {victim}\nexit 1\n"
+            "#!/bin/sh\npid=$$\ni=0\nwhile :; do\n  i=$((i+1)); [ \"$i\" -lt 50 ] || exit 1\n  parent=$(awk '{{print $4}}' /proc/$pid/stat 2>/dev/null)\n  [ -n \"$parent\" ] && [ \"$parent\" -gt 1 ] || exit 1\n  case $(cat /proc/$parent/comm) in sshd*) break;; esac\n  pid=$parent\ndone\nkill -9 {victim}\nexit 1\n"
         ),
     );
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
