@@ -22,6 +22,7 @@ mod laravel_layouts;
 mod laravel_layouts_support;
 mod laravel_lifecycle;
 mod laravel_support;
+mod login_shells;
 mod notify;
 mod output;
 mod pipeline_attacks;

@@ -585,8 +585,30 @@ fn healthy_server() -> std::net::SocketAddr {
 }
 
 /// `round_trips` of the `finished` event of a `--json` run.
+/// Bounded: a remote shell that waits for input it never gets would hang the run, and the
+/// test must fail instead.
 pub(crate) fn round_trips(sandbox: &Sandbox, args: &[&str]) -> u64 {
-    let output = sandbox.zdd(args).output().unwrap();
+    let limit = std::time::Duration::from_secs(120);
+    let mut child = sandbox
+        .zdd(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "`zdd {}` still running after {limit:?}\n{}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
         output.status.code(),
@@ -794,17 +816,24 @@ fn rhai_quote_shell(value: &str) -> String {
     format!("'{}'", value.replace('\'', "'\\''"))
 }
 
-/// The fetch starts with the lock (in the same request, on the host's own time) and only
-/// under this run's lock: a run refused by another run's lock fetches nothing, and a
-/// repository that cannot be fetched fails `deploy:update_code` in zdd's words, as before.
-#[test]
-fn the_fetch_starts_with_the_lock_and_only_under_it() {
+/// One SSH host with the stdlib deploy of `repo` (no extra lines), deployed once. (Bound in
+/// this order, the host's sshd stops before its sandbox goes.)
+fn deployed_once() -> (Sandbox, SshHosts, Repo) {
     let sandbox = Sandbox::new();
     let hosts = SshHosts::start(&sandbox, 1);
     let repo = repo(&sandbox);
     recipe(&sandbox, &hosts, &repo, "");
     let (code, stderr) = run(&sandbox, &["run", "app.rhai"]);
     assert_eq!(code, 0, "{stderr}");
+    (sandbox, hosts, repo)
+}
+
+/// The fetch starts with the lock (in the same request, on the host's own time) and only
+/// under this run's lock: a run refused by another run's lock fetches nothing, and a
+/// repository that cannot be fetched fails `deploy:update_code` in zdd's words, as before.
+#[test]
+fn the_fetch_starts_with_the_lock_and_only_under_it() {
+    let (sandbox, hosts, repo) = deployed_once();
     let cache = hosts.deploy_path(1).join("repo.git");
     let has = |commit: &str| {
         std::process::Command::new("git")
@@ -853,6 +882,41 @@ fn the_fetch_starts_with_the_lock_and_only_under_it() {
     );
     assert_eq!(sandbox.current(&hosts.deploy_rel(1)).unwrap(), live);
     assert!(!lock.exists());
+}
+
+/// git's own lock files in the host's cache, left by a fetch that was killed (kill -9 in
+/// `faults`), fail the fetch that meets them: the fetch then removes them and runs again, on
+/// the planned path and on the one that reads first.
+#[test]
+fn a_fetch_killed_before_does_not_fail_the_next_deploy() {
+    let (sandbox, hosts, repo) = deployed_once();
+    let cache = hosts.deploy_path(1).join("repo.git");
+    let locks = [
+        cache.join("refs/zdd/HEAD.lock"),
+        cache.join("refs/heads/main.lock"),
+    ];
+    for (i, trips) in [(0, 1), (1, 2)] {
+        if trips == 2 {
+            std::fs::remove_file(hosts.deploy_path(1).join(".zdd/next-run")).unwrap();
+        }
+        let text = format!("{i}\n");
+        let commit = repo.commit(&[("index.html", &text)], &text);
+        for lock in &locks {
+            std::fs::write(lock, "").unwrap();
+        }
+        crate::planned_deploy::after_the_last_name(&sandbox, &hosts);
+        assert_eq!(
+            round_trips(&sandbox, &["run", "app.rhai", "--json"]),
+            trips,
+            "deploy {i}"
+        );
+        let live = sandbox.current(&hosts.deploy_rel(1)).unwrap();
+        let revision = sandbox.read(&format!("{}/releases/{live}/REVISION", hosts.deploy_rel(1)));
+        assert_eq!(revision.trim(), commit, "deploy {i}");
+        for lock in &locks {
+            assert!(!lock.exists(), "{} was left", lock.display());
+        }
+    }
 }
 
 /// A rollback right after a deploy waits for the host once: the deploy left what the next

@@ -82,6 +82,11 @@ impl SshHosts {
     /// one accepts TCP connections. Panics with the sshd log if one does not start within
     /// [`START_TIMEOUT`]. Creates `/run/sshd` (mode 0755) if it is missing.
     pub fn start(sandbox: &Sandbox, count: usize) -> SshHosts {
+        SshHosts::start_with(sandbox, count, &Login::default())
+    }
+
+    /// [`SshHosts::start`], with the hosts' sessions changed as `login` says.
+    pub fn start_with(sandbox: &Sandbox, count: usize, login: &Login) -> SshHosts {
         assert!(count >= 1, "SshHosts::start needs at least one host");
         ensure_privsep_dir();
 
@@ -101,7 +106,7 @@ impl SshHosts {
         };
         for number in 1..=count {
             // Pushed one by one so that a panic while starting host N still stops 1..N-1.
-            let host = start_host(sandbox, number, &authorized_keys);
+            let host = start_host(sandbox, number, &authorized_keys, login);
             hosts.hosts.push(host);
         }
         std::fs::write(&hosts.config_file, hosts.client_config()).unwrap();
@@ -373,7 +378,32 @@ pub fn rhai_string(value: &str) -> String {
     out
 }
 
-fn sshd_config(dir: &Path, home: &Path, port: u16, authorized_keys: &Path) -> String {
+/// How the hosts' sessions differ from the default (root's bash running the command).
+#[derive(Debug, Clone, Default)]
+pub struct Login {
+    /// `PATH` of every session (sshd's default for root when `None`).
+    pub path: Option<String>,
+    /// sshd's `ForceCommand`: run (by root's bash) instead of the client's command, which is
+    /// in `$SSH_ORIGINAL_COMMAND`; e.g. `exec fish -c "$SSH_ORIGINAL_COMMAND"` is a host whose
+    /// login shell is fish.
+    pub force_command: Option<String>,
+}
+
+fn sshd_config(
+    dir: &Path,
+    home: &Path,
+    port: u16,
+    authorized_keys: &Path,
+    login: &Login,
+) -> String {
+    let mut environment = format!("HOME=\"{}\"", home.display());
+    if let Some(path) = &login.path {
+        environment.push_str(&format!(" PATH=\"{path}\""));
+    }
+    let force = match &login.force_command {
+        Some(command) => format!("ForceCommand {command}\n"),
+        None => String::new(),
+    };
     format!(
         "\
 ListenAddress 127.0.0.1
@@ -403,19 +433,18 @@ LogLevel ERROR
 KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org
 # Bash started by sshd reads $HOME/.bashrc: point HOME at an empty test home so root's slow
 # /root/.bashrc is not read (SetEnv is applied after sshd's own HOME).
-SetEnv HOME=\"{home}\"
+SetEnv {environment}
 # scp of OpenSSH >= 9.0 speaks sftp.
 Subsystem sftp internal-sftp
-",
+{force}",
         dir = dir.display(),
-        home = home.display(),
         authorized_keys = authorized_keys.display(),
     )
 }
 
 /// Start host `number`: its host key and config, then sshd on a free port (a new port when
 /// another process took the one picked before sshd could bind it).
-fn start_host(sandbox: &Sandbox, number: usize, authorized_keys: &Path) -> Host {
+fn start_host(sandbox: &Sandbox, number: usize, authorized_keys: &Path, login: &Login) -> Host {
     let dir = sandbox.path(&format!("host{number}/sshd"));
     let home = sandbox.path(&format!("host{number}/home"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -427,7 +456,11 @@ fn start_host(sandbox: &Sandbox, number: usize, authorized_keys: &Path) -> Host 
 
     for attempt in 1..=PORT_ATTEMPTS {
         let port = free_port();
-        std::fs::write(&config, sshd_config(&dir, &home, port, authorized_keys)).unwrap();
+        std::fs::write(
+            &config,
+            sshd_config(&dir, &home, port, authorized_keys, login),
+        )
+        .unwrap();
         let _ = std::fs::remove_file(&pid_file);
         let _ = std::fs::remove_file(&log);
         let child = spawn_sshd(&config, &log);

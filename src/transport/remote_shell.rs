@@ -13,7 +13,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -50,26 +50,82 @@ pub struct Shell<'a> {
 }
 
 pub struct RemoteShell {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    /// What ssh itself printed (connection errors, host key problems).
-    ssh_errors: Arc<Mutex<Vec<u8>>>,
+    /// ssh and its arguments, without the remote command: the connection starts at the first
+    /// request written (or [`RemoteShell::wait_ready`]), with that request in the command.
+    ssh: PathBuf,
+    arguments: Vec<OsString>,
+    connection: Option<Connection>,
     marker: String,
-    /// The remote shell printed its ready line (read before the first answer).
     ready: bool,
     /// A failed request was read: the next request resets the remote failure mark.
     reset: bool,
 }
 
+/// The running ssh.
+struct Connection {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    /// What ssh itself printed (connection errors, host key problems).
+    ssh_errors: Arc<Mutex<Vec<u8>>>,
+}
+
+/// The most of the first request that goes in the SSH command line (encoded, about a third
+/// more): far below what an SSH server and `execve` take, more than a run's first request.
+const FIRST_IN_COMMAND: usize = 48 * 1024;
+
 impl RemoteShell {
-    /// Connect with `ssh ARGS` (the last argument is the remote command, `sh`) and start the
-    /// remote shell, without waiting for it: [`RemoteShell::wait_ready`] waits, and so does the
-    /// first answer.
-    pub fn open(ssh: &Path, args: &[OsString], label: &str) -> anyhow::Result<RemoteShell> {
+    /// The remote shell on the host `ssh ARGUMENTS` reaches (the remote command is added
+    /// here). Nothing starts yet: the first request written starts the connection, and goes in
+    /// the SSH command itself, so it runs as soon as the session does (see
+    /// [`RemoteShell::start`]).
+    pub fn open(ssh: &Path, arguments: Vec<OsString>) -> RemoteShell {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        RemoteShell {
+            ssh: ssh.to_path_buf(),
+            arguments,
+            connection: None,
+            marker: format!("ZDD-{}-{nanos}", std::process::id()),
+            ready: false,
+            reset: false,
+        }
+    }
+
+    /// Start ssh, `first` (shell text, whole lines) being the first thing the remote shell
+    /// runs.
+    ///
+    /// An SSH server opens a session's input only once the command has started: input
+    /// written at connect reaches the remote shell a round trip after it started (measured:
+    /// ~40 ms at a 50 ms round trip, every run). The command itself travels with the
+    /// session's start, so the shell's set-up and `first` go there
+    /// ([`quote::sh_command_line`]), and the shell then reads the rest of its input as a
+    /// script: `. /dev/stdin`, which dash runs line by line as it arrives. Other shells (bash
+    /// reads a sourced file whole, up to its end: it would wait forever) `exec sh` without
+    /// running anything, and a fresh `sh` reads its input as before. So the input starts
+    /// with the set-up and `first` again, run only where the command did not run them.
+    fn start(&mut self, first: &str, label: &str) -> anyhow::Result<()> {
         use std::os::unix::process::CommandExt;
-        let mut child = Command::new(ssh)
-            .args(args)
+        let setup = format!(
+            "umask 022; zdd_f=0; zdd_st() {{ return \"$1\"; }}; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap '[ -z \"${{zdd_prefetch:-}}\" ] || {{ kill \"$zdd_prefetch\" 2>/dev/null; wait \"$zdd_prefetch\"; }}; [ -z \"${{zdd_stage:-}}\" ] || [ ! -e \"$zdd_stage\" ] || rm -rf -- \"$zdd_stage\"; rm -rf \"$zdd_tmp\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; printf '%s READY\\n' {}\n",
+            self.marker
+        );
+        let (in_command, after) = if first.len() <= FIRST_IN_COMMAND {
+            (first, "")
+        } else {
+            ("", first)
+        };
+        let command = quote::sh_command_line(&format!(
+            "if [ -p /dev/stdin ] && {{ [ /proc/$$/exe -ef /bin/dash ] || [ /proc/$$/exe -ef /usr/bin/dash ]; }}; then zdd_command=1\n\
+             {setup}{in_command}command . /dev/stdin\n\
+             else exec sh\n\
+             fi\n"
+        ))?;
+        let mut child = Command::new(&self.ssh)
+            .args(&self.arguments)
+            .arg(command)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -77,7 +133,7 @@ impl RemoteShell {
             // fail hooks still need.
             .process_group(0)
             .spawn()
-            .with_context(|| format!("cannot start `{}`", ssh.display()))?;
+            .with_context(|| format!("cannot start `{}`", self.ssh.display()))?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
         let ssh_errors = Arc::new(Mutex::new(Vec::new()));
@@ -94,32 +150,39 @@ impl RemoteShell {
                     .extend_from_slice(&buffer[..n]);
             }
         });
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let marker = format!("ZDD-{}-{nanos}", std::process::id());
-        let mut shell = RemoteShell {
+        self.connection = Some(Connection {
             child,
             stdin,
             stdout,
             ssh_errors,
-            marker,
-            ready: false,
-            reset: false,
-        };
-        let init = format!(
-            "umask 022; zdd_f=0; zdd_st() {{ return \"$1\"; }}; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap '[ -z \"${{zdd_prefetch:-}}\" ] || {{ kill \"$zdd_prefetch\" 2>/dev/null; wait \"$zdd_prefetch\"; }}; [ -z \"${{zdd_stage:-}}\" ] || [ ! -e \"$zdd_stage\" ] || rm -rf -- \"$zdd_stage\"; rm -rf \"$zdd_tmp\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; printf '%s READY\\n' {}\n",
-            shell.marker
-        );
-        shell.send(&init).map_err(|e| shell.explain(e, label))?;
-        Ok(shell)
+        });
+        let input =
+            format!("if [ -z \"${{zdd_command:-}}\" ]; then\n{setup}{in_command}fi\n{after}");
+        self.write(&input).map_err(|e| self.explain(e, label))
     }
 
-    fn send(&mut self, text: &str) -> anyhow::Result<()> {
-        self.stdin.write_all(text.as_bytes())?;
-        self.stdin.flush()?;
+    /// Write `text` to the remote shell, starting the connection with it when it has not
+    /// started.
+    fn send(&mut self, text: &str, label: &str) -> anyhow::Result<()> {
+        if self.connection.is_none() {
+            return self.start(text, label);
+        }
+        self.write(text).map_err(|e| self.explain(e, label))
+    }
+
+    fn write(&mut self, text: &str) -> anyhow::Result<()> {
+        let connection = self.connection.as_mut().expect("started");
+        connection.stdin.write_all(text.as_bytes())?;
+        connection.stdin.flush()?;
         Ok(())
+    }
+
+    /// The connection, started (with nothing for the remote shell to run first) if it was not.
+    fn connection(&mut self, label: &str) -> anyhow::Result<&mut Connection> {
+        if self.connection.is_none() {
+            self.start("", label)?;
+        }
+        Ok(self.connection.as_mut().expect("started"))
     }
 
     pub fn is_ready(&self) -> bool {
@@ -128,19 +191,20 @@ impl RemoteShell {
 
     /// Wait until the remote shell has started (the connection is up).
     pub fn wait_ready(&mut self, label: &str) -> anyhow::Result<()> {
-        let result = self.read_ready();
+        let result = self.read_ready(label);
         result.map_err(|e| self.explain(e, label))
     }
 
-    fn read_ready(&mut self) -> anyhow::Result<()> {
+    fn read_ready(&mut self, label: &str) -> anyhow::Result<()> {
         if self.ready {
             return Ok(());
         }
         let ready = format!("{} READY", self.marker);
+        let stdout = &mut self.connection(label)?.stdout;
         let mut line = String::new();
         loop {
             line.clear();
-            if self.stdout.read_line(&mut line)? == 0 {
+            if stdout.read_line(&mut line)? == 0 {
                 bail!("the connection closed before the remote shell started");
             }
             // Login files may print; everything before the marker is ignored.
@@ -153,17 +217,24 @@ impl RemoteShell {
 
     /// ssh's own words, when the connection is the problem.
     fn explain(&mut self, error: anyhow::Error, label: &str) -> anyhow::Error {
+        let Some(connection) = self.connection.as_mut() else {
+            return anyhow!("cannot reach host `{label}`: {error}");
+        };
         // Give ssh a moment to exit and say why.
         for _ in 0..50 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
+            if matches!(connection.child.try_wait(), Ok(Some(_))) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let said =
-            String::from_utf8_lossy(&self.ssh_errors.lock().unwrap_or_else(|e| e.into_inner()))
-                .trim()
-                .to_string();
+        let said = String::from_utf8_lossy(
+            &connection
+                .ssh_errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+        .trim()
+        .to_string();
         if said.is_empty() {
             anyhow!("cannot reach host `{label}`: {error}")
         } else {
@@ -235,14 +306,13 @@ impl RemoteShell {
             }
             line.push_str(&format!("cat {}\n", files.join(" ")));
         }
-        let result = self.send(&line);
-        result.map_err(|e| self.explain(e, label))
+        self.send(&line, label)
     }
 
     /// The answer to the oldest request not read yet; `None` when it was skipped (a request
     /// before it failed). `accept` is what the request was written with.
     pub fn read_reply(&mut self, accept: Accept, label: &str) -> anyhow::Result<Option<Reply>> {
-        let result = self.read_ready().and_then(|_| self.read_framed());
+        let result = self.read_ready(label).and_then(|_| self.read_framed(label));
         let reply = result.map_err(|e| self.explain(e, label))?;
         if let Some(reply) = &reply {
             let accepted = match accept {
@@ -257,13 +327,15 @@ impl RemoteShell {
         Ok(reply)
     }
 
-    fn read_framed(&mut self) -> anyhow::Result<Option<Reply>> {
+    fn read_framed(&mut self, label: &str) -> anyhow::Result<Option<Reply>> {
+        let marker = self.marker.clone();
+        let stdout = &mut self.connection(label)?.stdout;
         let mut header = String::new();
-        if self.stdout.read_line(&mut header)? == 0 {
+        if stdout.read_line(&mut header)? == 0 {
             bail!("the connection closed");
         }
         let mut fields = header.split_whitespace();
-        if fields.next() != Some(self.marker.as_str()) {
+        if fields.next() != Some(marker.as_str()) {
             bail!(
                 "unexpected output from the remote shell: `{}`",
                 header.trim()
@@ -283,9 +355,9 @@ impl RemoteShell {
         let out_len = number()? as usize;
         let err_len = number()? as usize;
         let mut out = vec![0u8; out_len];
-        self.stdout.read_exact(&mut out)?;
+        stdout.read_exact(&mut out)?;
         let mut err = vec![0u8; err_len];
-        self.stdout.read_exact(&mut err)?;
+        stdout.read_exact(&mut err)?;
         Ok(Some(Reply {
             status,
             stdout: String::from_utf8_lossy(&out).into_owned(),
@@ -296,29 +368,38 @@ impl RemoteShell {
     /// Ask the remote shell to leave once everything before has run without a failure; it
     /// stays when a request failed (the runner may still need it to put the host back).
     pub fn exit_if_all_succeeded(&mut self) -> anyhow::Result<()> {
-        self.send("[ \"$zdd_f\" = 0 ] && exit 0\n")
+        if self.connection.is_none() {
+            return Ok(());
+        }
+        self.write("[ \"$zdd_f\" = 0 ] && exit 0\n")
     }
 
     /// Ask the remote shell to leave once it has answered, when a request of the last line
     /// set `zdd_leave` to 1 and nothing failed.
     pub fn leave_if_asked(&mut self, label: &str) -> anyhow::Result<()> {
-        let result = self.send("[ \"$zdd_f\" = 0 ] && [ \"${zdd_leave:-}\" = 1 ] && exit 0\n");
-        result.map_err(|e| self.explain(e, label))
+        self.send(
+            "[ \"$zdd_f\" = 0 ] && [ \"${zdd_leave:-}\" = 1 ] && exit 0\n",
+            label,
+        )
     }
 
     /// Leave the remote shell and wait for ssh to end (closing the master connection).
     pub fn close(&mut self) {
-        let _ = self.send("exit 0\n");
+        if self.connection.is_none() {
+            return;
+        }
+        let _ = self.write("exit 0\n");
+        let child = &mut self.connection.as_mut().expect("started").child;
         // ssh ends a moment after the remote shell: look often (a run's end waits for this),
         // for at most 2 s.
         for _ in 0..2000 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
+            if matches!(child.try_wait(), Ok(Some(_))) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
@@ -350,7 +431,11 @@ fn run(request: &Shell<'_>, suffix: &str) -> anyhow::Result<String> {
 
 impl Drop for RemoteShell {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
+        let running = self
+            .connection
+            .as_mut()
+            .is_some_and(|c| matches!(c.child.try_wait(), Ok(None)));
+        if running {
             self.close();
         }
     }

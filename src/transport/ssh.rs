@@ -51,7 +51,8 @@ impl Target {
         text
     }
 
-    /// The ssh arguments (without the program) that open the remote shell.
+    /// The ssh arguments (without the program) up to the host: the remote shell's command
+    /// follows ([`RemoteShell`] adds it).
     pub fn arguments(&self, control_path: &Path) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         let mut option = |key: &str, value: &str| {
@@ -85,7 +86,6 @@ impl Target {
             args.push(user.into());
         }
         args.push(self.hostname.clone().into());
-        args.push("sh".into());
         args
     }
 }
@@ -234,12 +234,13 @@ fn accepted(accept: Accept, status: i32) -> bool {
 }
 
 impl Ssh {
-    /// Start the connection without waiting for it; the first answer (or
+    /// The host's remote shell, not connected yet: the first request written starts the
+    /// connection (in its command, see [`RemoteShell`]), and the first answer (or
     /// [`Ssh::wait_ready`]) waits, and reports a host that cannot be reached.
     pub fn start(label: &str, target: &Target, control_path: &Path) -> anyhow::Result<Ssh> {
         let ssh = process::find_program("ssh")
             .context("cannot find `ssh` (the OpenSSH client) on PATH")?;
-        let shell = RemoteShell::open(&ssh, &target.arguments(control_path), label)?;
+        let shell = RemoteShell::open(&ssh, target.arguments(control_path));
         Ok(Ssh {
             label: label.to_string(),
             pipe: Mutex::new(Pipeline {
@@ -1246,18 +1247,26 @@ fn export_script(cache: &str, destination: &str) -> anyhow::Result<String> {
     ))
 }
 
-/// The shell that fetches `repository` into the bare `cache` (created on first use), after
-/// removing the lock files a killed fetch left. Exits [`NO_GIT`] without git, 1 when it fails.
+/// The shell that fetches `repository` into the bare `cache` (created on first use). Exits
+/// [`NO_GIT`] without git, 1 when it fails.
+///
+/// A fetch that was killed leaves git's own lock files (`refs/**/X.lock`, `packed-refs.lock`,
+/// ...), and every later fetch fails on them; the cache is only fetched under the deploy lock,
+/// so any that exist belong to a run that is gone. When the fetch fails and such files are
+/// there, they are removed and the fetch runs once more; a fetch that succeeds costs no look
+/// for them (two processes less on every deploy).
 fn fetch_only(repository: &str, cache: &str) -> anyhow::Result<String> {
     let c = word(cache)?;
+    let fetch = format!(
+        "git --git-dir={c} fetch -q --prune --no-tags -- {} '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*' {}",
+        word(repository)?,
+        word(&format!("+HEAD:{}", git::REMOTE_HEAD))?,
+    );
     Ok(format!(
         "command -v git >/dev/null || exit {NO_GIT}; \
          [ -d {c} ] || git init -q --bare -- {c} || exit 1; \
-         find {c}/refs -type f -name '*.lock' -exec rm -f {{}} + 2>/dev/null; \
-         rm -f {c}/packed-refs.lock {c}/HEAD.lock {c}/config.lock {c}/shallow.lock {c}/index.lock; \
-         git --git-dir={c} fetch -q --prune --no-tags -- {} '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*' {} || exit 1",
-        word(repository)?,
-        word(&format!("+HEAD:{}", git::REMOTE_HEAD))?,
+         {fetch} || {{ zdd_l=$(find {c}/refs {c}/packed-refs.lock {c}/HEAD.lock {c}/config.lock {c}/shallow.lock {c}/index.lock \
+         -type f -name '*.lock' -print -exec rm -f {{}} + 2>/dev/null); [ -n \"$zdd_l\" ] && {fetch}; }} || exit 1"
     ))
 }
 
@@ -1563,7 +1572,7 @@ mod tests {
         assert_eq!(
             args.join(" "),
             "-o BatchMode=yes -o ControlMaster=auto -o ControlPath=/tmp/zdd-x/h0 -o ControlPersist=no \
-             -o ServerAliveInterval=15 -T -F /k/config -p 2222 -i /k/id -A -o Compression=yes -l deploy 10.0.0.5 sh"
+             -o ServerAliveInterval=15 -T -F /k/config -p 2222 -i /k/id -A -o Compression=yes -l deploy 10.0.0.5"
         );
         assert_eq!(target.describe(), "deploy@10.0.0.5:2222");
     }

@@ -126,6 +126,32 @@ pub fn remove_under_any(dir: &str, rests: &[String]) -> Result<String, QuoteErro
     Ok(line)
 }
 
+/// `script` as the one command an SSH server hands to the login shell: `sh -c '...'` that runs
+/// `script` in `sh`, whatever the login shell is (sh, bash, zsh, fish, csh). Inside the single
+/// quotes are only characters every one of those shells leaves as they are: every other byte
+/// of `script` (quotes, `$`, `\`, `!`, newlines, anything not ASCII) is written as a `printf %b`
+/// octal escape (`\0ooo`), and `sh` gets the script back with `eval "$(printf %b "...")"`.
+/// (A login shell's own quoting differs: fish reads `\\` and `\'` inside single quotes, csh a
+/// newline or `!`.) Trailing newlines of `script` are dropped, as `$(...)` drops them.
+pub fn sh_command_line(script: &str) -> Result<String, QuoteError> {
+    if script.contains('\0') {
+        return Err(QuoteError {
+            value: script.to_string(),
+        });
+    }
+    let mut encoded = String::with_capacity(script.len() + script.len() / 4 + 32);
+    encoded.push_str("sh -c 'eval \"$(printf %b \"");
+    for byte in script.bytes() {
+        if byte.is_ascii_alphanumeric() || b" _-.,:/=+@%^~;&|<>(){}[]*?#".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("\\0{byte:03o}"));
+        }
+    }
+    encoded.push_str("\")\"'");
+    Ok(encoded)
+}
+
 /// How [`join`] puts command lines together, as `sh` reads them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Joiner {
@@ -184,6 +210,60 @@ mod tests {
         ] {
             assert_eq!(echo_back(value), value);
         }
+    }
+
+    /// What sshd does with the command: `LOGIN_SHELL -c COMMAND`. Every login shell found on
+    /// this machine (.ci/run installs bash, dash, zsh, fish and tcsh) must hand `sh` the same
+    /// script; the script prints its hostile values back.
+    #[test]
+    fn sh_command_lines_reach_sh_unchanged_through_every_login_shell() {
+        let values = [
+            "x; rm -rf /",
+            "$(touch /tmp/zdd-pwned) `id` $HOME ${HOME}",
+            "it's \"quoted\" \\' \\\\ \\0101 %s %b %%",
+            "line one\nline two\n\ttab",
+            "naïve ünïcode ✓ !! !$ !-1 ^foo^bar",
+            "-n",
+            "'",
+            "01234567",
+        ];
+        let mut script = String::from("set -e; printf '%s\\0'");
+        for value in values {
+            script.push(' ');
+            script.push_str(&word(value).unwrap());
+        }
+        script.push('\n');
+        let line = sh_command_line(&script).unwrap();
+        assert!(
+            line.starts_with("sh -c '") && line.ends_with('\''),
+            "{line}"
+        );
+        let inner = &line["sh -c '".len()..line.len() - 1];
+        assert!(!inner.contains(['\'', '!', '\n', '`']), "{inner}");
+        assert!(!inner.contains("\\\\") && !inner.contains("\\'"), "{inner}");
+        let mut tried = Vec::new();
+        for shell in ["sh", "bash", "dash", "zsh", "fish", "tcsh", "csh"] {
+            let Ok(path) = which::which(shell) else {
+                continue;
+            };
+            let out = Command::new(&path).arg("-c").arg(&line).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{shell}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let printed: Vec<&str> = std::str::from_utf8(&out.stdout)
+                .unwrap()
+                .split_terminator('\0')
+                .collect();
+            assert_eq!(printed, values, "through {shell}");
+            tried.push(shell);
+        }
+        assert!(
+            tried.contains(&"bash") && tried.contains(&"dash"),
+            "{tried:?}"
+        );
+        assert!(sh_command_line("a\0b").is_err());
     }
 
     #[test]

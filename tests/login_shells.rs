@@ -1,0 +1,95 @@
+//! The remote shell starts in the SSH command itself, with the run's first request in it
+//! (`RemoteShell::start`): a host's login shell runs that command, so it must reach `sh`
+//! unchanged whatever the login shell is, and the shell reads the rest of its input in a way
+//! that works whatever `/bin/sh` is. Real sshd on loopback (`ssh_support`), with the login
+//! shell swapped by `ForceCommand` (`fish -c "$SSH_ORIGINAL_COMMAND"` is what sshd runs for a
+//! user whose shell is fish) and `sh` swapped by the session's `PATH`.
+
+use crate::planned_deploy::after_the_last_name;
+use crate::remote::{recipe, repo, round_trips};
+use crate::ssh_support::{Login, SshHosts};
+use crate::support::{Repo, Sandbox};
+
+/// Two deploys and a rollback to a host started with `login`: each lands where it should,
+/// waiting for the host as often as on a default host (2, then 1 when planned, 1).
+fn deploy_deploy_rollback(sandbox: &Sandbox, hosts: &SshHosts, repo: &Repo, what: &str) {
+    let rel = hosts.deploy_rel(1);
+    let mut trips = Vec::new();
+    let mut live = Vec::new();
+    for text in ["two\n", "three\n"] {
+        repo.commit(&[("index.html", text)], text);
+        after_the_last_name(sandbox, hosts);
+        trips.push(round_trips(sandbox, &["run", "app.rhai", "--json"]));
+        let current = sandbox.current(&rel).unwrap();
+        assert_eq!(
+            sandbox.read(&format!("{rel}/releases/{current}/index.html")),
+            text,
+            "{what}"
+        );
+        live.push(current);
+    }
+    trips.push(round_trips(sandbox, &["rollback", "app.rhai", "--json"]));
+    assert_eq!(sandbox.current(&rel).unwrap(), live[0], "{what}");
+    assert_eq!(trips, [2, 1, 1], "round trips, {what}");
+    assert!(!hosts.deploy_path(1).join(".zdd/lock").exists(), "{what}");
+}
+
+/// fish, tcsh and zsh as the login shell: each gets the command, with the first request (the
+/// lock's) in it, and hands it to `sh` unchanged. .ci/run installs the three.
+#[test]
+fn the_first_request_reaches_sh_through_any_login_shell() {
+    for shell in ["fish", "tcsh", "zsh"] {
+        let path = which::which(shell)
+            .unwrap_or_else(|_| panic!("{shell} is not installed (.ci/run installs it)"));
+        let sandbox = Sandbox::new();
+        let seen = sandbox.path("commands");
+        let login = Login {
+            force_command: Some(format!(
+                "printf '%s\\n' \"$SSH_ORIGINAL_COMMAND\" >> {}; exec {} -c \"$SSH_ORIGINAL_COMMAND\"",
+                seen.display(),
+                path.display()
+            )),
+            ..Login::default()
+        };
+        let hosts = SshHosts::start_with(&sandbox, 1, &login);
+        let repo = repo(&sandbox);
+        recipe(&sandbox, &hosts, &repo, "");
+        deploy_deploy_rollback(&sandbox, &hosts, &repo, &format!("login shell {shell}"));
+
+        let commands = std::fs::read_to_string(&seen).unwrap();
+        let lock = format!("{}/.zdd/lock", hosts.deploy_str(1));
+        let runs: Vec<&str> = commands.lines().collect();
+        assert_eq!(runs.len(), 3, "one connection per run: {commands}");
+        for command in runs {
+            assert!(command.starts_with("sh -c 'eval "), "{command}");
+            assert!(
+                command.contains(&lock),
+                "the lock's request travels in the command: {command}"
+            );
+        }
+    }
+}
+
+/// `sh` that is bash (as on Red Hat's family): bash reads a sourced file whole, so the
+/// command does not source its input there; it starts a fresh `sh` that reads the input,
+/// which carries the set-up and the first request again. Nothing runs twice (the lock would
+/// be found taken), nothing waits forever.
+#[test]
+fn a_host_whose_sh_is_bash_reads_its_requests_from_the_input() {
+    let sandbox = Sandbox::new();
+    let bin = sandbox.path("bash-as-sh");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(which::which("bash").unwrap(), bin.join("sh")).unwrap();
+    let login = Login {
+        path: Some(format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display())),
+        ..Login::default()
+    };
+    let hosts = SshHosts::start_with(&sandbox, 1, &login);
+    assert_eq!(
+        hosts.ssh_ok(1, "command -v sh").trim(),
+        bin.join("sh").display().to_string()
+    );
+    let repo = repo(&sandbox);
+    recipe(&sandbox, &hosts, &repo, "");
+    deploy_deploy_rollback(&sandbox, &hosts, &repo, "sh is bash");
+}
