@@ -93,3 +93,51 @@ fn a_host_whose_sh_is_bash_reads_its_requests_from_the_input() {
     recipe(&sandbox, &hosts, &repo, "");
     deploy_deploy_rollback(&sandbox, &hosts, &repo, "sh is bash");
 }
+
+/// A first request whose encoding would make the SSH command longer than
+/// `MAX_COMMAND` (64 KiB) goes in the input instead, whole: here a task whose first command
+/// is 30,000 single quotes (five bytes each once encoded), on a default host and on one whose
+/// `sh` is bash. The command then carries only the set-up.
+#[test]
+fn a_first_request_too_long_for_the_command_goes_in_the_input() {
+    let quotes = "'".repeat(30_000);
+    for sh_is_bash in [false, true] {
+        let sandbox = Sandbox::new();
+        let seen = sandbox.path("commands");
+        let mut login = Login {
+            force_command: Some(format!(
+                "printf '%s\\n' \"$SSH_ORIGINAL_COMMAND\" >> {}; exec bash -c \"$SSH_ORIGINAL_COMMAND\"",
+                seen.display()
+            )),
+            ..Login::default()
+        };
+        if sh_is_bash {
+            let bin = sandbox.path("bash-as-sh");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::os::unix::fs::symlink(which::which("bash").unwrap(), bin.join("sh")).unwrap();
+            login.path = Some(format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()));
+        }
+        let hosts = SshHosts::start_with(&sandbox, 1, &login);
+        let repo = repo(&sandbox);
+        let out = sandbox.path("quotes.txt");
+        recipe(
+            &sandbox,
+            &hosts,
+            &repo,
+            &format!(
+                "task(\"big\", || run(\"printf %s \\\"{quotes}\\\" > {}\"));\n",
+                out.display()
+            ),
+        );
+        let run = sandbox.run(&["run", "app.rhai", "big"]);
+        run.success();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), quotes);
+        let commands = std::fs::read_to_string(&seen).unwrap();
+        assert_eq!(commands.lines().count(), 1, "{commands}");
+        assert!(
+            commands.len() < 2048,
+            "the first request stayed out of the command: {} bytes",
+            commands.len()
+        );
+    }
+}

@@ -70,9 +70,11 @@ struct Connection {
     ssh_errors: Arc<Mutex<Vec<u8>>>,
 }
 
-/// The most of the first request that goes in the SSH command line (encoded, about a third
-/// more): far below what an SSH server and `execve` take, more than a run's first request.
-const FIRST_IN_COMMAND: usize = 48 * 1024;
+/// The longest SSH command, the first request encoded in it (a third longer than the request,
+/// up to five times for one of quotes only): a first request that would make it longer goes
+/// in the input. Far below what `execve` takes in one argument (128 KiB on Linux) and an SSH
+/// packet (256 KiB); far more than a run's first request (the stdlib deploy's: ~14 KiB).
+pub const MAX_COMMAND: usize = 64 * 1024;
 
 impl RemoteShell {
     /// The remote shell on the host `ssh ARGUMENTS` reaches (the remote command is added
@@ -112,17 +114,18 @@ impl RemoteShell {
             "umask 022; zdd_f=0; zdd_st() {{ return \"$1\"; }}; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap '[ -z \"${{zdd_prefetch:-}}\" ] || {{ kill \"$zdd_prefetch\" 2>/dev/null; wait \"$zdd_prefetch\"; }}; [ -z \"${{zdd_stage:-}}\" ] || [ ! -e \"$zdd_stage\" ] || rm -rf -- \"$zdd_stage\"; rm -rf \"$zdd_tmp\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; printf '%s READY\\n' {}\n",
             self.marker
         );
-        let (in_command, after) = if first.len() <= FIRST_IN_COMMAND {
-            (first, "")
-        } else {
-            ("", first)
+        let command = |in_command: &str| {
+            quote::sh_command_line(&format!(
+                "if [ -p /dev/stdin ] && {{ [ /proc/$$/exe -ef /bin/dash ] || [ /proc/$$/exe -ef /usr/bin/dash ]; }}; then zdd_command=1\n\
+                 {setup}{in_command}command . /dev/stdin\n\
+                 else exec sh\n\
+                 fi\n"
+            ))
         };
-        let command = quote::sh_command_line(&format!(
-            "if [ -p /dev/stdin ] && {{ [ /proc/$$/exe -ef /bin/dash ] || [ /proc/$$/exe -ef /usr/bin/dash ]; }}; then zdd_command=1\n\
-             {setup}{in_command}command . /dev/stdin\n\
-             else exec sh\n\
-             fi\n"
-        ))?;
+        let (command, in_command, after) = match command(first)? {
+            whole if whole.len() <= MAX_COMMAND => (whole, first, ""),
+            _ => (command("")?, "", first),
+        };
         let mut child = Command::new(&self.ssh)
             .args(&self.arguments)
             .arg(command)
