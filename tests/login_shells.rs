@@ -141,3 +141,45 @@ fn a_first_request_too_long_for_the_command_goes_in_the_input() {
         );
     }
 }
+
+/// The SSH command is there for every user of the host to read (`ps`) while the remote shell
+/// runs; its input is not. A first request that holds a secret (here the repository, declared
+/// secret; a URL with a user in it is kept out the same way, see `secrets::names_url_user`)
+/// goes in the input, and the deploy works the same.
+#[test]
+fn a_first_request_that_holds_a_secret_stays_out_of_the_command() {
+    for declared in [false, true] {
+        let sandbox = Sandbox::new();
+        let seen = sandbox.path("commands");
+        let login = Login {
+            force_command: Some(format!(
+                "printf '%s\\n' \"$SSH_ORIGINAL_COMMAND\" >> {}; exec bash -c \"$SSH_ORIGINAL_COMMAND\"",
+                seen.display()
+            )),
+            ..Login::default()
+        };
+        let hosts = SshHosts::start_with(&sandbox, 1, &login);
+        let repo = repo(&sandbox);
+        let extra = if declared {
+            "secret(\"repository\");\n"
+        } else {
+            ""
+        };
+        recipe(&sandbox, &hosts, &repo, extra);
+        sandbox.run(&["run", "app.rhai"]).success();
+        let live = sandbox.current(&hosts.deploy_rel(1)).unwrap();
+        assert_eq!(
+            sandbox.read(&format!(
+                "{}/releases/{live}/index.html",
+                hosts.deploy_rel(1)
+            )),
+            "one\n"
+        );
+        let command = std::fs::read_to_string(&seen).unwrap();
+        assert_eq!(
+            command.contains(&repo.str()),
+            !declared,
+            "secret repository: {declared}; the command: {command}"
+        );
+    }
+}

@@ -451,10 +451,9 @@ fn looks_public(value: &str) -> bool {
     word || number || path || url
 }
 
-/// Where the password of each URL in `text` that carries one (`scheme://user:password@host`)
-/// lies: byte ranges, in order.
-fn url_password_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
-    let mut ranges = Vec::new();
+/// The authority (`user:password@host:port`) of each URL in `text`, with where it starts.
+fn url_authorities(text: &str) -> Vec<(usize, &str)> {
+    let mut authorities = Vec::new();
     let mut from = 0;
     while let Some(found) = text[from..].find("://") {
         let scheme_end = from + found;
@@ -474,7 +473,17 @@ fn url_password_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
                     || matches!(c, '/' | '?' | '#' | '"' | '\'' | '`' | '<' | '>' | '\\')
             })
             .unwrap_or(rest.len());
-        let authority = &rest[..authority_len];
+        authorities.push((authority_start, &rest[..authority_len]));
+        from = authority_start + authority_len;
+    }
+    authorities
+}
+
+/// Where the password of each URL in `text` that carries one (`scheme://user:password@host`)
+/// lies: byte ranges, in order.
+fn url_password_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    for (start, authority) in url_authorities(text) {
         let Some(at) = authority.rfind('@') else {
             continue;
         };
@@ -483,11 +492,18 @@ fn url_password_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
         };
         let password = &authority[colon + 1..at];
         if !password.is_empty() && password != REDACTED {
-            ranges.push(authority_start + colon + 1..authority_start + at);
+            ranges.push(start + colon + 1..start + at);
         }
-        from = authority_start + authority_len;
     }
     ranges
+}
+
+/// Whether a URL in `text` names a user (`scheme://user@host`, `https://TOKEN@host`): a
+/// credential, or the name of one.
+pub fn names_url_user(text: &str) -> bool {
+    url_authorities(text)
+        .into_iter()
+        .any(|(_, authority)| authority.contains('@'))
 }
 
 /// The passwords of the URLs in `text` (`scheme://user:password@host`).
@@ -731,6 +747,25 @@ mod tests {
         ] {
             assert!(!secrets.redact(line).contains("BAQ"), "{line}");
             assert!(secrets.redact(line).contains(REDACTED), "{line}");
+        }
+    }
+
+    #[test]
+    fn urls_that_name_a_user_are_told_apart() {
+        for text in [
+            "git fetch -- 'https://ghp_t0ken@github.com/org/repo.git'",
+            "ssh://deploy@host/srv/repo.git",
+            "x http://a:b@h/",
+        ] {
+            assert!(names_url_user(text), "{text}");
+        }
+        for text in [
+            "git@github.com:org/repo.git",
+            "https://github.com/org/repo.git",
+            "/srv/repo.git user@host",
+            "https://github.com/a/b@c",
+        ] {
+            assert!(!names_url_user(text), "{text}");
         }
     }
 

@@ -111,6 +111,7 @@ pub fn connect(
             &host.name,
             &target,
             &ssh::control_path(control_directory, index),
+            reporter.secrets().clone(),
         )
         .and_then(|ssh| {
             if wait {

@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context};
 
+use crate::output::secrets::{self, Secrets};
 use crate::values::quote;
+use std::borrow::Cow;
 
 /// What a remote command did.
 #[derive(Debug, Clone)]
@@ -55,6 +57,8 @@ pub struct RemoteShell {
     ssh: PathBuf,
     arguments: Vec<OsString>,
     connection: Option<Connection>,
+    /// What must not go in the command (see [`RemoteShell::start`]).
+    secrets: Arc<Secrets>,
     marker: String,
     ready: bool,
     /// A failed request was read: the next request resets the remote failure mark.
@@ -81,7 +85,7 @@ impl RemoteShell {
     /// here). Nothing starts yet: the first request written starts the connection, and goes in
     /// the SSH command itself, so it runs as soon as the session does (see
     /// [`RemoteShell::start`]).
-    pub fn open(ssh: &Path, arguments: Vec<OsString>) -> RemoteShell {
+    pub fn open(ssh: &Path, arguments: Vec<OsString>, secrets: Arc<Secrets>) -> RemoteShell {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -90,6 +94,7 @@ impl RemoteShell {
             ssh: ssh.to_path_buf(),
             arguments,
             connection: None,
+            secrets,
             marker: format!("ZDD-{}-{nanos}", std::process::id()),
             ready: false,
             reset: false,
@@ -122,8 +127,13 @@ impl RemoteShell {
                  fi\n"
             ))
         };
+        // The command is there for every user of the host to read (`ps`) as long as the shell
+        // runs; its input is not. A first request that holds a secret (a value the run knows
+        // as one, a URL with a user in it: `https://TOKEN@host/...`) goes in the input.
+        let private =
+            secrets::names_url_user(first) || matches!(self.secrets.redact(first), Cow::Owned(_));
         let (command, in_command, after) = match command(first)? {
-            whole if whole.len() <= MAX_COMMAND => (whole, first, ""),
+            whole if whole.len() <= MAX_COMMAND && !private => (whole, first, ""),
             _ => (command("")?, "", first),
         };
         let mut child = Command::new(&self.ssh)

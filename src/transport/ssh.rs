@@ -5,7 +5,9 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::output::secrets::Secrets;
 
 use anyhow::{anyhow, bail, Context};
 
@@ -237,10 +239,15 @@ impl Ssh {
     /// The host's remote shell, not connected yet: the first request written starts the
     /// connection (in its command, see [`RemoteShell`]), and the first answer (or
     /// [`Ssh::wait_ready`]) waits, and reports a host that cannot be reached.
-    pub fn start(label: &str, target: &Target, control_path: &Path) -> anyhow::Result<Ssh> {
+    pub fn start(
+        label: &str,
+        target: &Target,
+        control_path: &Path,
+        secrets: Arc<Secrets>,
+    ) -> anyhow::Result<Ssh> {
         let ssh = process::find_program("ssh")
             .context("cannot find `ssh` (the OpenSSH client) on PATH")?;
-        let shell = RemoteShell::open(&ssh, target.arguments(control_path));
+        let shell = RemoteShell::open(&ssh, target.arguments(control_path), secrets);
         Ok(Ssh {
             label: label.to_string(),
             pipe: Mutex::new(Pipeline {
