@@ -10,6 +10,14 @@ use crate::remote::{recipe, repo, round_trips};
 use crate::ssh_support::{Login, SshHosts};
 use crate::support::{Repo, Sandbox};
 
+/// A `PATH` whose `sh` is bash (as on Red Hat's family), in the sandbox.
+fn bash_as_sh(sandbox: &Sandbox) -> String {
+    let bin = sandbox.path("bash-as-sh");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(which::which("bash").unwrap(), bin.join("sh")).unwrap();
+    format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display())
+}
+
 /// Two deploys and a rollback to a host started with `login`: each lands where it should,
 /// waiting for the host as often as on a default host (2, then 1 when planned, 1).
 fn deploy_deploy_rollback(sandbox: &Sandbox, hosts: &SshHosts, repo: &Repo, what: &str) {
@@ -77,17 +85,14 @@ fn the_first_request_reaches_sh_through_any_login_shell() {
 #[test]
 fn a_host_whose_sh_is_bash_reads_its_requests_from_the_input() {
     let sandbox = Sandbox::new();
-    let bin = sandbox.path("bash-as-sh");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(which::which("bash").unwrap(), bin.join("sh")).unwrap();
     let login = Login {
-        path: Some(format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display())),
+        path: Some(bash_as_sh(&sandbox)),
         ..Login::default()
     };
     let hosts = SshHosts::start_with(&sandbox, 1, &login);
     assert_eq!(
         hosts.ssh_ok(1, "command -v sh").trim(),
-        bin.join("sh").display().to_string()
+        sandbox.path("bash-as-sh/sh").display().to_string()
     );
     let repo = repo(&sandbox);
     recipe(&sandbox, &hosts, &repo, "");
@@ -112,10 +117,7 @@ fn a_first_request_too_long_for_the_command_goes_in_the_input() {
             ..Login::default()
         };
         if sh_is_bash {
-            let bin = sandbox.path("bash-as-sh");
-            std::fs::create_dir_all(&bin).unwrap();
-            std::os::unix::fs::symlink(which::which("bash").unwrap(), bin.join("sh")).unwrap();
-            login.path = Some(format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()));
+            login.path = Some(bash_as_sh(&sandbox));
         }
         let hosts = SshHosts::start_with(&sandbox, 1, &login);
         let repo = repo(&sandbox);
@@ -180,6 +182,55 @@ fn a_first_request_that_holds_a_secret_stays_out_of_the_command() {
             command.contains(&repo.str()),
             !declared,
             "secret repository: {declared}; the command: {command}"
+        );
+    }
+}
+
+/// The remote shell's own variables come from zdd, never from the host's environment: a
+/// session that starts with `zdd_stage` naming a directory (the shell removes its stage at
+/// exit), `zdd_command=1` (the input's set-up would be skipped) and `zdd_leave=1`, on a host
+/// whose `sh` is dash and on one whose `sh` is bash, deploys and rolls back as any other, and
+/// the directory is still there.
+#[test]
+fn the_hosts_environment_cannot_set_the_remote_shells_variables() {
+    for sh_is_bash in [false, true] {
+        let sandbox = Sandbox::new();
+        let precious = sandbox.path("precious");
+        std::fs::create_dir_all(&precious).unwrap();
+        std::fs::write(precious.join("data"), "keep\n").unwrap();
+        let mut login = Login {
+            environment: ["zdd_stage", "zdd_command", "zdd_leave", "zdd_plan"]
+                .iter()
+                .map(|name| {
+                    let value = if *name == "zdd_stage" {
+                        precious.display().to_string()
+                    } else {
+                        "1".to_string()
+                    };
+                    (name.to_string(), value)
+                })
+                .collect(),
+            ..Login::default()
+        };
+        if sh_is_bash {
+            login.path = Some(bash_as_sh(&sandbox));
+        }
+        let hosts = SshHosts::start_with(&sandbox, 1, &login);
+        assert_eq!(
+            hosts.ssh_ok(1, "printf %s \"$zdd_stage\""),
+            precious.display().to_string()
+        );
+        let repo = repo(&sandbox);
+        recipe(&sandbox, &hosts, &repo, "");
+        deploy_deploy_rollback(
+            &sandbox,
+            &hosts,
+            &repo,
+            &format!("sh is bash: {sh_is_bash}"),
+        );
+        assert_eq!(
+            std::fs::read_to_string(precious.join("data")).unwrap(),
+            "keep\n"
         );
     }
 }

@@ -387,6 +387,8 @@ pub struct Login {
     /// in `$SSH_ORIGINAL_COMMAND`; e.g. `exec fish -c "$SSH_ORIGINAL_COMMAND"` is a host whose
     /// login shell is fish.
     pub force_command: Option<String>,
+    /// More `NAME="value"` pairs for sshd's `SetEnv` (the sessions' environment).
+    pub environment: Vec<(String, String)>,
 }
 
 fn sshd_config(
@@ -399,6 +401,9 @@ fn sshd_config(
     let mut environment = format!("HOME=\"{}\"", home.display());
     if let Some(path) = &login.path {
         environment.push_str(&format!(" PATH=\"{path}\""));
+    }
+    for (name, value) in &login.environment {
+        environment.push_str(&format!(" {name}=\"{value}\""));
     }
     let force = match &login.force_command {
         Some(command) => format!("ForceCommand {command}\n"),

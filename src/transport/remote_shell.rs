@@ -116,14 +116,14 @@ impl RemoteShell {
     fn start(&mut self, first: &str, label: &str) -> anyhow::Result<()> {
         use std::os::unix::process::CommandExt;
         let setup = format!(
-            "umask 022; zdd_f=0; zdd_st() {{ return \"$1\"; }}; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap '[ -z \"${{zdd_prefetch:-}}\" ] || {{ kill \"$zdd_prefetch\" 2>/dev/null; wait \"$zdd_prefetch\"; }}; [ -z \"${{zdd_stage:-}}\" ] || [ ! -e \"$zdd_stage\" ] || rm -rf -- \"$zdd_stage\"; rm -rf \"$zdd_tmp\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; printf '%s READY\\n' {}\n",
+            "umask 022; unset zdd_stage zdd_stage_ref zdd_prefetch zdd_fetched zdd_plan zdd_leave; zdd_f=0; zdd_st() {{ return \"$1\"; }}; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap '[ -z \"${{zdd_prefetch:-}}\" ] || {{ kill \"$zdd_prefetch\" 2>/dev/null; wait \"$zdd_prefetch\"; }}; [ -z \"${{zdd_stage:-}}\" ] || [ ! -e \"$zdd_stage\" ] || rm -rf -- \"$zdd_stage\"; rm -rf \"$zdd_tmp\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; printf '%s READY\\n' {}\n",
             self.marker
         );
         let command = |in_command: &str| {
             quote::sh_command_line(&format!(
                 "if [ -p /dev/stdin ] && {{ [ /proc/$$/exe -ef /bin/dash ] || [ /proc/$$/exe -ef /usr/bin/dash ]; }}; then zdd_command=1\n\
                  {setup}{in_command}command . /dev/stdin\n\
-                 else exec sh\n\
+                 else unset zdd_command; exec sh\n\
                  fi\n"
             ))
         };
