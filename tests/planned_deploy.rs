@@ -333,10 +333,9 @@ fn a_planned_deploy_under_a_hostile_deploy_path_runs_nothing_it_names() {
         deploy,
         host,
         dir: evil_dir,
+        repo,
         ..
     } = hostile(&sandbox, &hosts);
-    let repo = sandbox.repo("repo");
-    repo.commit(&[("index.html", "one\n"), ("data/.keep", "")], "one");
     sandbox.write(
         "app.rhai",
         &format!(

@@ -371,6 +371,8 @@ pub(crate) struct Hostile {
     pub host: String,
     /// A relative name for a shared dir.
     pub dir: &'static str,
+    /// The app: `index.html` ("one") and `data/.keep`, one commit.
+    pub repo: Repo,
 }
 
 pub(crate) fn hostile(sandbox: &Sandbox, hosts: &SshHosts) -> Hostile {
@@ -383,12 +385,15 @@ pub(crate) fn hostile(sandbox: &Sandbox, hosts: &SshHosts) -> Hostile {
     let host = hosts
         .recipe_host(1)
         .replace(&rhai_string(&hosts.deploy_str(1)), &rhai_string(&deploy));
+    let repo = sandbox.repo("repo");
+    repo.commit(&[("index.html", "one\n"), ("data/.keep", "")], "one");
     Hostile {
         canary,
         evil,
         deploy,
         host,
         dir: "we ird;$(touch PWNED)`x`'\"ü",
+        repo,
     }
 }
 
@@ -402,9 +407,8 @@ fn hostile_values_are_data_over_ssh() {
         deploy,
         host,
         dir: evil_dir,
+        repo,
     } = hostile(&sandbox, &hosts);
-    let repo = sandbox.repo("repo");
-    repo.commit(&[("index.html", "one\n"), ("data/.keep", "")], "one");
     sandbox.write(
         "app.rhai",
         &format!(

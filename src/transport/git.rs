@@ -119,6 +119,15 @@ pub fn fetch_and_resolve(
     Ok(resolve(&repo, reference)?.to_string())
 }
 
+/// git's lock files at the top of a repository (beside those under `refs/`).
+pub const TOP_LOCK_FILES: [&str; 5] = [
+    "packed-refs.lock",
+    "HEAD.lock",
+    "config.lock",
+    "shallow.lock",
+    "index.lock",
+];
+
 /// git's own `*.lock` files in the cache (`refs/**/X.lock`, `packed-refs.lock`, ...) left by a
 /// fetch that was killed: every later fetch would fail on them. The cache is only fetched under
 /// the deploy lock, so any that exist belong to a run that is gone.
@@ -139,13 +148,7 @@ fn remove_stale_locks(cache: &Path) {
         }
     }
     walk(&cache.join("refs"));
-    for name in [
-        "packed-refs.lock",
-        "HEAD.lock",
-        "config.lock",
-        "shallow.lock",
-        "index.lock",
-    ] {
+    for name in TOP_LOCK_FILES {
         let _ = std::fs::remove_file(cache.join(name));
     }
 }

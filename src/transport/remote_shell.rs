@@ -11,6 +11,7 @@
 //! `MARKER skip`) until zdd, having read the failure, sends the next request with a reset. So a
 //! request that fails stops everything sent after it, as in a script with `set -e`.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -21,7 +22,6 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::output::secrets::{self, Secrets};
 use crate::values::quote;
-use std::borrow::Cow;
 
 /// What a remote command did.
 #[derive(Debug, Clone)]
@@ -60,6 +60,7 @@ pub struct RemoteShell {
     /// What must not go in the command (see [`RemoteShell::start`]).
     secrets: Arc<Secrets>,
     marker: String,
+    /// The remote shell printed its ready line (read before the first answer).
     ready: bool,
     /// A failed request was read: the next request resets the remote failure mark.
     reset: bool,
@@ -78,7 +79,7 @@ struct Connection {
 /// up to five times for one of quotes only): a first request that would make it longer goes
 /// in the input. Far below what `execve` takes in one argument (128 KiB on Linux) and an SSH
 /// packet (256 KiB); far more than a run's first request (the stdlib deploy's: ~14 KiB).
-pub const MAX_COMMAND: usize = 64 * 1024;
+const MAX_COMMAND: usize = 64 * 1024;
 
 impl RemoteShell {
     /// The remote shell on the host `ssh ARGUMENTS` reaches (the remote command is added
@@ -132,8 +133,9 @@ impl RemoteShell {
         // as one, a URL with a user in it: `https://TOKEN@host/...`) goes in the input.
         let private =
             secrets::names_url_user(first) || matches!(self.secrets.redact(first), Cow::Owned(_));
-        let (command, in_command, after) = match command(first)? {
-            whole if whole.len() <= MAX_COMMAND && !private => (whole, first, ""),
+        let whole = if private { None } else { Some(command(first)?) };
+        let (command, in_command, after) = match whole {
+            Some(whole) if whole.len() <= MAX_COMMAND => (whole, first, ""),
             _ => (command("")?, "", first),
         };
         let mut child = Command::new(&self.ssh)

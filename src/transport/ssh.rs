@@ -7,8 +7,6 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::output::secrets::Secrets;
-
 use anyhow::{anyhow, bail, Context};
 
 use std::collections::{BTreeMap, VecDeque};
@@ -17,6 +15,7 @@ use super::link_shared::{self, SharedEntry};
 use super::op::PlanGuard;
 use super::remote_shell::{Accept, RemoteShell, Reply, Shell};
 use super::{Answer, Deferred, DeferredError, EarlierFailure, FileType, Kept, Op, Transport};
+use crate::output::secrets::Secrets;
 use crate::system::process::{self, LineSink, Output, ProcessError, ProcessErrorKind, TAIL_LINES};
 use crate::transport::git::{self, RefError};
 use crate::values::quote::word;
@@ -1269,11 +1268,16 @@ fn fetch_only(repository: &str, cache: &str) -> anyhow::Result<String> {
         word(repository)?,
         word(&format!("+HEAD:{}", git::REMOTE_HEAD))?,
     );
+    let mut places = vec![word(&format!("{cache}/refs"))?];
+    for name in git::TOP_LOCK_FILES {
+        places.push(word(&format!("{cache}/{name}"))?);
+    }
     Ok(format!(
         "command -v git >/dev/null || exit {NO_GIT}; \
          [ -d {c} ] || git init -q --bare -- {c} || exit 1; \
-         {fetch} || {{ zdd_l=$(find {c}/refs {c}/packed-refs.lock {c}/HEAD.lock {c}/config.lock {c}/shallow.lock {c}/index.lock \
-         -type f -name '*.lock' -print -exec rm -f {{}} + 2>/dev/null); [ -n \"$zdd_l\" ] && {fetch}; }} || exit 1"
+         {fetch} || {{ zdd_l=$(find {} -type f -name '*.lock' -print -exec rm -f {{}} + 2>/dev/null); \
+         [ -n \"$zdd_l\" ] && {fetch}; }} || exit 1",
+        places.join(" ")
     ))
 }
 
