@@ -44,6 +44,8 @@ pub enum Kind {
     Version,
     /// Empty, or a URL starting with `http://` or `https://`.
     HttpUrl,
+    /// A list of URLs starting with `http://` or `https://`.
+    HttpUrls,
 }
 
 /// When a setting must be set.
@@ -278,9 +280,9 @@ pub const SETTINGS: &[Setting] = &[
     ),
     setting(
         "health_expect_release",
-        Kind::Boolean,
-        "true",
-        "whether the health answer must name the new release",
+        AUTO_TRUE_FALSE,
+        "auto",
+        "whether the health answer must name the new release (auto: when the app names one)",
     ),
     setting(
         "health_expect_commit",
@@ -293,6 +295,64 @@ pub const SETTINGS: &[Setting] = &[
         TEXT,
         "shop.example.com",
         "the Host header of health checks",
+    ),
+    // The watcher.
+    setting(
+        "watch",
+        Kind::HttpUrls,
+        "https://shop.example.com/",
+        "URLs requested during the deploy to measure what users got (also `--watch`)",
+    ),
+    setting(
+        "watch_rate",
+        Kind::Number { min: 1, max: 100 },
+        "5",
+        "requests per second per watched URL",
+    ),
+    setting(
+        "watch_timeout",
+        Kind::Seconds {
+            max: 60,
+            positive: true,
+        },
+        "2",
+        "seconds one watched request may take",
+    ),
+    setting(
+        "watch_tail",
+        Kind::Seconds {
+            max: 600,
+            positive: false,
+        },
+        "2",
+        "seconds watched after the last host's cutover",
+    ),
+    setting(
+        "watch_max_failures",
+        Kind::Number {
+            min: 0,
+            max: 1_000_000,
+        },
+        "0",
+        "failed watched requests (no answer, 5xx) a deploy tolerates",
+    ),
+    setting(
+        "watch_max_stale",
+        Kind::Number {
+            min: 0,
+            max: 1_000_000,
+        },
+        "0",
+        "answers from the old release after the swap a deploy tolerates",
+    ),
+    setting(
+        "watch_max_p99",
+        Kind::Number {
+            min: 1,
+            max: 3_600_000,
+        },
+        "500",
+        "the p99 latency (ms) of watched requests a deploy tolerates",
     ),
     // Gates.
     setting(
@@ -782,7 +842,7 @@ fn how_to_set(setting: &Setting) -> String {
         Kind::Number { .. } | Kind::Boolean | Kind::Flag | Kind::Seconds { .. } => {
             example.to_string()
         }
-        Kind::ReleasePaths | Kind::List => format!("[\"{example}\"]"),
+        Kind::ReleasePaths | Kind::List | Kind::HttpUrls => format!("[\"{example}\"]"),
         _ => format!("\"{example}\""),
     };
     format!("set it in the recipe with `set(\"{name}\", {in_recipe})` or on the command line with `-o {name}={example}`")
@@ -1073,6 +1133,16 @@ fn check_value(
                     "it must be a version such as {}",
                     setting.example
                 )));
+            }
+        }
+        Kind::HttpUrls => {
+            for item in list_items(name, value)? {
+                if let Err(why) = crate::system::http::check_url(&item) {
+                    return Err(format!(
+                        "`{name}` entry `{}` cannot be requested: {why}",
+                        shown(&Dynamic::from(item))
+                    ));
+                }
             }
         }
         Kind::HttpUrl => {

@@ -881,18 +881,22 @@ fn how_to_set(name: &str) -> String {
         "writable_dirs" => ("[\"bootstrap/cache\"]", "bootstrap/cache"),
         "writable_mode" => ("\"chmod\"", "chmod"),
         "writable_chmod_mode" => ("\"ug+rwX\"", "ug+rwX"),
-        "writable_recursive"
-        | "audit"
-        | "check_queued_jobs"
-        | "health_expect_release"
-        | "migrate"
-        | "composer" => ("true", "true"),
+        "writable_recursive" | "audit" | "check_queued_jobs" | "migrate" | "composer" => {
+            ("true", "true")
+        }
         "allow_key_rotation" | "forward_agent" => ("false", "false"),
         "http_user" => ("\"www-data\"", "www-data"),
         "rollback_to" => ("\"20260518T103000Z\"", "20260518T103000Z"),
         "bin/php" => ("\"/usr/bin/php\"", "/usr/bin/php"),
         "php_version" => ("\"8.2\"", "8.2"),
-        "fpm_reload" | "npm" => ("\"auto\"", "auto"),
+        "fpm_reload" | "npm" | "health_expect_release" => ("\"auto\"", "auto"),
+        "watch" => (
+            "[\"https://shop.example.com/\"]",
+            "https://shop.example.com/",
+        ),
+        "watch_rate" => ("5", "5"),
+        "watch_timeout" => ("2", "2"),
+        "watch_max_failures" => ("0", "0"),
         "fpm_pid_file" => ("\"/run/php/php8.2-fpm.pid\"", "/run/php/php8.2-fpm.pid"),
         "fpm_reload_timeout" | "health_checks" => ("20", "20"),
         "health_url" => ("\"http://127.0.0.1/health\"", "http://127.0.0.1/health"),
@@ -1013,10 +1017,16 @@ const REFUSED: &[Refused] = &[
     Refused { input: "health_retries=lots", errors: "`health_retries` is `lots`: it must be a whole number from 0 to 10000", hint: Hint::Set("health_retries"), commands: EVERY },
     Refused { input: "health_interval=1e9", errors: "`health_interval` is `1e9`: it must be a number of seconds from 0 to 3600", hint: Hint::Set("health_interval"), commands: EVERY },
     Refused { input: "health_timeout=-5s", errors: "`health_timeout` is `-5s`: it must be a number of seconds from 0 to 3600", hint: Hint::Set("health_timeout"), commands: EVERY },
-    Refused { input: "health_expect_release=perhaps", errors: "`health_expect_release` is `perhaps`: it must be true or false", hint: Hint::Set("health_expect_release"), commands: EVERY },
+    Refused { input: "health_expect_release=perhaps", errors: "`health_expect_release` is `perhaps`: it must be one of auto, true, false", hint: Hint::Set("health_expect_release"), commands: EVERY },
     Refused { input: "health_url=ftp://x", errors: "`health_url` is `ftp://x`: it must be empty or a URL starting with http:// or https://", hint: Hint::Set("health_url"), commands: EVERY },
     Refused { input: "health_url=127.0.0.1/health", errors: "`health_url` is `127.0.0.1/health`: it must be empty or a URL starting with http:// or https://", hint: Hint::Set("health_url"), commands: EVERY },
     Refused { input: "health_url=https://example.com/he alth", errors: "`health_url` is `https://example.com/he alth`: it must be empty or a URL starting with http:// or https://", hint: Hint::Set("health_url"), commands: EVERY },
+    // The watcher.
+    Refused { input: "watch=ftp://x", errors: "`watch` entry `ftp://x` cannot be requested: it must start with http:// or https://", hint: Hint::Set("watch"), commands: EVERY },
+    Refused { input: "watch_rate=1000", errors: "`watch_rate` is `1000`: it must be a whole number from 1 to 100", hint: Hint::Set("watch_rate"), commands: EVERY },
+    Refused { input: "watch_rate=0", errors: "`watch_rate` is `0`: it must be a whole number from 1 to 100", hint: Hint::Set("watch_rate"), commands: EVERY },
+    Refused { input: "watch_timeout=0", errors: "`watch_timeout` is `0`: it must be a number of seconds more than 0 to 60", hint: Hint::Set("watch_timeout"), commands: EVERY },
+    Refused { input: "watch_max_failures=-1", errors: "`watch_max_failures` is `-1`: it must be a whole number from 0 to 1000000", hint: Hint::Set("watch_max_failures"), commands: EVERY },
     // Gates.
     Refused { input: "audit=sometimes", errors: "`audit` is `sometimes`: it must be true or false", hint: Hint::Set("audit"), commands: EVERY },
     Refused { input: "audit_severity=extreme", errors: "`audit_severity` is `extreme`: it must be one of low, medium, high, critical", hint: Hint::Set("audit_severity"), commands: EVERY },

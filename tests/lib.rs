@@ -36,3 +36,5 @@ mod settings_input;
 mod ssh_harness;
 mod ssh_support;
 mod tls;
+mod watch;
+mod watch_attacks;

@@ -107,7 +107,14 @@ fn quickstart_runs_the_zdd_cargo_built_under_cargo_target_dir() {
         ),
         "{calls}"
     );
-    assert_eq!(lines.len(), 3, "{calls}");
+    // Then the same zdd draws the deploy.
+    assert!(
+        lines[3].starts_with(
+            "zdd [SANDBOX]/elsewhere/release/zdd report [SANDBOX]/root/recipes/laravel.rhai -o deploy_path=[SANDBOX]/state/app --output [SANDBOX]/state/report.html"
+        ),
+        "{calls}"
+    );
+    assert_eq!(lines.len(), 4, "{calls}");
     assert!(!sandbox.path("root/target").exists());
 }
 

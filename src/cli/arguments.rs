@@ -38,6 +38,10 @@ pub enum Command {
         /// Print the ordered steps per host and run nothing
         #[arg(long)]
         plan: bool,
+        /// Request URL during the deploy and report what users got (repeatable; replaces the
+        /// `watch` setting)
+        #[arg(long = "watch", value_name = "URL")]
+        watch: Vec<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -53,6 +57,18 @@ pub enum Command {
     /// List the releases on each host, with their status and which one is current
     Releases {
         recipe: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Draw a deploy as one HTML page: each host's tasks on a timeline, the swaps, and what
+    /// the watcher saw; prints the page's path
+    Report {
+        recipe: PathBuf,
+        /// The release to draw (the last deploy unless named)
+        release: Option<String>,
+        /// Where to write the page (default: zdd-report-RELEASE.html in the current directory)
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },

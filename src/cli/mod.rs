@@ -1,6 +1,7 @@
 //! The command line: the arguments as clap reads them, one function per subcommand, and every
-//! way a command ends (its message and exit code).
+//! way a command ends (its message and exit code); `report` reads a deploy back from its hosts.
 
 pub mod arguments;
 pub mod error;
+pub mod report;
 pub mod subcommand;

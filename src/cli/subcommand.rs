@@ -28,9 +28,16 @@ pub fn execute(command: Command, sources: &Sources, secrets: &Arc<Secrets>) -> R
             recipe,
             task,
             plan,
+            watch,
             common,
         } => {
-            let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
+            let extra = if watch.is_empty() {
+                Vec::new()
+            } else {
+                let urls: rhai::Array = watch.into_iter().map(Dynamic::from).collect();
+                vec![("watch".to_string(), Dynamic::from(urls))]
+            };
+            let recipe = load(&recipe, &common, extra, sources, secrets)?;
             if plan {
                 print_plan(&recipe, &task, &common)
             } else {
@@ -56,6 +63,16 @@ pub fn execute(command: Command, sources: &Sources, secrets: &Arc<Secrets>) -> R
         Command::Releases { recipe, common } => {
             let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
             releases(&recipe, &common)
+        }
+        Command::Report {
+            recipe,
+            release,
+            output,
+            common,
+        } => {
+            let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
+            let hosts = select_hosts(&recipe, &common)?;
+            crate::cli::report::run(&recipe, &hosts, release, output, common.json)
         }
         Command::Tasks { recipe, common } => {
             let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
@@ -326,8 +343,8 @@ fn run_task(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error> {
     }
 }
 
-/// A host's context for commands that act outside a task (`releases`, `unlock`).
-fn with_host_context<T>(
+/// A host's context for commands that act outside a task (`releases`, `unlock`, `report`).
+pub fn with_host_context<T>(
     recipe: &Recipe,
     host: &Host,
     f: impl FnOnce(
@@ -377,9 +394,21 @@ fn with_host_context<T>(
 
 fn releases(recipe: &Recipe, common: &Common) -> Result<(), Error> {
     for host in select_hosts(recipe, common)? {
-        let (list, current) = with_host_context(recipe, &host, |ctx| {
-            Ok((release_log::on_disk(ctx)?, ctx.current_release()?))
+        let (list, current, log) = with_host_context(recipe, &host, |ctx| {
+            Ok((
+                release_log::on_disk(ctx)?,
+                ctx.current_release()?,
+                release_log::read(ctx)?,
+            ))
         })?;
+        // What the watcher saw during each release's deploy (its last record that says).
+        let watched = |name: &str| {
+            log.entries
+                .iter()
+                .rev()
+                .find(|e| e.release == name && e.watch.is_some())
+                .and_then(|e| e.watch.clone())
+        };
         if common.json {
             for release in &list {
                 let line = serde_json::json!({
@@ -391,6 +420,7 @@ fn releases(recipe: &Recipe, common: &Common) -> Result<(), Error> {
                     "user": release.user,
                     "time": release.time,
                     "current": current.as_deref() == Some(release.name.as_str()),
+                    "watch": watched(&release.name),
                 });
                 println!("{line}");
             }
@@ -421,6 +451,9 @@ fn releases(recipe: &Recipe, common: &Common) -> Result<(), Error> {
                 release.time.get(..19).unwrap_or(&release.time),
                 release.user
             );
+            for url in watched(&release.name).iter().flat_map(|w| &w.urls) {
+                println!("    {}", url.line());
+            }
         }
     }
     Ok(())

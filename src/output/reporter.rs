@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::output::secrets::Secrets;
+use crate::output::watch::WatchSummary;
 
 /// How much to say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,6 +104,9 @@ pub enum Event<'a> {
         /// How many times zdd waited for a host after its connection was up, summed over
         /// the hosts (requests sent without waiting are not counted).
         round_trips: u64,
+        /// What the watcher saw, when the run was watched.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        watch: Option<&'a WatchSummary>,
     },
 }
 

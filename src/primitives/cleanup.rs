@@ -156,6 +156,9 @@ fn remove_one(
         to: aside.clone(),
     })?;
     ctx.send(Op::RemoveDirAll(aside))?;
+    // The watcher's recording of it goes with it.
+    let recording = ctx.path(&crate::output::watch::recording_path(name))?;
+    ctx.send(Op::RemoveFile(recording))?;
     release_log::record(ctx, entry("removed"))?;
     if let Some(state) = ctx.state.as_mut() {
         state.releases.retain(|r| r != name);

@@ -4,7 +4,10 @@
 //!
 //! Settings: `health_checks` (20), `health_interval` (1 s, fractions allowed), `health_timeout`
 //! (5 s per request), `health_expect` (text the body must contain), `health_expect_release`
-//! (false: the `X-Release` header or the body must name the new release directory),
+//! (`auto`, the default: when an answer names a release, in an `X-Release` header or by the
+//! name of the new or the previous release in its body, it must name the new one; when none
+//! does, one warning says how to make the app say; `true`: every answer must name the new
+//! release directory; `false`: not checked),
 //! `health_expect_commit` (false: they must name the new commit — weaker, since redeploying a
 //! commit makes old and new answers alike), `health_host` (a Host header), `health_retries` (5:
 //! answers from another release tolerated before giving up). A non-2xx answer or a connection
@@ -33,6 +36,9 @@ impl Answer {
     }
 }
 
+/// `memo` key: the warning that the health URL names no release was given (once per run).
+const UNNAMED_WARNED: &str = "health: unnamed release warned";
+
 fn seconds(ctx: &HostContext, key: &str, default: f64) -> Result<Duration, Failure> {
     match ctx.value(key)? {
         Some(value) => crate::values::config::seconds(&value)
@@ -54,7 +60,12 @@ pub fn gate(ctx: &mut HostContext, url: &str) -> Result<u64, Failure> {
     let interval = seconds(ctx, "health_interval", 1.0)?;
     let timeout = seconds(ctx, "health_timeout", 5.0)?;
     let expect = ctx.text_or("health_expect", "")?;
-    let expect_release = ctx.boolean("health_expect_release", false)?;
+    // `auto`: an answer that names a release (an `X-Release` header, or the new or the
+    // previous release's name in its body) must name the new one; the app's answers say.
+    let auto = ctx
+        .text_or("health_expect_release", "auto")?
+        .eq_ignore_ascii_case("auto");
+    let expect_release = !auto && ctx.boolean("health_expect_release", false)?;
     let expect_commit = ctx.boolean("health_expect_commit", false)?;
     let host_header = ctx.text_or("health_host", "")?;
     let wanted = expect_release || expect_commit;
@@ -73,6 +84,12 @@ pub fn gate(ctx: &mut HostContext, url: &str) -> Result<u64, Failure> {
         _ => (None, None),
     };
     let expected = release.clone().or_else(|| commit.clone());
+    let auto_names = ctx
+        .release
+        .as_ref()
+        .filter(|_| auto && !wanted)
+        .map(|r| (r.name.clone(), r.previous.clone()));
+    let mut named_any = false;
 
     let failed = |error: http::RequestError, good: u64| {
         let message = if error.tls {
@@ -128,20 +145,33 @@ pub fn gate(ctx: &mut HostContext, url: &str) -> Result<u64, Failure> {
                 answer.describe()
             )));
         }
-        let names_release = |a: &Answer| {
+        let names_release = |a: &Answer, release: Option<&str>| {
             let names = |text: &str| {
-                release.as_deref().is_none_or(|r| text.contains(r))
+                release.is_none_or(|r| text.contains(r))
                     && commit.as_deref().is_none_or(|c| text.contains(c))
             };
             a.release_header.as_deref().is_some_and(names) || names(&a.body)
         };
-        if expected.is_some() && !names_release(&answer) {
+        let auto_expected = auto_names.as_ref().and_then(|(new, previous)| {
+            let named = answer.release_header.is_some()
+                || answer.body.contains(new.as_str())
+                || previous.as_deref().is_some_and(|p| answer.body.contains(p));
+            named.then_some(new.as_str())
+        });
+        named_any |= auto_expected.is_some();
+        let required = expected.as_deref().or(auto_expected);
+        let wrong_release = match (&expected, auto_expected) {
+            (Some(_), _) => !names_release(&answer, release.as_deref()),
+            (None, Some(new)) => !names_release(&answer, Some(new)),
+            (None, None) => false,
+        };
+        if wrong_release {
             stale += 1;
             good = 0;
             if stale > retries {
                 return Err(Failure::message(format!(
                     "health check failed: GET {url} still answers from another release, not `{}`: {}",
-                    expected.as_deref().unwrap_or_default(),
+                    required.unwrap_or_default(),
                     answer.describe()
                 ))
                 .with_hint("nginx must pass `$realpath_root` (not `$document_root`) to php-fpm, or php-fpm must be reloaded, for the new release to be served"));
@@ -150,6 +180,13 @@ pub fn gate(ctx: &mut HostContext, url: &str) -> Result<u64, Failure> {
             good += 1;
         }
         if good >= checks {
+            if auto_names.is_some() && !named_any && !ctx.memo.contains_key(UNNAMED_WARNED) {
+                ctx.memo.insert(UNNAMED_WARNED.to_string(), String::new());
+                ctx.warn(&format!(
+                    "health: GET {url} does not say which release answered, so a check the old code passes would pass too; \
+                     have the app send the release directory's name in an `X-Release` header (README: \"Which release answered\")"
+                ));
+            }
             ctx.info(&format!(
                 "health: {good} good responses from {url} (last: HTTP {})",
                 answer.status

@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex};
 use rhai::Dynamic;
 
 use crate::output::failure::{Failure, FailureKind};
+use crate::output::report::TaskTiming;
 use crate::output::reporter::{Event, Reporter};
 use crate::output::suggest;
+use crate::output::watch::{Recording, Swap, WatchSummary};
 use crate::primitives::host_state::{Current, HostState};
 use crate::system::process::{LineSink, Output, Stream};
 use crate::transport::{Kept, Op, Transport};
@@ -30,6 +32,10 @@ pub struct Deployment {
     pub recipe: String,
     /// The hosts of this run, set by the runner once every host is connected.
     pub hosts: Mutex<Vec<String>>,
+    /// When the run started: the origin of every time in the report (task timings, the
+    /// watcher's samples), and the same instant in RFC 3339 for the release log.
+    pub started: std::time::Instant,
+    pub started_at: String,
     /// For each point reached by [`Deployment::last_to_arrive`], the hosts that reached it.
     arrivals: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
@@ -56,6 +62,8 @@ impl Deployment {
             machine,
             recipe: recipe.to_string(),
             hosts: Mutex::new(Vec::new()),
+            started: std::time::Instant::now(),
+            started_at: super::release_log::now(),
             arrivals: Mutex::new(BTreeMap::new()),
         }
     }
@@ -167,8 +175,21 @@ pub struct HostContext {
     pub step: Option<Sender>,
     /// Who sent each request sent without waiting, by tag.
     pub senders: Vec<Sender>,
+    /// What the run did here and when, for the release log and `zdd report`.
+    pub timeline: Timeline,
     pub deployment: Arc<Deployment>,
     pub reporter: Arc<Reporter>,
+}
+
+/// A run on one host, on the run's time axis (ms from `Deployment::started`): its tasks, its
+/// swap, and what the watcher saw (the same for every host of the run).
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    pub tasks: Vec<TaskTiming>,
+    pub swap: Option<Swap>,
+    pub watch: Option<WatchSummary>,
+    /// The watcher's samples, as `.zdd/watch/<release>.json` keeps them.
+    pub recording: Option<Recording>,
 }
 
 /// The step that sent a request without waiting, and where it is declared.
@@ -234,6 +255,7 @@ impl HostContext {
             state: None,
             step: None,
             senders: Vec::new(),
+            timeline: Timeline::default(),
             deployment,
             reporter,
         }

@@ -10,6 +10,7 @@ use super::programs::PHP_FILE_CACHE;
 use super::release_log::{self, Entry};
 use crate::output::failure::Failure;
 use crate::output::reporter::Event;
+use crate::output::watch;
 use crate::primitives::host_context::{HostContext, ReleaseState};
 use crate::transport::Op;
 
@@ -144,7 +145,8 @@ pub fn finish(ctx: &mut HostContext) -> Result<(), Failure> {
     } else {
         "prepared"
     };
-    release_log::record(
+    keep_recording(ctx, &release.name)?;
+    let entry = with_timeline(
         ctx,
         Entry {
             event: event.into(),
@@ -152,7 +154,36 @@ pub fn finish(ctx: &mut HostContext) -> Result<(), Failure> {
             commit: release.commit,
             ..Default::default()
         },
-    )
+    );
+    release_log::record(ctx, entry)
+}
+
+/// The run's timeline on this host in a `finished`, `prepared` or `failed` line.
+fn with_timeline(ctx: &HostContext, mut entry: Entry) -> Entry {
+    let timeline = &ctx.timeline;
+    entry.started = Some(ctx.deployment.started_at.clone());
+    entry.tasks = timeline.tasks.clone();
+    entry.swap = timeline.swap.clone();
+    entry.watch = timeline.watch.clone();
+    entry
+}
+
+/// The watcher's samples, next to the log (`.zdd/watch/<release>.json`), sent without
+/// waiting; pruned with the release (`cleanup`).
+fn keep_recording(ctx: &mut HostContext, release: &str) -> Result<(), Failure> {
+    let Some(recording) = &ctx.timeline.recording else {
+        return Ok(());
+    };
+    let contents = serde_json::to_string(recording).map_err(|e| Failure::message(e.to_string()))?;
+    let contents = ctx.reporter.secrets().redact(&contents).into_owned();
+    let directory = ctx.path(".zdd/watch")?;
+    let path = ctx.path(&watch::recording_path(release))?;
+    // On a full disk, the release's own record matters more: it is never kept from it.
+    ctx.send(Op::KeepFile {
+        directory,
+        path,
+        contents,
+    })
 }
 
 /// The run failed: put `current` back exactly where it was, and remove the unfinished release.
@@ -205,22 +236,29 @@ pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
             }
         }
     }
-    release_log::record(
-        ctx,
-        Entry {
-            event: "failed".into(),
-            release: release.name.clone(),
-            message: Some(reason.to_string()),
-            ..Default::default()
-        },
-    )?;
+    if release.swapped {
+        // Kept until cleanup removes the release: the evidence of what went wrong.
+        keep_recording(ctx, &release.name)?;
+    }
+    let entry = Entry {
+        event: "failed".into(),
+        release: release.name.clone(),
+        message: Some(reason.to_string()),
+        ..Default::default()
+    };
+    // With its timeline; on a disk too full for that line, the plain record still fits.
+    let recorded = release_log::record(ctx, with_timeline(ctx, entry.clone()))
+        .or_else(|_| release_log::record(ctx, entry));
     if !release.swapped {
+        // A release that was never `current` goes whatever the log says: its space may be
+        // what the host needs back.
         ctx.transport
             .remove_dir_all(&ctx.path(&format!("releases/{}", release.name))?)?;
         if let Some(state) = ctx.state.as_mut() {
             state.releases.retain(|r| *r != release.name);
         }
     }
+    recorded?;
     ctx.release = None;
     if release.swapped {
         ctx.info(&format!(

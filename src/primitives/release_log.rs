@@ -8,6 +8,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::output::failure::Failure;
+use crate::output::report::TaskTiming;
+use crate::output::watch::{Swap, WatchSummary};
 use crate::primitives::host_context::HostContext;
 use crate::primitives::release_state::{self, Event, Record};
 use crate::transport::Op;
@@ -16,7 +18,7 @@ pub use crate::primitives::release_state::ReleaseInfo;
 
 pub const LOG: &str = ".zdd/releases.jsonl";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Entry {
     pub event: String,
     pub release: String,
@@ -32,6 +34,17 @@ pub struct Entry {
     pub user: String,
     #[serde(default)]
     pub time: String,
+    /// When the run that wrote a `finished`, `prepared` or `failed` line started (RFC 3339),
+    /// its tasks on this host, this host's swap and what the watcher saw: what `zdd report`
+    /// draws (times in ms from `started`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskTiming>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<Swap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchSummary>,
 }
 
 /// The log as read: its events, and the numbers of the lines that could not be read.
@@ -89,6 +102,15 @@ pub fn line(ctx: &HostContext, mut entry: Entry) -> Result<(Entry, String), Fail
         .flatten()
     {
         redact(text);
+    }
+    // A watched URL may carry a password or a token.
+    if let Some(watch) = entry.watch.as_mut() {
+        for url in &mut watch.urls {
+            redact(&mut url.url);
+            for failure in &mut url.first_failures {
+                redact(&mut failure.error);
+            }
+        }
     }
     let line = serde_json::to_string(&entry).map_err(|e| Failure::message(e.to_string()))?;
     Ok((entry, line))

@@ -345,7 +345,9 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
                         .map(|line| {
                             let mut event: serde_json::Value = serde_json::from_str(line).unwrap();
                             let fields = event.as_object_mut().unwrap();
+                            // When a run happened: its start (`started`) too.
                             fields.remove("time");
+                            fields.remove("started");
                             // The commit's record is `checked_out`; `finished` repeats it only
                             // when it was known before the last wait (not over a pipeline).
                             if fields["event"] == "finished" {

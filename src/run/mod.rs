@@ -9,3 +9,4 @@ pub mod notify;
 pub mod runner;
 pub mod step_caller;
 pub mod step_failure;
+pub mod watcher;

@@ -52,6 +52,7 @@ pub fn setup_failure(
         release: None,
         previous_release: None,
         error: Some(format!("nothing was changed: {}", messages.join("; "))),
+        watch: None,
     }
 }
 
@@ -97,6 +98,7 @@ pub fn describe(
         release: None,
         previous_release: before.clone(),
         error,
+        watch: None,
     };
     let mut repository = global.get("repository").map(|r| r.to_string());
     if let Some(first) = first {

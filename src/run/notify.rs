@@ -150,6 +150,9 @@ pub struct Notification {
     pub previous_release: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the watcher saw, when the run was watched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<crate::output::watch::WatchSummary>,
 }
 
 /// The event name of a run of `task` that ended `succeeded` or not.
@@ -241,6 +244,9 @@ pub fn slack_text(n: &Notification) -> String {
     };
     if let Some(error) = &n.error {
         text.push_str(&format!("\n```\n{}\n```", error.trim_end()));
+    }
+    for url in n.watch.iter().flat_map(|watch| &watch.urls) {
+        text.push_str(&format!("\n{}", url.line()));
     }
     if !n.commits.is_empty() {
         text.push_str(if n.event == "rolled_back" {
@@ -424,6 +430,7 @@ mod tests {
             release: None,
             previous_release: None,
             error: Some("a <b> & c".into()),
+            watch: None,
         };
         assert_eq!(
             slack_text(&notification),

@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::output::failure::{Failure, FailureKind};
+use crate::output::report::TaskTiming;
 use crate::output::reporter::{format_duration, Event, Reporter};
+use crate::output::watch::WatchSummary;
 use crate::plan::{self, Step};
 use crate::primitives::host_context::{Deployment, HostContext, Sender};
 use crate::primitives::{cleanup, lock, next_deploy, next_run, paths, release, update_code};
@@ -30,6 +32,7 @@ use crate::run::notification;
 use crate::run::notify;
 use crate::run::step_caller::{StepCaller, StepError};
 use crate::run::step_failure::{Cause, StepFailure};
+use crate::run::watcher::{self, Watcher};
 use crate::system::interrupt;
 use crate::transport::{Deferred, DeferredError, Ssh};
 use crate::values::config;
@@ -42,6 +45,8 @@ pub struct Summary {
     pub duration: Duration,
     /// How long the preparation and the cutover took, when the run had a cutover.
     pub phases: Option<(Duration, Duration)>,
+    /// What the watcher saw, when the run was watched.
+    pub watch: Option<WatchSummary>,
 }
 
 #[derive(Debug)]
@@ -111,6 +116,19 @@ pub fn run(
     let notifier = notify::Settings::read(&global)
         .map_err(|e| RunError::Setup(vec![e]))?
         .filter(|settings| settings.wants(task));
+    let cutover = steps.iter().position(|s| s.task == rollout.cutover_task);
+    let watch_plan =
+        read_watch_plan(recipe, hosts, &global).map_err(|e| RunError::Setup(vec![e]))?;
+    let watch_plan = match (watch_plan, cutover) {
+        (Some(_), None) => {
+            reporter.say(&format!(
+                "watch: nothing watched: task `{task}` has no cutover (`{}`)",
+                rollout.cutover_task
+            ));
+            None
+        }
+        (plan, _) => plan,
+    };
     let control = crate::transport::ssh::control_directory()
         .map_err(|e| RunError::Setup(vec![format!("{e:#}")]))?;
     // Nothing ran anywhere: the webhook hears of it too.
@@ -153,7 +171,12 @@ pub fn run(
         && matches!(steps, [step] if step.task == ROLLBACK_TASK && recipe.is_stdlib(&step.origin));
     // A run that is the stdlib's deploy alone, on one host, may deploy as the last run
     // planned, behind the request that takes the lock (`next_deploy`).
-    let planned_steps = if slots.len() == 1 && steps.iter().all(|s| recipe.is_stdlib(&s.origin)) {
+    // A watched deploy confirms each swap as it happens (the watcher's time axis needs it):
+    // it is not sent ahead as planned.
+    let planned_steps = if slots.len() == 1
+        && watch_plan.is_none()
+        && steps.iter().all(|s| recipe.is_stdlib(&s.origin))
+    {
         next_deploy::steps_of(
             steps
                 .iter()
@@ -170,8 +193,32 @@ pub fn run(
         ctx.planned_steps = planned_steps.clone();
     }
     let before = start_all(&slots, notifier.is_some(), rollout.parallel);
-
-    let cutover = steps.iter().position(|s| s.task == rollout.cutover_task);
+    // From before the first change: the watcher's first requests are the baseline.
+    let watching = match &watch_plan {
+        Some(plan) => {
+            let old = slots
+                .iter()
+                .filter_map(|slot| {
+                    let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+                    ctx.current_release().ok().flatten()
+                })
+                .collect();
+            match Watcher::start(
+                plan.watched.clone(),
+                plan.pace,
+                deployment.started,
+                deployment.clone(),
+                old,
+            ) {
+                Ok(watching) => Some(watching),
+                Err(message) => {
+                    close_all(&slots);
+                    return Err(setup_failed(vec![message]));
+                }
+            }
+        }
+        None => None,
+    };
     let (preparation, cutover_steps) = match cutover {
         Some(index) => steps.split_at(index),
         None => (steps, &steps[..0]),
@@ -185,6 +232,8 @@ pub fn run(
         first_host: &first,
         abort: &abort,
         reporter: &reporter,
+        watcher: watching.as_ref(),
+        cutover_task: &rollout.cutover_task,
     };
     // With several hosts, what each host was sent is answered before the next phase: no host
     // switches while another's preparation may still fail, and no batch before the last is
@@ -215,6 +264,12 @@ pub fn run(
             if barrier {
                 phase.sync(&batch);
             }
+            // What users got so far decides whether the next batch switches.
+            if let (Some(watcher), Some(plan)) = (&watching, &watch_plan) {
+                if !abort.load(Ordering::SeqCst) {
+                    watch_failure(&watcher.summary(), plan, &slots, task, &abort);
+                }
+            }
             if abort.load(Ordering::SeqCst) {
                 break;
             }
@@ -222,6 +277,26 @@ pub fn run(
     }
 
     let phases = (!cutover_steps.is_empty()).then(|| (preparation_took, cutover_started.elapsed()));
+    let watch = watching.map(|watcher| {
+        let plan = watch_plan.as_ref().expect("a watcher has its plan");
+        if !abort.load(Ordering::SeqCst) {
+            sleep_unless_interrupted(plan.tail);
+            // Stopped while watching: the run is not done, as anywhere else.
+            if interrupt::should_stop() {
+                abort.store(true, Ordering::SeqCst);
+            }
+        }
+        let (summary, recording) = watcher.finish();
+        if !abort.load(Ordering::SeqCst) {
+            watch_failure(&summary, plan, &slots, task, &abort);
+        }
+        for slot in &slots {
+            let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+            ctx.timeline.watch = Some(summary.clone());
+            ctx.timeline.recording = Some(recording.clone());
+        }
+        summary
+    });
 
     if let Some(messages) = never_connected(&slots) {
         close_all(&slots);
@@ -237,6 +312,11 @@ pub fn run(
     };
     if let Ok(summary) = &mut result {
         summary.phases = phases;
+        summary.watch = watch.clone();
+    } else if let Some(watch) = &watch {
+        for url in &watch.urls {
+            reporter.say(&url.line());
+        }
     }
     // Read what the notification says while the hosts are still connected; send it after.
     let notification = notifier.as_ref().map(|settings| {
@@ -258,6 +338,10 @@ pub fn run(
             error,
             started,
         )
+    });
+    let notification = notification.map(|mut notification| {
+        notification.watch = watch.clone();
+        notification
     });
     close_all(&slots);
     if let (Some(settings), Some(notification)) = (&notifier, &notification) {
@@ -281,6 +365,7 @@ pub fn run(
         release,
         commit,
         round_trips,
+        watch: watch.as_ref(),
     });
     result.map_err(RunError::Step)
 }
@@ -358,6 +443,10 @@ struct Phase<'a> {
     /// Set by a failure; every host stops before its next step.
     abort: &'a AtomicBool,
     reporter: &'a Reporter,
+    /// When the run is watched, each host's cutover step is confirmed as soon as it ran, and
+    /// the watcher told when the swap was sent and done.
+    watcher: Option<&'a Watcher>,
+    cutover_task: &'a str,
 }
 
 impl Phase<'_> {
@@ -380,7 +469,13 @@ impl Phase<'_> {
                         if step.once && slot.name != self.first_host {
                             continue;
                         }
-                        if let Err(failure) = run_step(self.recipe, step, slot, self.reporter) {
+                        let watcher = self.watcher.filter(|_| step.task == self.cutover_task);
+                        let swap_sent = watcher.map(Watcher::now_ms);
+                        let mut result = run_step(self.recipe, step, slot, self.reporter);
+                        if let (Ok(()), Some(watcher), Some(sent)) = (&result, watcher, swap_sent) {
+                            result = confirm_swap(slot, watcher, sent, self.reporter);
+                        }
+                        if let Err(failure) = result {
                             *slot.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure);
                             self.abort.store(true, Ordering::SeqCst);
                             break;
@@ -511,6 +606,92 @@ fn never_connected(slots: &[Slot]) -> Option<Vec<String>> {
     (!messages.is_empty()).then_some(messages)
 }
 
+/// The watcher's plan for this run: the run's URLs, and each host's own (`host(..).set("watch",
+/// ..)`) unless `-o watch=` / `--watch` replaced them.
+fn read_watch_plan(
+    recipe: &dyn StepCaller,
+    hosts: &[Host],
+    global: &std::collections::BTreeMap<String, rhai::Dynamic>,
+) -> Result<Option<watcher::Plan>, String> {
+    let overridden = recipe.overrides().contains_key("watch");
+    let own: Vec<(String, Option<rhai::Dynamic>)> = hosts
+        .iter()
+        .map(|host| {
+            let own = host.config.get("watch").filter(|_| !overridden).cloned();
+            (host.name.clone(), own)
+        })
+        .collect();
+    watcher::Plan::read(global, &own)
+}
+
+/// The cutover step ran on `slot` (its swap sent at `sent` ms): wait for the host to have done
+/// it, and tell the watcher. A request that failed fails the step that sent it.
+fn confirm_swap(
+    slot: &Slot,
+    watcher: &Watcher,
+    sent: u64,
+    reporter: &Reporter,
+) -> Result<(), Box<StepFailure>> {
+    let synced = {
+        let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+        let synced = ctx.transport.sync();
+        if synced.is_ok() {
+            ctx.confirm(None);
+            ctx.timeline.swap = Some(watcher.swapped(&slot.name, sent));
+        }
+        synced
+    };
+    synced.map_err(|error| {
+        deferred_failure(slot, reporter).unwrap_or_else(|| lost_host(slot, &error))
+    })
+}
+
+/// When what the watcher saw goes over the limits (`watch_max_failures`, `watch_max_stale`,
+/// `watch_max_p99`), the run fails as a failed health gate does: on the host whose swap came
+/// last before the first failure (else the first host), in the step `watch`.
+fn watch_failure(
+    summary: &WatchSummary,
+    plan: &watcher::Plan,
+    slots: &[Slot],
+    task: &str,
+    abort: &AtomicBool,
+) {
+    let problems: Vec<String> = summary
+        .urls
+        .iter()
+        .filter_map(|url| url.over(&plan.limits))
+        .collect();
+    if problems.is_empty() {
+        return;
+    }
+    let blamed = summary
+        .urls
+        .iter()
+        .flat_map(|url| url.first_failures.first())
+        .filter_map(|failure| failure.after_swap_of.clone())
+        .next();
+    let slot = blamed
+        .and_then(|host| slots.iter().find(|slot| slot.name == host))
+        .or(slots.first());
+    let Some(slot) = slot else { return };
+    let failure = StepFailure {
+        host: slot.name.clone(),
+        task: "watch".to_string(),
+        location: Origin::default(),
+        cause: Cause::Failure(Failure::message(problems.join("; ")).with_hint(
+            "`zdd report` draws the deploy and the watcher's requests on one time axis",
+        )),
+        ancestry: vec![task.to_string()],
+        aftermath: Vec::new(),
+        outcomes: Vec::new(),
+    };
+    let mut own = slot.failure.lock().unwrap_or_else(|e| e.into_inner());
+    if own.is_none() {
+        *own = Some(Box::new(failure));
+    }
+    abort.store(true, Ordering::SeqCst);
+}
+
 /// A step as the sender of the requests it sends without waiting.
 fn sender_of(step: &Step) -> Sender {
     Sender {
@@ -546,6 +727,16 @@ fn run_step(
     let started = Instant::now();
     let result = recipe.call(step, &slot.context);
     let elapsed = started.elapsed().as_millis();
+    {
+        let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+        let origin = ctx.deployment.started;
+        ctx.timeline.tasks.push(TaskTiming {
+            task: step.task.clone(),
+            start_ms: started.saturating_duration_since(origin).as_millis() as u64,
+            duration_ms: elapsed as u64,
+            outcome: if result.is_ok() { "ok" } else { "failed" }.to_string(),
+        });
+    }
     match result {
         Ok(_) => {
             // What the host has done already is reported now; the rest at a later wait.
@@ -859,6 +1050,7 @@ fn summarize(slots: &[Slot], started: Instant) -> Summary {
         commit: None,
         duration: Duration::default(),
         phases: None,
+        watch: None,
     };
     for slot in slots {
         let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
@@ -906,6 +1098,9 @@ pub fn describe_summary(task: &str, summary: &Summary) -> String {
             format_duration(preparation),
             format_duration(cutover)
         ));
+    }
+    for url in summary.watch.iter().flat_map(|watch| &watch.urls) {
+        text.push_str(&format!("\n  {}", url.line()));
     }
     text
 }

@@ -53,6 +53,33 @@ pub fn agent(url: &str, timeout: Duration) -> Result<ureq::Agent, RequestError> 
     Ok(config.build().into())
 }
 
+/// Whether `url` can be requested: `http://` or `https://`, a host, a port that is a port, no
+/// space or control character. `Err` says what is wrong, in zdd's words.
+pub fn check_url(url: &str) -> Result<(), &'static str> {
+    let lower = url.to_ascii_lowercase();
+    if !lower.starts_with("http://") && !lower.starts_with("https://") {
+        return Err("it must start with http:// or https://");
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("it must not contain spaces or control characters");
+    }
+    let uri: ureq::http::Uri = url.parse().map_err(|_| "it is not a URL zdd can request")?;
+    let authority = uri.authority().ok_or("it names no host")?;
+    if authority.host().is_empty() {
+        return Err("it names no host");
+    }
+    // After the user and password, if any: `host`, `host:port`, `[v6]` or `[v6]:port`.
+    let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+    let port = match host_port.rsplit_once(':') {
+        Some((_, port)) if !port.ends_with(']') => Some(port),
+        _ => None,
+    };
+    if port.is_some_and(|port| port.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Err("its port is not a port number");
+    }
+    Ok(())
+}
+
 fn is_https(url: &str) -> bool {
     url.get(..8)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
@@ -252,6 +279,35 @@ pub fn origin(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_that_cannot_be_requested_are_told_apart() {
+        for good in [
+            "http://127.0.0.1:8080/health",
+            "https://shop.example.com/",
+            "http://user:pass@host/",
+            "http://[::1]/",
+            "http://[::1]:8080/x?y=1",
+            "HTTP://Example.com",
+        ] {
+            assert_eq!(check_url(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("http://", "it is not a URL zdd can request"),
+            ("https://", "it is not a URL zdd can request"),
+            ("http:///path", "it is not a URL zdd can request"),
+            ("http://[::1", "it is not a URL zdd can request"),
+            ("http://127.0.0.1:99999/", "its port is not a port number"),
+            ("http://127.0.0.1:0/", "its port is not a port number"),
+            (
+                "http://x/ a",
+                "it must not contain spaces or control characters",
+            ),
+            ("ftp://x", "it must start with http:// or https://"),
+        ] {
+            assert_eq!(check_url(bad), Err(why), "{bad}");
+        }
+    }
 
     /// Not a real certificate: parsing a PEM bundle does not look inside.
     const PEM: &str = "-----BEGIN CERTIFICATE-----\nAQIDBA==\n-----END CERTIFICATE-----\n";

@@ -190,6 +190,19 @@ pub trait Transport: Send + Sync {
                 self.write_file(&path, &contents)?;
                 Answer::Done
             }
+            Op::KeepFile {
+                directory,
+                path,
+                contents,
+            } => {
+                let written = self
+                    .create_dir_all(&directory)
+                    .and_then(|()| self.write_file(&path, &contents));
+                if written.is_err() {
+                    let _ = self.remove_file(&temporary_path(&path, "tmp"));
+                }
+                Answer::Done
+            }
             Op::AppendLine { path, line } => {
                 self.append_line(&path, &line)?;
                 Answer::Done

@@ -26,6 +26,13 @@ pub enum Op {
         path: String,
         contents: String,
     },
+    /// A file only worth having (the watcher's recording): `directory` made, then `path`
+    /// written, if there is room. Never a failure: requests after it run whatever happened.
+    KeepFile {
+        directory: String,
+        path: String,
+        contents: String,
+    },
     AppendLine {
         path: String,
         line: String,

@@ -583,6 +583,24 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             )
             .inline()
         }
+        Op::KeepFile {
+            directory,
+            path,
+            contents,
+        } => {
+            let (d, p) = (word(directory)?, word(path)?);
+            let t = word(&super::temporary_path(path, "tmp"))?;
+            // Whatever happens, the request succeeds: a file that could not be written is
+            // not there, and its temporary file is removed.
+            Request::must(
+                format!(
+                    "{{ mkdir -p -- {d} && printf '%s' {} > {t} && mv -f -- {t} {p}; }} 2>/dev/null || rm -f -- {t}",
+                    word(contents)?
+                ),
+                format!("cannot write `{path}`"),
+            )
+            .inline()
+        }
         Op::AppendLine { path, line } => Request::must(
             format!("printf '%s\\n' {} >> {}", word(line)?, word(path)?),
             format!("cannot append to `{path}`"),
@@ -1404,6 +1422,12 @@ fn remove_as_planned(
     removed_record: &str,
 ) -> anyhow::Result<Request> {
     let (r, d, g) = (word(releases)?, word(removing)?, word(log)?);
+    // The watcher's recording of a release (`.zdd/watch/NAME.json`, beside the log) goes with it.
+    let watched = std::path::Path::new(log)
+        .parent()
+        .map(|zdd| zdd.join("watch").to_string_lossy().into_owned())
+        .ok_or_else(|| anyhow!("the release log `{log}` has no directory"))?;
+    let w = word(&watched)?;
     let split = |record: &str| -> anyhow::Result<(String, String)> {
         let (before, after) = record
             .split_once(super::op::PLANNED_TO)
@@ -1419,6 +1443,7 @@ fn remove_as_planned(
              for zdd_e in $zdd_doomed; do \
              printf '%s%s%s\\n' {b1} \"$zdd_e\" {a1} >> {g} && \
              mv -fT -- {r}/\"$zdd_e\" {d}/\"$zdd_e\" && rm -rf -- {d}/\"$zdd_e\" && \
+             rm -f -- {w}/\"$zdd_e\".json && \
              printf '%s%s%s\\n' {b2} \"$zdd_e\" {a2} >> {g} || exit 1; done"
         ),
         "cannot remove the old releases".to_string(),
