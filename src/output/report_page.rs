@@ -76,8 +76,13 @@ const BIN_WIDTHS_MS: [u64; 11] = [
 const MOST_BINS: u64 = 150;
 const REQUESTS_PER_BIN: f64 = 4.0;
 
+/// The latest moment the page draws (ms from the start of the run): a week. A log or a
+/// recording edited by hand may say anything; later times are drawn at this one.
+const LATEST_MS: u64 = 7 * 24 * 3_600_000;
+
 /// The page for `report`.
 pub fn render(report: &Report) -> String {
+    let report = &within_a_week(report);
     let scale = TimeScale::new(report);
     let mut page = String::new();
     page.push_str(&head(report));
@@ -105,6 +110,37 @@ pub fn escape(text: &str) -> String {
         }
     }
     escaped
+}
+
+/// `report` with every time at most [`LATEST_MS`], so that no arithmetic on them overflows.
+fn within_a_week(report: &Report) -> Report {
+    let mut report = report.clone();
+    let clamp = |ms: &mut u64| *ms = (*ms).min(LATEST_MS);
+    clamp(&mut report.duration_ms);
+    for row in &mut report.hosts {
+        for task in &mut row.tasks {
+            clamp(&mut task.start_ms);
+            clamp(&mut task.duration_ms);
+        }
+        if let Some(swap) = row.swap.as_mut() {
+            clamp(&mut swap.sent_ms);
+            clamp(&mut swap.done_ms);
+        }
+    }
+    if let Some(watch) = report.watch.as_mut() {
+        clamp(&mut watch.from_ms);
+        clamp(&mut watch.to_ms);
+        for url in &mut watch.urls {
+            for failure in &mut url.first_failures {
+                clamp(&mut failure.at_ms);
+            }
+        }
+    }
+    for sample in &mut report.samples {
+        clamp(&mut sample.at_ms);
+        clamp(&mut sample.latency_ms);
+    }
+    report
 }
 
 /// The time axis every drawing of the page shares: milliseconds from the start of the run to

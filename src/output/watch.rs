@@ -186,7 +186,7 @@ pub fn summarize(
                     // A request sent just before a swap may be cut by what follows it (a
                     // reload): the swap it is put after is the last one sent before its
                     // answer ended.
-                    let ended = s.at_ms + s.latency_ms;
+                    let ended = s.at_ms.saturating_add(s.latency_ms);
                     let swap = swaps
                         .iter()
                         .filter(|w| w.sent_ms <= ended)
