@@ -11,7 +11,7 @@ use crate::output::failure::{Failure, FailureKind};
 use crate::output::report::TaskTiming;
 use crate::output::reporter::{Event, Reporter};
 use crate::output::suggest;
-use crate::output::watch::{Recording, Swap, WatchSummary};
+use crate::output::watch::{Swap, WatchSummary};
 use crate::primitives::host_state::{Current, HostState};
 use crate::system::process::{LineSink, Output, Stream};
 use crate::transport::{Kept, Op, Transport};
@@ -188,8 +188,9 @@ pub struct Timeline {
     pub tasks: Vec<TaskTiming>,
     pub swap: Option<Swap>,
     pub watch: Option<WatchSummary>,
-    /// The watcher's samples, as `.zdd/watch/<release>.json` keeps them.
-    pub recording: Option<Recording>,
+    /// The watcher's samples as `.zdd/watch/<release>.json` keeps them (JSON, secrets
+    /// redacted): written once for the whole run, shared by every host.
+    pub recording: Option<Arc<String>>,
 }
 
 /// The step that sent a request without waiting, and where it is declared.

@@ -174,8 +174,7 @@ fn keep_recording(ctx: &mut HostContext, release: &str) -> Result<(), Failure> {
     let Some(recording) = &ctx.timeline.recording else {
         return Ok(());
     };
-    let contents = serde_json::to_string(recording).map_err(|e| Failure::message(e.to_string()))?;
-    let contents = ctx.reporter.secrets().redact(&contents).into_owned();
+    let contents = recording.to_string();
     let directory = ctx.path(".zdd/watch")?;
     let path = ctx.path(&watch::recording_path(release))?;
     // On a full disk, the release's own record matters more: it is never kept from it.

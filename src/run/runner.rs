@@ -290,10 +290,14 @@ pub fn run(
         if !abort.load(Ordering::SeqCst) {
             watch_failure(&summary, plan, &slots, task, &abort);
         }
+        // Kept on every host: written once, with no secret in it (a URL's password).
+        let recording = serde_json::to_string(&recording)
+            .ok()
+            .map(|text| Arc::new(reporter.secrets().redact(&text).into_owned()));
         for slot in &slots {
             let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
             ctx.timeline.watch = Some(summary.clone());
-            ctx.timeline.recording = Some(recording.clone());
+            ctx.timeline.recording = recording.clone();
         }
         summary
     });
