@@ -25,6 +25,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("settings", &["settings"]),
     // Pure: registry + task -> ordered steps.
     ("plan", &["plan"]),
+    // Inventories (Ansible's INI, YAML and JSON, Deployer's hosts.yml) read into hosts.
+    ("inventory", &["inventory"]),
     // What the recipe declared.
     ("registry", &["registry"]),
     // One host during a run and the typed operations on it.

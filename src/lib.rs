@@ -3,6 +3,7 @@
 
 mod cli;
 mod doctor;
+mod inventory;
 #[cfg(test)]
 mod layers;
 mod output;

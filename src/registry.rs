@@ -78,6 +78,9 @@ pub struct Host {
     /// `localhost()`: commands run here, without SSH.
     pub local: bool,
     pub config: BTreeMap<String, Dynamic>,
+    /// Where each setting of `config` was set, for `zdd hosts`: `recipe.rhai:4:20`,
+    /// `hosts.ini:12 ([web:vars])`. A key missing here has no known place.
+    pub sources: BTreeMap<String, String>,
 }
 
 impl Host {
@@ -128,6 +131,8 @@ pub fn expand_host_range(name: &str) -> Result<Vec<String>, String> {
 #[derive(Clone, Default)]
 pub struct Registry {
     pub config: BTreeMap<String, Dynamic>,
+    /// Where each key of `config` was last set (`recipe.rhai:3:1`).
+    pub config_sources: BTreeMap<String, String>,
     pub hosts: Vec<Host>,
     pub tasks: BTreeMap<String, Task>,
     pub hooks: BTreeMap<(HookKind, String), Vec<HookTarget>>,
@@ -178,6 +183,7 @@ impl Registry {
             name: name.to_string(),
             local,
             config: BTreeMap::new(),
+            sources: BTreeMap::new(),
         });
         self.hosts.last_mut().expect("just pushed")
     }

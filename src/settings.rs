@@ -46,6 +46,10 @@ pub enum Kind {
     HttpUrl,
     /// A list of URLs starting with `http://` or `https://`.
     HttpUrls,
+    /// Hosts at a time, or waves (`values::rollout::Waves`).
+    Waves,
+    /// A number of hosts or a percentage (`values::rollout::Size`).
+    Budget,
 }
 
 /// When a setting must be set.
@@ -416,17 +420,32 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "parallel",
         Kind::Number { min: 1, max: 1000 },
-        "8",
-        "hosts prepared at the same time",
+        "50",
+        "hosts worked on at the same time",
     ),
     setting(
         "rollout_batch",
-        Kind::Number {
-            min: 1,
-            max: 100_000,
-        },
+        Kind::Waves,
         "1",
-        "hosts switched at the same time",
+        "hosts switched at the same time, or waves (`[1, \"10%\", \"100%\"]`)",
+    ),
+    setting(
+        "max_fail",
+        Kind::Budget,
+        "1",
+        "hosts (or a percentage) that may be left behind on their old release",
+    ),
+    setting(
+        "max_concurrent_starts",
+        Kind::Number { min: 1, max: 1000 },
+        "50",
+        "SSH connections opened at the same time (at most 10 to one hostname and port)",
+    ),
+    setting(
+        "lock_wait",
+        SECONDS,
+        "300",
+        "seconds to wait for a deploy lock another run holds (0: do not wait)",
     ),
     setting(
         "rollout_stagger",
@@ -644,6 +663,9 @@ pub const RUN_SETTINGS: &[&str] = &[
     "parallel",
     "rollout_batch",
     "rollout_stagger",
+    "max_fail",
+    "max_concurrent_starts",
+    "lock_wait",
     "cutover_task",
     "slack_webhook",
     "webhook_url",
@@ -839,9 +861,12 @@ fn how_to_set(setting: &Setting) -> String {
     let name = setting.name;
     let example = setting.example;
     let in_recipe = match setting.kind {
-        Kind::Number { .. } | Kind::Boolean | Kind::Flag | Kind::Seconds { .. } => {
-            example.to_string()
-        }
+        Kind::Number { .. }
+        | Kind::Boolean
+        | Kind::Flag
+        | Kind::Seconds { .. }
+        | Kind::Waves
+        | Kind::Budget => example.to_string(),
         Kind::ReleasePaths | Kind::List | Kind::HttpUrls => format!("[\"{example}\"]"),
         _ => format!("\"{example}\""),
     };
@@ -1144,6 +1169,14 @@ fn check_value(
                     ));
                 }
             }
+        }
+        Kind::Waves => {
+            crate::values::rollout::Waves::read(value)
+                .map_err(|why| format!("`{name}` is `{}`: {why}", shown(value)))?;
+        }
+        Kind::Budget => {
+            crate::values::rollout::budget(Some(value), 0)
+                .map_err(|why| format!("`{name}` is `{}`: {why}", shown(value)))?;
         }
         Kind::HttpUrl => {
             let text = scalar_text(name, value)?;

@@ -293,6 +293,8 @@ fn help_documents_the_exit_codes() {
   1  the deploy failed (nothing was switched, or it was switched back)
   2  usage or recipe error (nothing ran)
   3  the deploy is locked by someone else
+  4  deployed with exceptions: hosts left behind on their old release (within `max_fail`),
+     each named
 "
         ),
         "{}",

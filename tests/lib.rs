@@ -8,6 +8,7 @@ mod state;
 
 mod deploy;
 mod failures;
+mod fleet;
 mod fault_support;
 mod faults;
 
@@ -16,12 +17,14 @@ mod cli;
 mod concurrency;
 mod doctor;
 mod gates;
+mod inventory;
 mod laravel;
 mod laravel_harness;
 mod laravel_layouts;
 mod laravel_layouts_support;
 mod laravel_lifecycle;
 mod laravel_support;
+mod lock_wait;
 mod login_shells;
 mod notify;
 mod output;

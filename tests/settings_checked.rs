@@ -65,7 +65,7 @@ fn a_hosts_good_value_does_not_hide_the_recipes_bad_one() {
         &[],
         "error: `parallel` is `many`: it must be a whole number from 1 to 1000
 
-hint: set it in the recipe with `set(\"parallel\", 8)` or on the command line with `-o parallel=8`
+hint: set it in the recipe with `set(\"parallel\", 50)` or on the command line with `-o parallel=50`
 ",
     );
 }

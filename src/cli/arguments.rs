@@ -11,7 +11,9 @@ Exit codes:
   0  success
   1  the deploy failed (nothing was switched, or it was switched back)
   2  usage or recipe error (nothing ran)
-  3  the deploy is locked by someone else";
+  3  the deploy is locked by someone else
+  4  deployed with exceptions: hosts left behind on their old release (within `max_fail`),
+     each named";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +44,10 @@ pub enum Command {
         /// `watch` setting)
         #[arg(long = "watch", value_name = "URL")]
         watch: Vec<String>,
+        /// Wait up to DURATION (`90`, `30s`, `5m`) for a deploy lock another run holds,
+        /// instead of exit 3 (the `lock_wait` setting)
+        #[arg(long = "lock-wait", value_name = "DURATION")]
+        lock_wait: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -69,6 +75,12 @@ pub enum Command {
         /// Where to write the page (default: zdd-report-RELEASE.html in the current directory)
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List the hosts, their roles and the settings each gets, and where each came from
+    Hosts {
+        recipe: PathBuf,
         #[command(flatten)]
         common: Common,
     },
@@ -111,6 +123,11 @@ pub struct Common {
     /// are parsed as such)
     #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
     pub options: Vec<String>,
+    /// Take the hosts from this inventory instead of the recipe's (Ansible INI or YAML, the
+    /// JSON of `ansible-inventory --list`, Deployer's hosts.yml; `!COMMAND` runs a dynamic
+    /// inventory). Repeatable
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+    pub inventory: Vec<String>,
     /// Only these hosts (comma separated)
     #[arg(long, value_delimiter = ',', env = environment::HOSTS)]
     pub hosts: Vec<String>,

@@ -21,6 +21,8 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// Another deploy holds the lock.
     pub const LOCKED: i32 = 3;
+    /// Deployed with exceptions: hosts left behind on their old release, within `max_fail`.
+    pub const EXCEPTIONS: i32 = 4;
 }
 
 pub enum Error {
@@ -52,6 +54,13 @@ pub enum Error {
         message: String,
         hint: Option<String>,
     },
+    /// The deploy reached some hosts and went on without others (`max_fail`): each is named,
+    /// with why.
+    Exceptions {
+        message: String,
+        left_behind: Vec<(String, String)>,
+        hint: Option<String>,
+    },
 }
 
 impl Error {
@@ -64,6 +73,7 @@ impl Error {
             | Error::Plan(_) => exit::USAGE,
             Error::Step(failure) if failure.cause.is_locked() => exit::LOCKED,
             Error::Locked { .. } => exit::LOCKED,
+            Error::Exceptions { .. } => exit::EXCEPTIONS,
             Error::Step(_) | Error::Failed { .. } => exit::FAILED,
         }
     }
@@ -90,6 +100,17 @@ impl Error {
             | Error::Failed { message, hint }
             | Error::Locked { message, hint } => {
                 let _ = writeln!(out, "error: {message}");
+                hint_line(&mut out, hint.as_deref());
+            }
+            Error::Exceptions {
+                message,
+                left_behind,
+                hint,
+            } => {
+                let _ = writeln!(out, "warning: deployed with exceptions: {message}");
+                for (host, reason) in left_behind {
+                    let _ = writeln!(out, "left behind: `{host}`: {reason}");
+                }
                 hint_line(&mut out, hint.as_deref());
             }
             Error::Settings(problems) => {

@@ -1,7 +1,8 @@
 //! The command line: the arguments as clap reads them, one function per subcommand, and every
-//! way a command ends (its message and exit code); `report` reads a deploy back from its hosts.
+//! way a command ends (its message and exit code); `report` reads a deploy back from its hosts; `hosts` shows the hosts and where each setting came from.
 
 pub mod arguments;
 pub mod error;
+pub mod hosts;
 pub mod report;
 pub mod subcommand;

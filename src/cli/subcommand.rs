@@ -29,14 +29,17 @@ pub fn execute(command: Command, sources: &Sources, secrets: &Arc<Secrets>) -> R
             task,
             plan,
             watch,
+            lock_wait,
             common,
         } => {
-            let extra = if watch.is_empty() {
-                Vec::new()
-            } else {
+            let mut extra = Vec::new();
+            if !watch.is_empty() {
                 let urls: rhai::Array = watch.into_iter().map(Dynamic::from).collect();
-                vec![("watch".to_string(), Dynamic::from(urls))]
-            };
+                extra.push(("watch".to_string(), Dynamic::from(urls)));
+            }
+            if let Some(wait) = lock_wait {
+                extra.push(("lock_wait".to_string(), Dynamic::from(wait)));
+            }
             let recipe = load(&recipe, &common, extra, sources, secrets)?;
             if plan {
                 print_plan(&recipe, &task, &common)
@@ -73,6 +76,10 @@ pub fn execute(command: Command, sources: &Sources, secrets: &Arc<Secrets>) -> R
             let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
             let hosts = select_hosts(&recipe, &common)?;
             crate::cli::report::run(&recipe, &hosts, release, output, common.json)
+        }
+        Command::Hosts { recipe, common } => {
+            let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
+            crate::cli::hosts::run(&recipe, &common)
         }
         Command::Tasks { recipe, common } => {
             let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
@@ -143,7 +150,7 @@ fn load(
         overrides.insert(key, value);
     }
     overrides.extend(extra);
-    let recipe = script::load(path, overrides, reporter(common, secrets), sources.clone())
+    let mut recipe = script::load(path, overrides, reporter(common, secrets), sources.clone())
         .map_err(|e| match e {
             LoadError::Read { path, error } => Error::Read { path, error },
             LoadError::Script(error) => Error::Script {
@@ -151,6 +158,18 @@ fn load(
                 source: path.display().to_string(),
             },
         })?;
+    // `-i`: the inventories' hosts are the fleet, instead of the recipe's (as in Ansible).
+    if !common.inventory.is_empty() {
+        let inventory = crate::inventory::load_all(&common.inventory, std::path::Path::new(""))
+            .map_err(|e| Error::Usage {
+                message: format!("inventory: {e}"),
+                hint: e.hint.clone(),
+            })?;
+        for warning in &inventory.warnings {
+            eprintln!("warning: {}", secrets.redact(warning));
+        }
+        recipe.registry.hosts = inventory.hosts;
+    }
     // Secret values are known before anything runs: the recipe's, each host's and `-o`'s.
     secrets.learn(&host_setup::merged_config(&recipe, None));
     for host in &recipe.registry.hosts {
@@ -240,7 +259,7 @@ fn validate_settings(
     settings::validate(&run, &hosts, task, &plan).map_err(Error::Settings)
 }
 
-fn select_hosts(recipe: &Recipe, common: &Common) -> Result<Vec<Host>, Error> {
+pub(crate) fn select_hosts(recipe: &Recipe, common: &Common) -> Result<Vec<Host>, Error> {
     let declared = &recipe.registry.hosts;
     if declared.is_empty() {
         return Err(Error::Usage {
@@ -328,6 +347,34 @@ fn run_task(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error> {
     let reporter = recipe.runtime.reporter.clone();
     let deployment = Arc::new(Deployment::new(&recipe.path));
     match runner::run(recipe, task, &steps, &hosts, reporter.clone(), deployment) {
+        Ok(summary) if !summary.left_behind.is_empty() => {
+            reporter.say(&runner::describe_summary(task, &summary));
+            let count = summary.left_behind.len();
+            let names: Vec<&str> = summary
+                .left_behind
+                .iter()
+                .map(|l| l.host.as_str())
+                .collect();
+            Err(Error::Exceptions {
+                message: format!(
+                    "{count} host{} left behind on {} old release{}",
+                    if count == 1 { "" } else { "s" },
+                    if count == 1 { "its" } else { "their" },
+                    if count == 1 { "" } else { "s" },
+                ),
+                left_behind: summary
+                    .left_behind
+                    .iter()
+                    .map(|l| (l.host.clone(), l.reason.clone()))
+                    .collect(),
+                hint: Some(format!(
+                    "once they are fixed, `zdd run {} {task} --hosts {}` brings them to release {} (the same commit)",
+                    recipe.path,
+                    names.join(","),
+                    summary.release.as_deref().unwrap_or("of this deploy"),
+                )),
+            })
+        }
         Ok(summary) => {
             reporter.say(&runner::describe_summary(task, &summary));
             Ok(())

@@ -5,11 +5,13 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::output::fleet::{HostOutcome, LeftBehind};
 use crate::output::secrets::Secrets;
 use crate::output::watch::WatchSummary;
 
@@ -107,6 +109,38 @@ pub enum Event<'a> {
         /// What the watcher saw, when the run was watched.
         #[serde(skip_serializing_if = "Option::is_none")]
         watch: Option<&'a WatchSummary>,
+        /// The hosts left behind on their old release (exit 4), each with why.
+        #[serde(skip_serializing_if = "<[LeftBehind]>::is_empty")]
+        left_behind: &'a [LeftBehind],
+        /// How the run ended on each host (runs of several hosts).
+        #[serde(skip_serializing_if = "<[HostOutcome]>::is_empty")]
+        hosts: &'a [HostOutcome],
+        /// How many requests zdd wrote to the hosts, summed over the hosts.
+        requests: u64,
+        /// How long the preparation and the cutover took, when the run had a cutover.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        preparation_ms: Option<u128>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cutover_ms: Option<u128>,
+        /// zdd's own CPU time (user + system, its child processes not counted) and peak
+        /// memory, for the run.
+        cpu_ms: u64,
+        peak_rss_kb: u64,
+    },
+    /// A wave of the cutover starts (`rollout_batch`).
+    Wave {
+        number: usize,
+        of: usize,
+        hosts: &'a [String],
+    },
+    /// A host finished a phase of the run (`prepared`, `switched`, `left_behind`): what a run of
+    /// many hosts shows instead of every task, unless `-v`.
+    HostPhase {
+        host: &'a str,
+        phase: &'a str,
+        duration_ms: u128,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
     },
 }
 
@@ -118,6 +152,8 @@ pub struct Reporter {
     secrets: Arc<Secrets>,
     /// The lines of the task each host is running, while folding into groups.
     groups: Mutex<HashMap<String, Group>>,
+    /// A run of many hosts: one line per host per phase instead of per task (unless `-v`).
+    per_phase: AtomicBool,
 }
 
 /// A task whose lines are being collected for its `::group::`.
@@ -134,6 +170,7 @@ impl Reporter {
             github: false,
             secrets: Arc::default(),
             groups: Mutex::new(HashMap::new()),
+            per_phase: AtomicBool::new(false),
         }
     }
 
@@ -147,6 +184,12 @@ impl Reporter {
     pub fn with_github_groups(mut self, on: bool) -> Reporter {
         self.github = on;
         self
+    }
+
+    /// Say one line per host per phase (`HostPhase`) instead of one per task, and a host's
+    /// informational messages only with `-v`: the runner turns it on for runs of many hosts.
+    pub fn set_per_phase(&self, on: bool) {
+        self.per_phase.store(on, Ordering::Relaxed);
     }
 
     /// The values this reporter never prints.
@@ -222,6 +265,12 @@ impl Reporter {
 
     fn human(&self, event: &Event) -> Option<String> {
         let v = self.verbosity;
+        // Per task (and each host's informational lines) from `-v` on in a run of many hosts.
+        let tasks = if self.per_phase.load(Ordering::Relaxed) {
+            Verbosity::Commands
+        } else {
+            Verbosity::Normal
+        };
         match *event {
             Event::TaskStarted { host, task } if v >= Verbosity::Commands => {
                 Some(format!("[{host}] {task}"))
@@ -231,7 +280,7 @@ impl Reporter {
                 task,
                 duration_ms,
                 ..
-            } if v >= Verbosity::Normal => Some(format!(
+            } if v >= tasks => Some(format!(
                 "[{host}] {task} ... ok ({})",
                 format_duration(Duration::from_millis(duration_ms as u64))
             )),
@@ -244,7 +293,7 @@ impl Reporter {
             Event::Output { host, line, .. } if v >= Verbosity::Output => {
                 Some(format!("[{host}]   {line}"))
             }
-            Event::Swapped { host, release, .. } if v >= Verbosity::Normal => {
+            Event::Swapped { host, release, .. } if v >= tasks => {
                 Some(format!("[{host}] current -> releases/{release}"))
             }
             Event::SwitchedBack { host, to, from } if v >= Verbosity::Quiet => Some(format!(
@@ -263,6 +312,32 @@ impl Reporter {
                 }
                 None => format!("[{host}] rolled back: current -> releases/{to}"),
             }),
+            Event::Wave { number, of, hosts } if v >= Verbosity::Normal => {
+                let names = match hosts {
+                    [one] => one.clone(),
+                    [first, .., last] => format!("{first} .. {last}"),
+                    [] => String::new(),
+                };
+                let count = if hosts.len() == 1 { "host" } else { "hosts" };
+                Some(format!(
+                    "wave {number}/{of}: {} {count} ({names})",
+                    hosts.len()
+                ))
+            }
+            Event::HostPhase {
+                host,
+                phase,
+                duration_ms,
+                reason,
+            } if v >= Verbosity::Normal => match reason {
+                Some(reason) => Some(format!("[{host}] {}: {reason}", phase.replace('_', " "))),
+                // Instead of the lines per task, which a run of few hosts shows.
+                None if tasks > Verbosity::Normal => Some(format!(
+                    "[{host}] {phase} ({})",
+                    format_duration(Duration::from_millis(duration_ms as u64))
+                )),
+                None => None,
+            },
             Event::NotificationSent { setting, status } if v >= Verbosity::Commands => {
                 Some(format!("notified `{setting}` (HTTP {status})"))
             }
@@ -271,7 +346,7 @@ impl Reporter {
             )),
             Event::Message { host, level, text } => match level {
                 "warning" => Some(format!("[{host}] warning: {text}")),
-                _ if v >= Verbosity::Normal => Some(format!("[{host}] {text}")),
+                _ if v >= tasks => Some(format!("[{host}] {text}")),
                 _ => None,
             },
             _ => None,
@@ -301,8 +376,10 @@ fn host_of<'a>(event: &Event<'a>) -> Option<&'a str> {
         | Event::SwitchedBack { host, .. }
         | Event::ReleaseRemoved { host, .. }
         | Event::RolledBack { host, .. }
-        | Event::Message { host, .. } => Some(host),
-        Event::NotificationSent { .. }
+        | Event::Message { host, .. }
+        | Event::HostPhase { host, .. } => Some(host),
+        Event::Wave { .. }
+        | Event::NotificationSent { .. }
         | Event::NotificationFailed { .. }
         | Event::Finished { .. } => None,
     }

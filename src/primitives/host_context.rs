@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use rhai::Dynamic;
 
 use crate::output::failure::{Failure, FailureKind};
+use crate::output::fleet::LeftBehind;
 use crate::output::report::TaskTiming;
 use crate::output::reporter::{Event, Reporter};
 use crate::output::suggest;
@@ -24,6 +25,12 @@ pub struct Deployment {
     pub release_name: Mutex<Option<String>>,
     /// One commit for the whole deploy: the first host to resolve the ref pins it.
     pub commit: Mutex<Option<String>>,
+    /// Set by the runner when the run fails anywhere: every host stops before its next step,
+    /// and a host waiting for its lock (`lock_wait`) stops waiting.
+    pub stopping: std::sync::atomic::AtomicBool,
+    /// Bringing hosts left behind by an earlier deploy up to it: that deploy's commit, checked
+    /// out instead of resolving `branch` again (and `release_name` is that deploy's name).
+    pub catch_up: Mutex<Option<String>>,
     /// Who deploys (for the lock and the log).
     pub user: String,
     /// This machine's name (for the lock).
@@ -58,6 +65,8 @@ impl Deployment {
         Deployment {
             release_name: Mutex::new(None),
             commit: Mutex::new(None),
+            catch_up: Mutex::new(None),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             user,
             machine,
             recipe: recipe.to_string(),
@@ -191,6 +200,8 @@ pub struct Timeline {
     /// The watcher's samples as `.zdd/watch/<release>.json` keeps them (JSON, secrets
     /// redacted): written once for the whole run, shared by every host.
     pub recording: Option<Arc<String>>,
+    /// The hosts this run went on without (written with the `finished` line).
+    pub left_behind: Vec<LeftBehind>,
 }
 
 /// The step that sent a request without waiting, and where it is declared.

@@ -84,8 +84,35 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
             .release_name
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let catching_up = ctx
+            .deployment
+            .catch_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
         match shared.as_ref() {
             Some(name) if known.iter().all(|k| k < name) => name.clone(),
+            // The name of the deploy that left this host behind: it may have made (and
+            // removed) a release of that name here; it must still sort after every other.
+            Some(name)
+                if catching_up
+                    && known.iter().all(|k| k <= name)
+                    && !ctx
+                        .state
+                        .as_ref()
+                        .is_some_and(|state| state.releases.contains(name)) =>
+            {
+                name.clone()
+            }
+            Some(name) if catching_up => {
+                let newer = known.iter().filter(|k| *k >= name).max().cloned();
+                return Err(Failure::message(format!(
+                    "cannot bring `{}` up to release {name}: it has release {} already",
+                    ctx.host,
+                    newer.unwrap_or_default()
+                ))
+                .with_hint("deploy every host again (without `--hosts`): a new release for all"));
+            }
             _ => {
                 let name = next_name(OffsetDateTime::now_utc(), &known);
                 *shared = Some(name.clone());
@@ -165,6 +192,9 @@ fn with_timeline(ctx: &HostContext, mut entry: Entry) -> Entry {
     entry.tasks = timeline.tasks.clone();
     entry.swap = timeline.swap.clone();
     entry.watch = timeline.watch.clone();
+    if entry.event == "finished" {
+        entry.left_behind = timeline.left_behind.clone();
+    }
     entry
 }
 

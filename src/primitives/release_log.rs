@@ -8,6 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::output::failure::Failure;
+use crate::output::fleet::LeftBehind;
 use crate::output::report::TaskTiming;
 use crate::output::watch::{Swap, WatchSummary};
 use crate::primitives::host_context::HostContext;
@@ -45,6 +46,10 @@ pub struct Entry {
     pub swap: Option<Swap>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch: Option<WatchSummary>,
+    /// On a `finished` line: the hosts this deploy went on without (left on their old
+    /// release within `max_fail`), each with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_behind: Vec<LeftBehind>,
 }
 
 /// The log as read: its events, and the numbers of the lines that could not be read.

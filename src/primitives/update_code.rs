@@ -19,7 +19,18 @@ use crate::values::template::Mode;
 pub fn clone(ctx: &mut HostContext) -> Result<(), Failure> {
     lock::hold(ctx)?;
     let repository = ctx.expand(&ctx.text("repository")?, Mode::Plain)?;
-    let reference = ctx.expand(&ctx.text("branch")?, Mode::Plain)?;
+    // Bringing a host left behind up to an earlier deploy: that deploy's commit, whatever
+    // `branch` is now.
+    let catch_up = ctx
+        .deployment
+        .catch_up
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let reference = match catch_up {
+        Some(commit) => commit,
+        None => ctx.expand(&ctx.text("branch")?, Mode::Plain)?,
+    };
     let release_path = ctx.release_path()?;
     let cache = ctx.path("repo.git")?;
     let name = ctx.release()?.name.clone();

@@ -4,6 +4,7 @@
 
 pub mod host_secrets;
 pub mod host_setup;
+pub mod left_behind;
 pub mod notification;
 pub mod notify;
 pub mod runner;

@@ -53,6 +53,7 @@ pub fn setup_failure(
         previous_release: None,
         error: Some(format!("nothing was changed: {}", messages.join("; "))),
         watch: None,
+        left_behind: Vec::new(),
     }
 }
 
@@ -99,6 +100,7 @@ pub fn describe(
         previous_release: before.clone(),
         error,
         watch: None,
+        left_behind: Vec::new(),
     };
     let mut repository = global.get("repository").map(|r| r.to_string());
     if let Some(first) = first {

@@ -153,6 +153,9 @@ pub struct Notification {
     /// What the watcher saw, when the run was watched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watch: Option<crate::output::watch::WatchSummary>,
+    /// The hosts the deploy went on without (exit 4), each with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_behind: Vec<crate::output::fleet::LeftBehind>,
 }
 
 /// The event name of a run of `task` that ended `succeeded` or not.
@@ -247,6 +250,12 @@ pub fn slack_text(n: &Notification) -> String {
     }
     for url in n.watch.iter().flat_map(|watch| &watch.urls) {
         text.push_str(&format!("\n{}", url.line()));
+    }
+    for left in &n.left_behind {
+        text.push_str(&format!(
+            "\nleft behind on its old release: {}: {}",
+            left.host, left.reason
+        ));
     }
     if !n.commits.is_empty() {
         text.push_str(if n.event == "rolled_back" {
@@ -431,6 +440,7 @@ mod tests {
             previous_release: None,
             error: Some("a <b> & c".into()),
             watch: None,
+            left_behind: Vec::new(),
         };
         assert_eq!(
             slack_text(&notification),

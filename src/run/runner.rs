@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::output::failure::{Failure, FailureKind};
+use crate::output::fleet::{self, HostOutcome, LeftBehind, Outcome};
 use crate::output::report::TaskTiming;
 use crate::output::reporter::{format_duration, Event, Reporter};
 use crate::output::watch::WatchSummary;
@@ -28,14 +29,16 @@ use crate::primitives::{cleanup, lock, next_deploy, next_run, paths, release, up
 use crate::registry::{Host, Origin};
 use crate::run::host_secrets;
 use crate::run::host_setup;
+use crate::run::left_behind;
 use crate::run::notification;
 use crate::run::notify;
 use crate::run::step_caller::{StepCaller, StepError};
 use crate::run::step_failure::{Cause, StepFailure};
 use crate::run::watcher::{self, Watcher};
-use crate::system::interrupt;
+use crate::system::{interrupt, process};
 use crate::transport::{Deferred, DeferredError, Ssh};
 use crate::values::config;
+use crate::values::rollout::{self, Waves};
 
 /// What a finished run did.
 pub struct Summary {
@@ -47,6 +50,10 @@ pub struct Summary {
     pub phases: Option<(Duration, Duration)>,
     /// What the watcher saw, when the run was watched.
     pub watch: Option<WatchSummary>,
+    /// The hosts the run went on without (within `max_fail`): exit 4.
+    pub left_behind: Vec<LeftBehind>,
+    /// How the run ended on each host, when it had several.
+    pub outcomes: Vec<HostOutcome>,
 }
 
 #[derive(Debug)]
@@ -63,12 +70,19 @@ struct Slot {
     ssh: Option<Arc<Ssh>>,
     /// The failure of this host, if it failed.
     failure: Mutex<Option<Box<StepFailure>>>,
+    /// Left behind within `max_fail`: put back as it was, and out of the run.
+    left: AtomicBool,
 }
 
 /// Settings of the run as a whole (not per host).
 struct Rollout {
     parallel: usize,
-    batch: usize,
+    /// `rollout_batch`: hosts at a time, or waves.
+    waves: Waves,
+    /// `max_fail`, read against the number of hosts.
+    max_fail: Option<rhai::Dynamic>,
+    /// `max_concurrent_starts`: connections opened at the same time.
+    starts: usize,
     stagger: Duration,
     cutover_task: String,
 }
@@ -87,8 +101,13 @@ impl Rollout {
             Some(v) => config::seconds(v).map_err(|e| format!("`rollout_stagger`: {e}"))?,
         };
         Ok(Rollout {
-            parallel: count("parallel", 8)?.max(1) as usize,
-            batch: count("rollout_batch", 1)?.max(1) as usize,
+            parallel: count("parallel", 50)?.max(1) as usize,
+            waves: match global.get("rollout_batch") {
+                None => Waves::Batches(rollout::Size::Hosts(1)),
+                Some(v) => Waves::read(v).map_err(|e| format!("`rollout_batch`: {e}"))?,
+            },
+            max_fail: global.get("max_fail").cloned(),
+            starts: count("max_concurrent_starts", 50)?.max(1) as usize,
             stagger,
             cutover_task: global
                 .get("cutover_task")
@@ -117,6 +136,10 @@ pub fn run(
         .map_err(|e| RunError::Setup(vec![e]))?
         .filter(|settings| settings.wants(task));
     let cutover = steps.iter().position(|s| s.task == rollout.cutover_task);
+    let allowed = rollout::budget(rollout.max_fail.as_ref(), hosts.len())
+        .map_err(|e| RunError::Setup(vec![format!("`max_fail`: {e}")]))?;
+    // A run of many hosts says one line per host per phase (`-v`: per task).
+    reporter.set_per_phase(hosts.len() >= PER_PHASE_FROM);
     let watch_plan =
         read_watch_plan(recipe, hosts, &global).map_err(|e| RunError::Setup(vec![e]))?;
     let watch_plan = match (watch_plan, cutover) {
@@ -129,6 +152,8 @@ pub fn run(
         }
         (plan, _) => plan,
     };
+    // Hosts an earlier deploy left behind, brought up to that deploy's release and commit.
+    let catch_up = catch_up(recipe, task, hosts, &deployment, &reporter);
     let control = crate::transport::ssh::control_directory()
         .map_err(|e| RunError::Setup(vec![format!("{e:#}")]))?;
     // Nothing ran anywhere: the webhook hears of it too.
@@ -148,17 +173,32 @@ pub fn run(
         }
         RunError::Setup(messages)
     };
-    let slots = match connect_all(
+    let (slots, unreachable) = match connect_all(
         recipe,
         hosts,
         control.path(),
         &reporter,
         &deployment,
-        rollout.parallel,
+        rollout.starts,
+        allowed,
     ) {
-        Ok(slots) => slots,
+        Ok(connected) => connected,
         Err(RunError::Setup(messages)) => return Err(setup_failed(messages)),
         Err(error) => return Err(error),
+    };
+    let mut left_behind: Vec<LeftBehind> = unreachable;
+    for left in &left_behind {
+        reporter.event(Event::HostPhase {
+            host: &left.host,
+            phase: "left_behind",
+            duration_ms: 0,
+            reason: Some(&left.reason),
+        });
+    }
+    let budget = Budget {
+        allowed,
+        used: AtomicUsize::new(left_behind.len()),
+        protected: slots.first().map(|s| s.name.clone()).unwrap_or_default(),
     };
     *deployment.hosts.lock().unwrap_or_else(|e| e.into_inner()) =
         slots.iter().map(|s| s.name.clone()).collect();
@@ -172,9 +212,10 @@ pub fn run(
     // A run that is the stdlib's deploy alone, on one host, may deploy as the last run
     // planned, behind the request that takes the lock (`next_deploy`).
     // A watched deploy confirms each swap as it happens (the watcher's time axis needs it):
-    // it is not sent ahead as planned.
+    // it is not sent ahead as planned; nor is a catch-up (its release name is an earlier one).
     let planned_steps = if slots.len() == 1
         && watch_plan.is_none()
+        && catch_up.is_none()
         && steps.iter().all(|s| recipe.is_stdlib(&s.origin))
     {
         next_deploy::steps_of(
@@ -223,31 +264,56 @@ pub fn run(
         Some(index) => steps.split_at(index),
         None => (steps, &steps[..0]),
     };
-    let abort = AtomicBool::new(false);
+    // Set by a failure anywhere; the hosts see it too (a host waiting for its lock stops).
+    let abort: &AtomicBool = &deployment.stopping;
     let all: Vec<&Slot> = slots.iter().collect();
-    let first = slots.first().map(|s| s.name.clone()).unwrap_or_default();
+    let first = budget.protected.clone();
     let phase = Phase {
         recipe,
         parallel: rollout.parallel,
         first_host: &first,
-        abort: &abort,
+        abort,
         reporter: &reporter,
         watcher: watching.as_ref(),
         cutover_task: &rollout.cutover_task,
+        budget: None,
     };
     // With several hosts, what each host was sent is answered before the next phase: no host
-    // switches while another's preparation may still fail, and no batch before the last is
+    // switches while another's preparation may still fail, and no wave before the last is
     // finished. With one, nothing waits: the last round trip answers everything.
     let barrier = slots.len() > 1;
     let preparation_started = Instant::now();
-    phase.run(&all, preparation);
+    // Within `max_fail`, a host that fails its preparation is left behind and the others go
+    // on (never the host that runs the `once` tasks).
+    let preparing = Phase {
+        budget: Some(&budget),
+        ..phase
+    };
+    // Each host says when it is prepared and switched, when there are several.
+    let several = slots.len() > 1;
+    preparing.run(
+        &all,
+        preparation,
+        (several && !cutover_steps.is_empty()).then_some("prepared"),
+    );
     if barrier {
-        phase.sync(&all);
+        preparing.sync(&all);
     }
     let preparation_took = preparation_started.elapsed();
+    if !abort.load(Ordering::SeqCst) {
+        left_behind.extend(leave_behind(recipe, task, &slots, &reporter, &deployment));
+    }
+    let active: Vec<&Slot> = slots
+        .iter()
+        .filter(|slot| !slot.left.load(Ordering::SeqCst))
+        .collect();
     let cutover_started = Instant::now();
     if !abort.load(Ordering::SeqCst) && !cutover_steps.is_empty() {
-        for (number, batch) in slots.chunks(rollout.batch).enumerate() {
+        let sizes = rollout.waves.split(active.len());
+        let mut rest = active.as_slice();
+        for (number, size) in sizes.iter().enumerate() {
+            let (wave, after) = rest.split_at(*size);
+            rest = after;
             if number > 0 && !rollout.stagger.is_zero() {
                 reporter.say(&format!(
                     "waiting {} before the next batch",
@@ -259,15 +325,22 @@ pub fn run(
                     break;
                 }
             }
-            let batch: Vec<&Slot> = batch.iter().collect();
-            phase.run(&batch, cutover_steps);
-            if barrier {
-                phase.sync(&batch);
+            if sizes.len() > 1 {
+                let names: Vec<String> = wave.iter().map(|s| s.name.clone()).collect();
+                reporter.event(Event::Wave {
+                    number: number + 1,
+                    of: sizes.len(),
+                    hosts: &names,
+                });
             }
-            // What users got so far decides whether the next batch switches.
+            phase.run(wave, cutover_steps, several.then_some("switched"));
+            if barrier {
+                phase.sync(wave);
+            }
+            // What users got so far decides whether the next wave switches.
             if let (Some(watcher), Some(plan)) = (&watching, &watch_plan) {
                 if !abort.load(Ordering::SeqCst) {
-                    watch_failure(&watcher.summary(), plan, &slots, task, &abort);
+                    watch_failure(&watcher.summary(), plan, &slots, task, abort);
                 }
             }
             if abort.load(Ordering::SeqCst) {
@@ -288,7 +361,7 @@ pub fn run(
         }
         let (summary, recording) = watcher.finish();
         if !abort.load(Ordering::SeqCst) {
-            watch_failure(&summary, plan, &slots, task, &abort);
+            watch_failure(&summary, plan, &slots, task, abort);
         }
         // Kept on every host: written once, with no secret in it (a URL's password).
         let recording = serde_json::to_string(&recording)
@@ -306,25 +379,48 @@ pub fn run(
         close_all(&slots);
         return Err(setup_failed(messages));
     }
-    if !abort.load(Ordering::SeqCst) && !finish_all(&slots, &reporter, notifier.is_none()) {
+    // The hosts that switched say, in their release log, which hosts were left behind.
+    let left_behind: Vec<LeftBehind> = left_behind
+        .into_iter()
+        .map(|left| LeftBehind {
+            reason: reporter.secrets().redact(&left.reason).into_owned(),
+            ..left
+        })
+        .collect();
+    for slot in &active {
+        let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+        ctx.timeline.left_behind = left_behind.clone();
+    }
+    if !abort.load(Ordering::SeqCst) && !finish_all(&active, &reporter, notifier.is_none()) {
         abort.store(true, Ordering::SeqCst);
     }
-    let mut result = if abort.load(Ordering::SeqCst) {
+    let failed = abort.load(Ordering::SeqCst);
+    let mut result = if failed {
         Err(fail_all(recipe, task, &slots, &reporter))
     } else {
-        Ok(summarize(&slots, started))
+        Ok(summarize(&active, started))
     };
+    let outcomes = outcomes(&slots, &left_behind, failed, !cutover_steps.is_empty());
     if let Ok(summary) = &mut result {
         summary.phases = phases;
         summary.watch = watch.clone();
-    } else if let Some(watch) = &watch {
-        for url in &watch.urls {
-            reporter.say(&url.line());
+        summary.left_behind = left_behind.clone();
+        if hosts.len() > 1 {
+            summary.outcomes = outcomes.clone();
+        }
+    } else {
+        if let Some(watch) = &watch {
+            for url in &watch.urls {
+                reporter.say(&url.line());
+            }
+        }
+        if hosts.len() > 1 {
+            reporter.say(&fleet::table(&outcomes));
         }
     }
     // Read what the notification says while the hosts are still connected; send it after.
     let notification = notifier.as_ref().map(|settings| {
-        let names: Vec<String> = slots.iter().map(|s| s.name.clone()).collect();
+        let names: Vec<String> = active.iter().map(|s| s.name.clone()).collect();
         let error = result.as_ref().err().map(|failure| {
             format!(
                 "task `{}` failed on host `{}`: {}",
@@ -336,7 +432,7 @@ pub fn run(
             task,
             settings,
             &names,
-            slots.first().map(|s| s.context.as_ref()),
+            active.first().map(|s| s.context.as_ref()),
             &deployment,
             before,
             error,
@@ -345,6 +441,7 @@ pub fn run(
     });
     let notification = notification.map(|mut notification| {
         notification.watch = watch.clone();
+        notification.left_behind = left_behind.clone();
         notification
     });
     close_all(&slots);
@@ -355,42 +452,277 @@ pub fn run(
         Ok(summary) => (summary.release.as_deref(), summary.commit.as_deref()),
         Err(_) => (None, None),
     };
-    let round_trips = slots
+    if let (Ok(summary), Some(release), Some(commit)) = (&result, release, commit) {
+        remember_left_behind(
+            recipe,
+            task,
+            summary,
+            release,
+            commit,
+            &deployment,
+            &reporter,
+        );
+    }
+    let (round_trips, requests) = slots
         .iter()
         .map(|slot| {
             let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
-            ctx.transport.round_trips()
+            (ctx.transport.round_trips(), ctx.transport.requests())
         })
-        .sum();
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    let (cpu_ms, peak_rss_kb) = process::own_usage();
     reporter.event(Event::Finished {
         task,
-        status: if result.is_ok() { "success" } else { "failed" },
+        status: match (&result, left_behind.is_empty()) {
+            (Err(_), _) => "failed",
+            (Ok(_), true) => "success",
+            (Ok(_), false) => "exceptions",
+        },
         duration_ms: started.elapsed().as_millis(),
         release,
         commit,
         round_trips,
+        requests,
+        preparation_ms: phases.map(|(p, _)| p.as_millis()),
+        cutover_ms: phases.map(|(_, c)| c.as_millis()),
         watch: watch.as_ref(),
+        left_behind: &left_behind,
+        hosts: if hosts.len() > 1 { &outcomes } else { &[] },
+        cpu_ms,
+        peak_rss_kb,
     });
     result.map_err(RunError::Step)
 }
 
-/// Connect every host, in parallel; any failure is reported for all hosts before anything runs.
+/// From this many hosts on, progress is one line per host per phase (`-v`: per task).
+const PER_PHASE_FROM: usize = 10;
+
+/// How many hosts may still be left behind (`max_fail`).
+struct Budget {
+    allowed: usize,
+    /// Hosts left behind so far (the unreachable ones first).
+    used: AtomicUsize,
+    /// The host that runs the `once` tasks (the first connected): never left behind.
+    protected: String,
+}
+
+impl Budget {
+    /// `host` failed: true when it may be left behind (the budget allows one more), false
+    /// when the whole run must fail.
+    fn spend(&self, host: &str) -> bool {
+        if self.allowed == 0 || host == self.protected {
+            return false;
+        }
+        self.used.fetch_add(1, Ordering::SeqCst) < self.allowed
+    }
+}
+
+/// When every host of this run was left behind by the recipe's last deploy (and the run does
+/// not set `branch` or `release_name` itself): bring them to that deploy's release name and
+/// commit. Returns the record it follows.
+fn catch_up(
+    recipe: &dyn StepCaller,
+    task: &str,
+    hosts: &[Host],
+    deployment: &Deployment,
+    reporter: &Reporter,
+) -> Option<left_behind::Record> {
+    if recipe.overrides().contains_key("branch") {
+        return None;
+    }
+    let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+    let record = left_behind::read(recipe.path(), task).filter(|r| r.covers(&names))?;
+    reporter.say(&format!(
+        "bringing {} up to release {} (commit {}) of the deploy started {}, which left {} behind",
+        names.join(", "),
+        record.release,
+        &record.commit[..record.commit.len().min(12)],
+        record.started,
+        if names.len() == 1 { "it" } else { "them" },
+    ));
+    *deployment
+        .release_name
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(record.release.clone());
+    *deployment
+        .catch_up
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(record.commit.clone());
+    Some(record)
+}
+
+/// After a deploy that made `release`: remember the hosts it left behind (for `--hosts`
+/// later), or forget the ones it brought up to date.
+fn remember_left_behind(
+    recipe: &dyn StepCaller,
+    task: &str,
+    summary: &Summary,
+    release: &str,
+    commit: &str,
+    deployment: &Deployment,
+    reporter: &Reporter,
+) {
+    let result = if summary.left_behind.is_empty() {
+        left_behind::forget(recipe.path(), task, &summary.hosts)
+    } else {
+        // A catch-up that leaves some behind again keeps the earlier deploy's start.
+        let started = left_behind::read(recipe.path(), task)
+            .filter(|r| r.release == release)
+            .map(|r| r.started)
+            .unwrap_or_else(|| deployment.started_at.clone());
+        left_behind::write(
+            recipe.path(),
+            left_behind::Record {
+                recipe: String::new(),
+                task: task.to_string(),
+                release: release.to_string(),
+                commit: commit.to_string(),
+                started,
+                hosts: summary.left_behind.clone(),
+            },
+        )
+    };
+    if let Err(e) = result {
+        reporter.say(&format!(
+            "warning: could not remember the hosts left behind: {e}"
+        ));
+    }
+}
+
+/// The hosts that failed their preparation within the budget: each is put back as it was
+/// (its release removed, its fail hooks run, its lock released), in parallel, and the run
+/// goes on without it. Returns them, with why.
+fn leave_behind(
+    recipe: &dyn StepCaller,
+    task: &str,
+    slots: &[Slot],
+    reporter: &Reporter,
+    deployment: &Deployment,
+) -> Vec<LeftBehind> {
+    let failed: Vec<&Slot> = slots
+        .iter()
+        .filter(|slot| {
+            slot.failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some()
+        })
+        .collect();
+    if failed.is_empty() {
+        return Vec::new();
+    }
+    let left: Mutex<Vec<LeftBehind>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for slot in &failed {
+            let left = &left;
+            scope.spawn(move || {
+                let failure = slot
+                    .failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                let reason = failure
+                    .as_ref()
+                    .map(|f| format!("task `{}` failed: {}", f.task, f.cause))
+                    .unwrap_or_else(|| "it failed".to_string());
+                let ancestry = failure
+                    .map(|f| f.ancestry)
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or_else(|| vec![task.to_string()]);
+                slot.left.store(true, Ordering::SeqCst);
+                for note in undo(recipe, &ancestry, slot, &reason, reporter) {
+                    let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+                    ctx.warn(&note);
+                }
+                reporter.event(Event::HostPhase {
+                    host: &slot.name,
+                    phase: "left_behind",
+                    duration_ms: 0,
+                    reason: Some(&reason),
+                });
+                left.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(LeftBehind {
+                        host: slot.name.clone(),
+                        reason,
+                    });
+            });
+        }
+    });
+    *deployment.hosts.lock().unwrap_or_else(|e| e.into_inner()) = slots
+        .iter()
+        .filter(|slot| !slot.left.load(Ordering::SeqCst))
+        .map(|slot| slot.name.clone())
+        .collect();
+    let mut left = left.into_inner().unwrap_or_else(|e| e.into_inner());
+    left.sort_by(|a, b| a.host.cmp(&b.host));
+    left
+}
+
+/// How the run ended on each host, in the order the hosts were declared.
+fn outcomes(
+    slots: &[Slot],
+    left_behind: &[LeftBehind],
+    failed: bool,
+    cutover: bool,
+) -> Vec<HostOutcome> {
+    let mut rows: Vec<HostOutcome> = Vec::new();
+    for slot in slots {
+        if slot.left.load(Ordering::SeqCst) {
+            continue;
+        }
+        let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+        let outcome = match (failed, cutover) {
+            (false, true) => Outcome::Switched,
+            (false, false) => Outcome::Done,
+            (true, _) if ctx.switched_back => Outcome::SwitchedBack,
+            (true, _) => Outcome::Unchanged,
+        };
+        rows.push(HostOutcome {
+            host: slot.name.clone(),
+            outcome,
+            reason: ctx.failure.clone().filter(|_| failed),
+        });
+    }
+    for left in left_behind {
+        rows.push(HostOutcome {
+            host: left.host.clone(),
+            outcome: if failed {
+                Outcome::Unchanged
+            } else {
+                Outcome::LeftBehind
+            },
+            reason: Some(left.reason.clone()),
+        });
+    }
+    rows.sort_by(|a, b| a.host.cmp(&b.host));
+    rows
+}
+
+/// Connect every host, at most `starts` at a time (`max_concurrent_starts`: sshd refuses
+/// connections beyond its `MaxStartups`). A host that cannot be reached is left behind when
+/// the budget (`allowed` hosts) allows; otherwise every failure is reported, for all hosts,
+/// before anything runs.
 fn connect_all(
     recipe: &dyn StepCaller,
     hosts: &[Host],
     control: &std::path::Path,
     reporter: &Arc<Reporter>,
     deployment: &Arc<Deployment>,
-    parallel: usize,
-) -> Result<Vec<Slot>, RunError> {
+    starts: usize,
+    allowed: usize,
+) -> Result<(Vec<Slot>, Vec<LeftBehind>), RunError> {
     let results: Vec<Mutex<Option<Result<host_setup::Connected, String>>>> =
         hosts.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
+    let gate = Endpoints::default();
     std::thread::scope(|scope| {
-        for _ in 0..parallel.min(hosts.len()) {
+        for _ in 0..starts.min(hosts.len()) {
             scope.spawn(|| loop {
                 let index = next.fetch_add(1, Ordering::SeqCst);
                 let Some(host) = hosts.get(index) else { break };
+                let endpoint = endpoint(recipe, host);
+                let _entered = endpoint.as_deref().map(|key| gate.enter(key));
                 // With one host, its first answer waits for the connection: nothing can change
                 // anywhere before it. With several, all are waited for before anything runs.
                 let connected = host_setup::connect(
@@ -415,20 +747,99 @@ fn connect_all(
                 context: Arc::new(Mutex::new(connected.context)),
                 ssh: connected.ssh,
                 failure: Mutex::new(None),
+                left: AtomicBool::new(false),
             }),
-            Some(Err(message)) => errors.push(message),
-            None => errors.push(format!("host `{}` was not connected", host.name)),
+            Some(Err(message)) => errors.push((host.name.clone(), message)),
+            None => errors.push((host.name.clone(), "it was not connected".to_string())),
         }
     }
+    // Unreachable within the budget (and some host left to deploy to): left behind.
+    if !errors.is_empty() && errors.len() <= allowed && !slots.is_empty() {
+        return Ok((
+            slots,
+            errors
+                .into_iter()
+                .map(|(host, reason)| LeftBehind {
+                    host,
+                    reason: format!("unreachable: {reason}"),
+                })
+                .collect(),
+        ));
+    }
     if errors.is_empty() {
-        return Ok(slots);
+        return Ok((slots, Vec::new()));
     }
     for slot in &slots {
         if let Some(ssh) = &slot.ssh {
             ssh.close();
         }
     }
-    Err(RunError::Setup(errors))
+    let mut messages: Vec<String> = errors.into_iter().map(|(_, message)| message).collect();
+    if allowed > 0 {
+        messages.push(format!(
+            "{} hosts unreachable, more than `max_fail` allows ({allowed})",
+            messages.len()
+        ));
+    }
+    Err(RunError::Setup(messages))
+}
+
+/// sshd's `MaxStartups` (10 by default) drops connections beyond 10 that are not logged in
+/// yet: at most this many connect to one endpoint at once, however many host entries lead
+/// there (several sites behind one bastion, test hosts behind one sshd).
+const STARTS_PER_ENDPOINT: usize = 10;
+
+/// Where a host's SSH connection goes (its ssh_config, hostname and port); none for a local
+/// host.
+fn endpoint(recipe: &dyn StepCaller, host: &Host) -> Option<String> {
+    if host.local {
+        return None;
+    }
+    let config = host_setup::merged_config(recipe, Some(host));
+    let target = host_setup::ssh_target(host, &config).ok()?;
+    Some(format!(
+        "{}|{}|{}",
+        target.config_file.unwrap_or_default(),
+        target.hostname,
+        target.port.unwrap_or(22)
+    ))
+}
+
+/// How many connections are being opened to each endpoint.
+#[derive(Default)]
+struct Endpoints {
+    busy: Mutex<std::collections::HashMap<String, usize>>,
+    freed: std::sync::Condvar,
+}
+
+/// One connection being opened to `key`; the next may start when it is dropped.
+struct Entered<'a> {
+    gate: &'a Endpoints,
+    key: String,
+}
+
+impl Endpoints {
+    fn enter(&self, key: &str) -> Entered<'_> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while busy.get(key).copied().unwrap_or(0) >= STARTS_PER_ENDPOINT {
+            busy = self.freed.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy.entry(key.to_string()).or_default() += 1;
+        Entered {
+            gate: self,
+            key: key.to_string(),
+        }
+    }
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.gate.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = busy.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+        }
+        self.gate.freed.notify_all();
+    }
 }
 
 fn sleep_unless_interrupted(duration: Duration) {
@@ -451,11 +862,15 @@ struct Phase<'a> {
     /// the watcher told when the swap was sent and done.
     watcher: Option<&'a Watcher>,
     cutover_task: &'a str,
+    /// In the preparation, `max_fail`: a host that fails within it is left behind instead of
+    /// failing the run.
+    budget: Option<&'a Budget>,
 }
 
 impl Phase<'_> {
-    /// Run `steps` on each of `slots`, at most `parallel` hosts at once.
-    fn run(&self, slots: &[&Slot], steps: &[Step]) {
+    /// Run `steps` on each of `slots`, at most `parallel` hosts at once; a host that ran them
+    /// all says `done` (`prepared`, `switched`) as its phase line.
+    fn run(&self, slots: &[&Slot], steps: &[Step], done: Option<&str>) {
         if steps.is_empty() || slots.is_empty() {
             return;
         }
@@ -465,9 +880,12 @@ impl Phase<'_> {
                 scope.spawn(|| loop {
                     let index = next.fetch_add(1, Ordering::SeqCst);
                     let Some(slot) = slots.get(index) else { break };
+                    let started = Instant::now();
+                    let mut finished = true;
                     for step in steps {
                         if self.abort.load(Ordering::SeqCst) || interrupt::should_stop() {
                             self.abort.store(true, Ordering::SeqCst);
+                            finished = false;
                             break;
                         }
                         if step.once && slot.name != self.first_host {
@@ -481,9 +899,18 @@ impl Phase<'_> {
                         }
                         if let Err(failure) = result {
                             *slot.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure);
-                            self.abort.store(true, Ordering::SeqCst);
+                            self.failed(slot);
+                            finished = false;
                             break;
                         }
+                    }
+                    if let (true, Some(phase)) = (finished, done) {
+                        self.reporter.event(Event::HostPhase {
+                            host: &slot.name,
+                            phase,
+                            duration_ms: started.elapsed().as_millis(),
+                            reason: None,
+                        });
                     }
                 });
             }
@@ -510,12 +937,21 @@ impl Phase<'_> {
                         let mut own = slot.failure.lock().unwrap_or_else(|e| e.into_inner());
                         if own.is_none() {
                             *own = Some(failure);
+                            drop(own);
+                            self.failed(slot);
                         }
-                        self.abort.store(true, Ordering::SeqCst);
                     }
                 });
             }
         });
+    }
+
+    /// `slot` failed: the run fails, unless the budget lets it be left behind.
+    fn failed(&self, slot: &Slot) {
+        let spared = !interrupt::should_stop() && self.budget.is_some_and(|b| b.spend(&slot.name));
+        if !spared {
+            self.abort.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -812,7 +1248,8 @@ fn fail_all(
     }
     let aftermath: Mutex<Vec<String>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
-        for slot in slots {
+        // A host left behind was put back as it was already.
+        for slot in slots.iter().filter(|s| !s.left.load(Ordering::SeqCst)) {
             let aftermath = &aftermath;
             scope.spawn(move || {
                 let reason = slot
@@ -822,12 +1259,6 @@ fn fail_all(
                     .as_ref()
                     .map(|f| format!("task `{}` failed: {}", f.task, f.cause))
                     .unwrap_or_else(|| "the deploy failed on another host".to_string());
-                // The reason goes into the release log: no secret in it.
-                let reason = reporter.secrets().redact(&reason).into_owned();
-                slot.context
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .failure = Some(reason);
                 let ancestry = slot
                     .failure
                     .lock()
@@ -835,7 +1266,7 @@ fn fail_all(
                     .as_ref()
                     .map(|f| f.ancestry.clone())
                     .unwrap_or_else(|| vec![task.to_string()]);
-                let notes = recover(recipe, &ancestry, slot, reporter);
+                let notes = undo(recipe, &ancestry, slot, &reason, reporter);
                 aftermath
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -884,6 +1315,24 @@ fn fail_all(
     outcomes.sort_by_key(|(host, _)| *host != failing_host);
     primary.outcomes = outcomes;
     primary
+}
+
+/// Put one host back as it was because of `reason` (recorded in its release log, secrets
+/// taken out), its fail hooks run and its lock released ([`recover`]). Returns notes on what
+/// went wrong on the way.
+fn undo(
+    recipe: &dyn StepCaller,
+    ancestry: &[String],
+    slot: &Slot,
+    reason: &str,
+    reporter: &Reporter,
+) -> Vec<String> {
+    let reason = reporter.secrets().redact(reason).into_owned();
+    slot.context
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .failure = Some(reason);
+    recover(recipe, ancestry, slot, reporter)
 }
 
 /// Undo the run on one host, then run the fail hooks for `ancestry` on it, then release its
@@ -969,7 +1418,7 @@ fn close_all(slots: &[Slot]) {
 /// it too). With one host, that round trip also answers what the steps sent: a failure there
 /// is the failure of the step that sent it (returns false; the host keeps its lock for the
 /// undo). Otherwise the release is live and good by then: a problem is a warning.
-fn finish_all(slots: &[Slot], reporter: &Reporter, let_go: bool) -> bool {
+fn finish_all(slots: &[&Slot], reporter: &Reporter, let_go: bool) -> bool {
     let succeeded = AtomicBool::new(true);
     // Every host at the same time: one at a time this grew with the number of hosts
     // (measured: ~0.5 s for 16 hosts over SSH).
@@ -1047,7 +1496,7 @@ fn finish_all(slots: &[Slot], reporter: &Reporter, let_go: bool) -> bool {
 }
 
 /// What a successful run did.
-fn summarize(slots: &[Slot], started: Instant) -> Summary {
+fn summarize(slots: &[&Slot], started: Instant) -> Summary {
     let mut summary = Summary {
         hosts: Vec::new(),
         release: None,
@@ -1055,6 +1504,8 @@ fn summarize(slots: &[Slot], started: Instant) -> Summary {
         duration: Duration::default(),
         phases: None,
         watch: None,
+        left_behind: Vec::new(),
+        outcomes: Vec::new(),
     };
     for slot in slots {
         let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
@@ -1105,6 +1556,13 @@ pub fn describe_summary(task: &str, summary: &Summary) -> String {
     }
     for url in summary.watch.iter().flat_map(|watch| &watch.urls) {
         text.push_str(&format!("\n  {}", url.line()));
+    }
+    if !summary.outcomes.is_empty() {
+        text.push_str(&format!(
+            "\n  hosts: {}\n",
+            fleet::counts(&summary.outcomes)
+        ));
+        text.push_str(&fleet::table(&summary.outcomes));
     }
     text
 }

@@ -17,6 +17,7 @@ pub const FUNCTIONS: &[&str] = &[
     "add",
     "localhost",
     "host",
+    "inventory",
     "task",
     "desc",
     "before",

@@ -1,4 +1,4 @@
-//! The recipe language's declarations: `localhost`, `host` (and a host's `.set`), `task`,
+//! The recipe language's declarations: `localhost`, `host` (and a host's `.set`), `inventory`, `task`,
 //! `desc`, `once`, `before`, `after`, `fail`, `quote`, and the values of the top level (what
 //! `set`, `add`, `get`, `has` and `secret` read and write there: [`declared_value`],
 //! [`declare_value`]). These read and fill the registry only; nothing here reads a host (inside
@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext};
 
-use super::Runtime;
+use super::{into_script_error, Runtime};
+use crate::output::failure::Failure;
 use crate::primitives::host_context::COMPUTED_KEYS;
 use crate::registry::{HookKind, HookTarget, Origin, TaskBody};
 use crate::values::config;
@@ -76,8 +77,13 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
     });
     engine.register_fn(
         "set",
-        |builder: &mut HostBuilder, key: &str, value: Dynamic| -> ScriptResult<HostBuilder> {
+        |ctx: NativeCallContext,
+         builder: &mut HostBuilder,
+         key: &str,
+         value: Dynamic|
+         -> ScriptResult<HostBuilder> {
             check_settable(key)?;
+            let source = origin(&ctx).to_string();
             {
                 let mut registry = builder
                     .runtime
@@ -90,6 +96,7 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
                     .filter(|h| builder.names.contains(&h.name))
                 {
                     host.config.insert(key.to_string(), value.clone());
+                    host.sources.insert(key.to_string(), source.clone());
                 }
             }
             // A host's secret setting is secret from its declaration on.
@@ -97,6 +104,13 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
             Ok(builder.clone())
         },
     );
+
+    // `inventory("hosts.ini")`: the hosts of an Ansible or Deployer inventory, its path
+    // relative to the recipe's directory (`!COMMAND` runs a dynamic inventory there).
+    let rt = runtime.clone();
+    engine.register_fn("inventory", move |spec: &str| -> ScriptResult<()> {
+        declare_inventory(&rt, spec)
+    });
 
     let rt = runtime.clone();
     engine.register_fn(
@@ -197,6 +211,32 @@ fn check_task_name(name: &str) -> ScriptResult<()> {
     Ok(())
 }
 
+/// Declare the hosts of an inventory. A host the recipe declared too gets the inventory's
+/// settings over its own, and the roles of both. Warnings go to stderr.
+fn declare_inventory(runtime: &Runtime, spec: &str) -> ScriptResult<()> {
+    let inventory = crate::inventory::load(spec, &runtime.recipe_dir).map_err(|error| {
+        let failure = Failure::message(format!("inventory `{spec}`: {error}"));
+        into_script_error(match &error.hint {
+            Some(hint) => failure.with_hint(hint.clone()),
+            None => failure,
+        })
+    })?;
+    let secrets = runtime.reporter.secrets();
+    for warning in &inventory.warnings {
+        eprintln!("warning: {}", secrets.redact(warning));
+    }
+    let mut registry = runtime.registry.lock().unwrap_or_else(|e| e.into_inner());
+    for host in inventory.hosts {
+        for key in host.config.keys() {
+            check_settable(key)?;
+        }
+        secrets.learn(&host.config);
+        let declared = registry.host_mut(&host.name, host.local);
+        crate::inventory::merge_host(declared, host);
+    }
+    Ok(())
+}
+
 fn declare_host(runtime: &Arc<Runtime>, name: &str, local: bool) -> HostBuilder {
     runtime
         .registry
@@ -219,6 +259,16 @@ pub fn declared_value(runtime: &Runtime, key: &str) -> Option<Dynamic> {
         return Some(value.clone());
     }
     config::defaults().remove(key)
+}
+
+/// Where the top level's `set()` (or `add()`) of `key` was called: for `zdd hosts`.
+pub fn declare_source(runtime: &Runtime, key: &str, ctx: &NativeCallContext) {
+    runtime
+        .registry
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .config_sources
+        .insert(key.to_string(), origin(ctx).to_string());
 }
 
 /// `set()` at the top level of the recipe: every host has `key`, unless it sets its own.

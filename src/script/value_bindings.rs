@@ -6,9 +6,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rhai::{Array, Dynamic, Engine};
+use rhai::{Array, Dynamic, Engine, NativeCallContext};
 
-use super::recipe_api::{check_settable, declare_value, declared_value, missing, ScriptResult};
+use super::recipe_api::{
+    check_settable, declare_source, declare_value, declared_value, missing, ScriptResult,
+};
 use super::{into_script_error, Runtime};
 
 /// A key's value where the recipe runs now: on the running host, or at the top level.
@@ -50,8 +52,11 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
     let rt = runtime.clone();
     engine.register_fn(
         "set",
-        move |key: &str, value: Dynamic| -> ScriptResult<()> {
+        move |ctx: NativeCallContext, key: &str, value: Dynamic| -> ScriptResult<()> {
             check_settable(key)?;
+            if rt.host().is_none() {
+                declare_source(&rt, key, &ctx);
+            }
             store(&rt, key, value.clone());
             learn_set_value(&rt, key, &value);
             Ok(())
@@ -59,24 +64,30 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
     );
 
     let rt = runtime.clone();
-    engine.register_fn("add", move |key: &str, items: Array| -> ScriptResult<()> {
-        check_settable(key)?;
-        let current = lookup(&rt, key)?.unwrap_or_else(|| Dynamic::from_array(Array::new()));
-        let mut list = if current.is_array() {
-            current.into_array().unwrap_or_default()
-        } else {
-            return Err(format!(
-                "`add` needs a list, but `{key}` is a {}",
-                current.type_name()
-            )
-            .into());
-        };
-        list.extend(items);
-        let value = Dynamic::from_array(list);
-        store(&rt, key, value.clone());
-        rt.reporter.secrets().learn_value(key, &value);
-        Ok(())
-    });
+    engine.register_fn(
+        "add",
+        move |ctx: NativeCallContext, key: &str, items: Array| -> ScriptResult<()> {
+            check_settable(key)?;
+            if rt.host().is_none() {
+                declare_source(&rt, key, &ctx);
+            }
+            let current = lookup(&rt, key)?.unwrap_or_else(|| Dynamic::from_array(Array::new()));
+            let mut list = if current.is_array() {
+                current.into_array().unwrap_or_default()
+            } else {
+                return Err(format!(
+                    "`add` needs a list, but `{key}` is a {}",
+                    current.type_name()
+                )
+                .into());
+            };
+            list.extend(items);
+            let value = Dynamic::from_array(list);
+            store(&rt, key, value.clone());
+            rt.reporter.secrets().learn_value(key, &value);
+            Ok(())
+        },
+    );
 
     let rt = runtime.clone();
     engine.register_fn("get", move |key: &str| -> ScriptResult<Dynamic> {

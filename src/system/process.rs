@@ -112,9 +112,29 @@ fn signal_name(signal: i32) -> String {
         .unwrap_or_else(|_| format!("signal {signal}"))
 }
 
+/// This process's own CPU time (user + system) in ms and its peak resident memory in KiB, its
+/// children not counted (`getrusage(RUSAGE_SELF)`); zeros where the kernel does not say.
+pub fn own_usage() -> (u64, u64) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(usage) => {
+            let ms = |t: nix::sys::time::TimeVal| {
+                (t.tv_sec().max(0) as u64) * 1000 + (t.tv_usec().max(0) as u64) / 1000
+            };
+            let cpu = ms(usage.user_time()) + ms(usage.system_time());
+            (cpu, usage.max_rss().max(0) as u64)
+        }
+        Err(_) => (0, 0),
+    }
+}
+
 /// Whether process `pid` of this machine is running.
 pub fn alive(pid: u32) -> bool {
     use nix::errno::Errno;
+    // 0 and what does not fit a pid would signal a process group: no process of its own.
+    if pid == 0 || i32::try_from(pid).is_err() {
+        return false;
+    }
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
         Ok(()) => true,
         Err(Errno::EPERM) => true,

@@ -178,6 +178,11 @@ pub trait Transport: Send + Sync {
         0
     }
 
+    /// How many requests zdd wrote to the host (0 where nothing is sent over a wire).
+    fn requests(&self) -> u64 {
+        0
+    }
+
     /// One op, at once, with the methods above.
     fn apply(&self, op: Op) -> anyhow::Result<Answer> {
         Ok(match op {

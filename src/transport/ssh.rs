@@ -104,6 +104,8 @@ struct Pipeline {
     /// The first request sent without waiting that failed, until the runner takes it.
     failure: Option<Deferred>,
     round_trips: u64,
+    /// Requests written (the work asked of the host, waited for or not).
+    requests: u64,
     /// The answers of requests sent with `send_kept`, once read (`None`: failed or skipped).
     kept: BTreeMap<u64, Option<Answer>>,
     next_kept: u64,
@@ -254,6 +256,7 @@ impl Ssh {
                 waiting: VecDeque::new(),
                 failure: None,
                 round_trips: 0,
+                requests: 0,
                 kept: BTreeMap::new(),
                 next_kept: 0,
                 left: false,
@@ -303,6 +306,7 @@ impl Ssh {
         if !batch.is_empty() {
             pipe.shell.write_batch(&batch, &self.label)?;
             pipe.written = true;
+            pipe.requests += batch.len() as u64;
         }
         if leaves {
             pipe.shell.leave_if_asked(&self.label)?;
@@ -476,6 +480,7 @@ impl Ssh {
         }
         pipe.shell.write_request(request.command(), &self.label)?;
         pipe.written = true;
+        pipe.requests += 1;
         if matches!(inner, Op::Leave) {
             // The shell ends after this request when it set `zdd_leave`.
             pipe.shell.leave_if_asked(&self.label)?;
@@ -1167,6 +1172,10 @@ impl Transport for Ssh {
 
     fn round_trips(&self) -> u64 {
         self.pipe().round_trips
+    }
+
+    fn requests(&self) -> u64 {
+        self.pipe().requests
     }
 
     fn unanswered(&self) -> usize {

@@ -110,13 +110,25 @@ pub fn boolean(value: &Dynamic) -> Result<bool, String> {
     }
 }
 
-/// A value as a duration in seconds between 0 and 3600 (`1`, `0.5`, `"2s"`).
+/// A value as a duration in seconds between 0 and 3600 (`1`, `0.5`, `"2s"`, `"5m"`, `"1h"`).
 pub fn seconds(value: &Dynamic) -> Result<std::time::Duration, String> {
+    let in_words = || {
+        let text = value.to_string();
+        let text = text.trim();
+        let (number, unit) = match text.char_indices().last() {
+            Some((at, 'm')) => (&text[..at], 60.0),
+            Some((at, 'h')) => (&text[..at], 3600.0),
+            Some((at, 's')) => (&text[..at], 1.0),
+            _ => (text, 1.0),
+        };
+        number.parse::<f64>().ok().map(|n| n * unit)
+    };
     let number = value
         .as_float()
         .ok()
         .or_else(|| value.as_int().ok().map(|i| i as f64))
-        .or_else(|| value.to_string().trim_end_matches('s').parse::<f64>().ok())
+        .or_else(in_words)
+        .filter(|n| n.is_finite())
         .ok_or_else(|| format!("`{value}` is not a number of seconds"))?;
     if !(0.0..=3600.0).contains(&number) {
         return Err(format!("`{value}` must be between 0 and 3600 seconds"));
@@ -140,6 +152,19 @@ pub fn count(value: &Dynamic) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_in_seconds_minutes_and_hours() {
+        let secs = |text: &str| seconds(&Dynamic::from(text.to_string())).map(|d| d.as_secs_f64());
+        assert_eq!(secs("90"), Ok(90.0));
+        assert_eq!(secs("2s"), Ok(2.0));
+        assert_eq!(secs("5m"), Ok(300.0));
+        assert_eq!(secs("1h"), Ok(3600.0));
+        assert!(secs("2h").is_err());
+        assert!(secs("m").is_err());
+        assert!(secs("NaN").is_err());
+        assert!(secs("5 minutes").is_err());
+    }
 
     #[test]
     fn overrides_parse_types() {
