@@ -769,6 +769,71 @@ pub fn validate(
     }
 }
 
+/// Where a host deploys: for [`one_deploy_per_place`].
+pub struct Place<'a> {
+    pub host: &'a str,
+    pub local: bool,
+    pub config: &'a BTreeMap<String, Dynamic>,
+}
+
+/// Two hosts of one run must not deploy to the same deploy path of the same machine (the
+/// same host listed twice, under two names or in two inventories): one deploy path takes one
+/// deploy at a time, and two entries of one run would fight over its lock. The machine is
+/// its `hostname` (default: the host's name), `port` and `config_file`; `localhost()` hosts
+/// are this machine.
+pub fn one_deploy_per_place(places: &[Place]) -> Result<(), Vec<Problem>> {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for place in places {
+        let text = |key: &str| {
+            place
+                .config
+                .get(key)
+                .filter(|v| !v.is_unit())
+                .and_then(|v| config::text(v).ok())
+        };
+        let Some(deploy_path) = text("deploy_path")
+            .and_then(|raw| expanded("deploy_path", &raw, place.host, place.config).ok())
+            .flatten()
+        else {
+            continue;
+        };
+        let deploy_path = deploy_path.trim_end_matches('/').to_string();
+        let machine = if place.local {
+            "this machine".to_string()
+        } else {
+            format!(
+                "{}:{}{}",
+                text("hostname").unwrap_or_else(|| place.host.to_string()),
+                text("port").unwrap_or_else(|| "22".to_string()),
+                text("config_file")
+                    .map(|file| format!(" (ssh config {file})"))
+                    .unwrap_or_default()
+            )
+        };
+        let key = format!("{machine}\n{deploy_path}");
+        match seen.get(&key) {
+            Some(first) => problems.push(Problem {
+                setting: "deploy_path".to_string(),
+                host: None,
+                message: format!(
+                    "hosts `{first}` and `{}` both deploy to `{deploy_path}` on {machine}: one deploy path takes one deploy at a time",
+                    place.host
+                ),
+                hint: "give each host its own `deploy_path`, or list the machine once (`--hosts` picks one)".to_string(),
+            }),
+            None => {
+                seen.insert(key, place.host);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
 /// The problems of the run's own settings ([`RUN_SETTINGS`]): checked as the hosts' are, and
 /// `cutover_task` must name a task the recipe declares.
 fn check_run(run: &RunSettings) -> Vec<Problem> {

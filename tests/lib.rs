@@ -8,9 +8,10 @@ mod state;
 
 mod deploy;
 mod failures;
-mod fleet;
 mod fault_support;
 mod faults;
+mod fleet;
+mod fleet_attacks;
 
 mod bad_input;
 mod cli;

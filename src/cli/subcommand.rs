@@ -231,6 +231,7 @@ fn validate_settings(
     hosts: &[Host],
     run: Option<(&str, &[plan::Step])>,
 ) -> Result<(), Error> {
+    let recipe_hosts = hosts;
     let task = run.map(|(task, _)| task);
     let plan: Vec<String> = run
         .map(|(_, steps)| steps)
@@ -256,11 +257,65 @@ fn validate_settings(
         config: &global,
         tasks: recipe.registry.tasks.keys().map(String::as_str).collect(),
     };
-    settings::validate(&run, &hosts, task, &plan).map_err(Error::Settings)
+    settings::validate(&run, &hosts, task, &plan).map_err(|problems| {
+        Error::Settings(
+            problems
+                .into_iter()
+                .map(|problem| set_where(problem, recipe_hosts, &recipe.path))
+                .collect(),
+        )
+    })?;
+    let places: Vec<settings::Place> = hosts
+        .iter()
+        .zip(recipe_hosts)
+        .map(|(settings, host)| settings::Place {
+            host: settings.host,
+            local: host.local,
+            config: settings.config,
+        })
+        .collect();
+    settings::one_deploy_per_place(&places).map_err(Error::Settings)
+}
+
+/// A problem with a value one host got from outside the recipe (an inventory's line): the
+/// problem names that host and where to change the value. (A run's own settings are never a
+/// host's; a host's `.set` in the recipe is shown by the recipe's own hint.)
+fn set_where(mut problem: settings::Problem, hosts: &[Host], recipe: &str) -> settings::Problem {
+    if (problem.host.is_none() && hosts.len() != 1)
+        || settings::RUN_SETTINGS.contains(&problem.setting.as_str())
+    {
+        return problem;
+    }
+    let own: Vec<(&Host, &String)> = hosts
+        .iter()
+        .filter(|host| problem.host.as_deref().is_none_or(|name| name == host.name))
+        .filter_map(|host| host.sources.get(&problem.setting).map(|s| (host, s)))
+        .filter(|(_, source)| !source.starts_with(&format!("{recipe}:")))
+        .collect();
+    if let [(host, source)] = own.as_slice() {
+        problem.host = Some(host.name.clone());
+        problem.hint = format!(
+            "host `{}` gets `{}` from {source}: change it there",
+            host.name, problem.setting
+        );
+    }
+    problem
 }
 
 pub(crate) fn select_hosts(recipe: &Recipe, common: &Common) -> Result<Vec<Host>, Error> {
     let declared = &recipe.registry.hosts;
+    if declared.is_empty() && !common.inventory.is_empty() {
+        return Err(Error::Usage {
+            message: format!(
+                "the inventory names no host: {}",
+                common.inventory.join(", ")
+            ),
+            hint: Some(
+                "an Ansible inventory lists hosts under `[group]` (INI) or `hosts:` (YAML)"
+                    .to_string(),
+            ),
+        });
+    }
     if declared.is_empty() {
         return Err(Error::Usage {
             message: format!("`{}` declares no host", recipe.path),
@@ -345,7 +400,10 @@ fn run_task(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error> {
     interrupt::install();
     interrupt::reset();
     let reporter = recipe.runtime.reporter.clone();
-    let deployment = Arc::new(Deployment::new(&recipe.path));
+    let mut deployment = Deployment::new(&recipe.path);
+    // Only hosts named with `--hosts` are brought up to a deploy that left them behind.
+    deployment.hosts_named = !common.hosts.is_empty();
+    let deployment = Arc::new(deployment);
     match runner::run(recipe, task, &steps, &hosts, reporter.clone(), deployment) {
         Ok(summary) if !summary.left_behind.is_empty() => {
             reporter.say(&runner::describe_summary(task, &summary));
@@ -367,7 +425,7 @@ fn run_task(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error> {
                     .iter()
                     .map(|l| (l.host.clone(), l.reason.clone()))
                     .collect(),
-                hint: Some(format!(
+                hint: summary.remembered.then(|| format!(
                     "once they are fixed, `zdd run {} {task} --hosts {}` brings them to release {} (the same commit)",
                     recipe.path,
                     names.join(","),

@@ -96,6 +96,7 @@ fn hosts(model: &mut Model, node: &Node, place: &Place, file: &str) -> Result<()
         }
         let host_place = Place::at(file, Some(*line));
         let (names, _) = expand_pattern(alias, &host_place)?;
+        model.room_for(&names, &host_place)?;
         let mut roles: Vec<(String, Place)> = Vec::new();
         let mut vars = Vec::new();
         for var in yaml::variables(settings, &host_place, None, &format!("the host `{alias}`"))? {

@@ -22,7 +22,8 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Model, InventoryError> {
     // Groups named before they are declared: `[x:vars]` and `[y:children]` entries, checked
     // at the end (as Ansible does: a group is declared by `[x]` or `[x:children]`).
     let mut pending: Vec<(String, Place, &'static str)> = Vec::new();
-    let mut declared: Vec<String> = vec!["all".into(), "ungrouped".into()];
+    let mut declared: std::collections::HashSet<String> =
+        ["all".to_string(), "ungrouped".to_string()].into();
 
     for (index, raw) in text.lines().enumerate() {
         let number = index + 1;
@@ -37,8 +38,8 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Model, InventoryError> {
         })? {
             group = name;
             section = kind;
-            if kind != Section::Vars && !declared.contains(&group) {
-                declared.push(group.clone());
+            if kind != Section::Vars {
+                declared.insert(group.clone());
             }
             let context = match kind {
                 Section::Hosts => format!("[{group}]"),
@@ -156,6 +157,7 @@ fn host_line(
         );
     }
     let (names, port) = expand_pattern(pattern, place)?;
+    model.room_for(&names, place)?;
     let mut vars = Vec::new();
     if let Some(port) = port {
         vars.push(Var {

@@ -63,7 +63,10 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Model, InventoryError> {
                 ))
             }
         };
-        for (host, line) in names(hosts, name, "hosts", file)? {
+        let listed = names(hosts, name, "hosts", file)?;
+        let all: Vec<String> = listed.iter().map(|(host, _)| host.clone()).collect();
+        model.room_for(&all, &group_place)?;
+        for (host, line) in listed {
             model.host(&host, name, &place(line));
         }
         for (child, line) in names(children, name, "children", file)? {
@@ -84,8 +87,9 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Model, InventoryError> {
                 None,
                 &format!("`_meta.hostvars` of `{key}`"),
             )?;
-            let entry = match model.hosts.iter().position(|h| h.name == *key) {
-                Some(index) => &mut model.hosts[index],
+            model.room_for(std::slice::from_ref(key), &host_place)?;
+            let entry = match model.find_host(key) {
+                Some(entry) => entry,
                 None => model.host(key, "ungrouped", &host_place),
             };
             entry.vars.extend(vars);

@@ -17,7 +17,7 @@
 //! (their parents too), but `all` and `ungrouped`, are its `roles`. Values a host cannot use
 //! (a map, an encrypted value, a hostile host name or port) are errors naming the place.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rhai::{Array, Dynamic};
 
@@ -69,9 +69,7 @@ pub(super) fn hosts(model: Model) -> Result<Inventory, InventoryError> {
     let parents = parents(&model);
     let priority = |group: &str| -> i64 {
         model
-            .groups
-            .iter()
-            .find(|g| g.name == group)
+            .find_group(group)
             .and_then(|g| {
                 g.vars
                     .iter()
@@ -90,9 +88,10 @@ pub(super) fn hosts(model: Model) -> Result<Inventory, InventoryError> {
     for entry in &model.hosts {
         // Its groups and their ancestors.
         let mut groups: Vec<String> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         let mut queue: Vec<String> = entry.groups.clone();
         while let Some(group) = queue.pop() {
-            if groups.contains(&group) {
+            if !seen.insert(group.clone()) {
                 continue;
             }
             queue.extend(parents.get(&group).cloned().unwrap_or_default());
@@ -109,7 +108,7 @@ pub(super) fn hosts(model: Model) -> Result<Inventory, InventoryError> {
         let mut merged: BTreeMap<String, Merged> = BTreeMap::new();
         let definitions = groups
             .iter()
-            .filter_map(|g| model.groups.iter().find(|group| group.name == *g))
+            .filter_map(|g| model.find_group(g))
             .flat_map(|g| g.vars.iter())
             .chain(entry.vars.iter());
         for var in definitions {
@@ -423,43 +422,57 @@ fn parents(model: &Model) -> HashMap<String, Vec<String>> {
 }
 
 /// Each group's depth: `all` 0, a group one more than its deepest parent. A cycle is an error.
+/// Walked with a stack of its own, not by recursion: a chain of groups as long as the file
+/// allows is read, not a stack overflow.
 fn depths(model: &Model) -> Result<HashMap<String, usize>, InventoryError> {
     let parents = parents(model);
+    let no_parents: Vec<String> = Vec::new();
     let mut depths: HashMap<String, usize> = HashMap::new();
     depths.insert("all".into(), 0);
-    fn visit(
-        group: &str,
-        parents: &HashMap<String, Vec<String>>,
-        depths: &mut HashMap<String, usize>,
-        path: &mut Vec<String>,
-    ) -> Result<usize, Vec<String>> {
-        if let Some(depth) = depths.get(group) {
-            return Ok(*depth);
-        }
-        if path.iter().any(|g| g == group) {
-            path.push(group.to_string());
-            return Err(path.clone());
-        }
-        path.push(group.to_string());
-        let mut depth = 0;
-        for parent in parents.get(group).map(Vec::as_slice).unwrap_or(&[]) {
-            depth = depth.max(visit(parent, parents, depths, path)? + 1);
-        }
-        path.pop();
-        depths.insert(group.to_string(), depth);
-        Ok(depth)
-    }
     for group in &model.groups {
-        visit(&group.name, &parents, &mut depths, &mut Vec::new()).map_err(|cycle| {
-            InventoryError::new(
-                &group.place,
-                format!(
-                    "the group `{}` is its own ancestor: {}",
-                    group.name,
-                    cycle.join(" is a child of ")
-                ),
-            )
-        })?;
+        if depths.contains_key(&group.name) {
+            continue;
+        }
+        // The groups being visited, each with the index of its next parent to look at.
+        let mut path: Vec<(&str, usize)> = vec![(group.name.as_str(), 0)];
+        let mut on_path: HashSet<&str> = HashSet::from([group.name.as_str()]);
+        while let Some((name, next)) = path.last().copied() {
+            let of = parents.get(name).unwrap_or(&no_parents);
+            match of.get(next) {
+                None => {
+                    let depth = of
+                        .iter()
+                        .map(|parent| depths.get(parent).copied().unwrap_or(0) + 1)
+                        .max()
+                        .unwrap_or(0);
+                    depths.insert(name.to_string(), depth);
+                    on_path.remove(name);
+                    path.pop();
+                }
+                Some(parent) => {
+                    if let Some(last) = path.last_mut() {
+                        last.1 += 1;
+                    }
+                    if depths.contains_key(parent) {
+                        continue;
+                    }
+                    if on_path.contains(parent.as_str()) {
+                        let mut cycle: Vec<&str> = path.iter().map(|(g, _)| *g).collect();
+                        cycle.push(parent);
+                        return Err(InventoryError::new(
+                            &group.place,
+                            format!(
+                                "the group `{}` is its own ancestor: {}",
+                                group.name,
+                                cycle.join(" is a child of ")
+                            ),
+                        ));
+                    }
+                    on_path.insert(parent);
+                    path.push((parent, 0));
+                }
+            }
+        }
     }
     Ok(depths)
 }
@@ -619,5 +632,27 @@ ansible_python_interpreter=/usr/bin/python3
         assert_eq!(setting(&inventory(text), "h", "x"), "b");
         let text = "[a]\nh\n[b]\nh\n[a:vars]\nx=a\nansible_group_priority=5\n[b:vars]\nx=b\n";
         assert_eq!(setting(&inventory(text), "h", "x"), "a");
+    }
+
+    #[test]
+    fn a_long_chain_of_groups_is_walked_without_recursion() {
+        // Deeper than a test thread's stack would allow one frame a group.
+        const DEPTH: usize = 20_000;
+        let mut text = String::from("[g0]\nh1\n");
+        for n in 1..=DEPTH {
+            text.push_str(&format!("[g{n}:children]\ng{}\n", n - 1));
+        }
+        text.push_str(&format!("[g{DEPTH}:vars]\nx=top\n[g0:vars]\nx=bottom\n"));
+        let inventory = inventory(&text);
+        assert_eq!(setting(&inventory, "h1", "x"), "bottom");
+        let host = &inventory.hosts[0];
+        assert_eq!(host.roles().len(), DEPTH + 1);
+        assert_eq!(host.roles()[0], "g0");
+        let cycle = format!("{text}[g0:children]\ng{DEPTH}\n");
+        assert!(
+            error(&cycle).contains("is its own ancestor"),
+            "{}",
+            error(&cycle)
+        );
     }
 }

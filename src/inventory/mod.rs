@@ -15,10 +15,12 @@ mod json;
 mod mapping;
 mod yaml;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::registry::Host;
+use crate::system::interrupt;
 use crate::system::process::{self, Invocation};
 
 /// The hosts an inventory describes, and what zdd did not use of it.
@@ -33,10 +35,19 @@ impl Inventory {
     /// Add `other`'s hosts: a host both name gets `other`'s settings over its own, and the
     /// roles of both (several `-i`, as Ansible merges several inventories).
     pub fn merge(&mut self, other: Inventory) {
+        let mut index: HashMap<String, usize> = self
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(at, host)| (host.name.clone(), at))
+            .collect();
         for host in other.hosts {
-            match self.hosts.iter_mut().find(|h| h.name == host.name) {
-                Some(existing) => merge_host(existing, host),
-                None => self.hosts.push(host),
+            match index.get(&host.name) {
+                Some(at) => merge_host(&mut self.hosts[*at], host),
+                None => {
+                    index.insert(host.name.clone(), self.hosts.len());
+                    self.hosts.push(host);
+                }
             }
         }
         self.warnings.extend(other.warnings);
@@ -226,7 +237,15 @@ pub(crate) struct Model {
     /// In the order they were first listed.
     pub hosts: Vec<HostEntry>,
     pub warnings: Vec<String>,
+    /// Where each group and host is in `groups` and `hosts`: an inventory of thousands of
+    /// each is read in linear time.
+    group_index: HashMap<String, usize>,
+    host_index: HashMap<String, usize>,
 }
+
+/// The most hosts one inventory may name (ranges included): a hundred times the fleets zdd is
+/// measured with, and a bound on what a typo (`web[0:9999]` on every line) costs to read.
+pub(crate) const MOST_HOSTS: usize = 10_000;
 
 impl Model {
     fn new(file: &str) -> Model {
@@ -241,14 +260,44 @@ impl Model {
             groups: vec![group("all"), group("ungrouped")],
             hosts: Vec::new(),
             warnings: Vec::new(),
+            group_index: HashMap::from([("all".to_string(), 0), ("ungrouped".to_string(), 1)]),
+            host_index: HashMap::new(),
         }
+    }
+
+    /// The group `name`, if it is declared.
+    pub fn find_group(&self, name: &str) -> Option<&Group> {
+        self.group_index.get(name).map(|at| &self.groups[*at])
+    }
+
+    /// The host `name`, if it is listed.
+    fn find_host(&mut self, name: &str) -> Option<&mut HostEntry> {
+        self.host_index.get(name).map(|at| &mut self.hosts[*at])
+    }
+
+    /// Whether `names` may be listed at `place`: an error once the inventory would name more
+    /// than [`MOST_HOSTS`] hosts.
+    fn room_for(&self, names: &[String], place: &Place) -> Result<(), InventoryError> {
+        let new = names
+            .iter()
+            .filter(|name| !self.host_index.contains_key(*name))
+            .count();
+        if self.hosts.len() + new <= MOST_HOSTS {
+            return Ok(());
+        }
+        Err(InventoryError::new(
+            place,
+            format!("the inventory names more than {MOST_HOSTS} hosts"),
+        )
+        .hint("check its ranges (`web[01:20]`); split a larger fleet into several inventories and deploy each with `-i`"))
     }
 
     /// The group `name`, declared at `place` if it is new.
     fn group(&mut self, name: &str, place: &Place) -> &mut Group {
-        let index = match self.groups.iter().position(|g| g.name == name) {
-            Some(index) => index,
+        let index = match self.group_index.get(name) {
+            Some(index) => *index,
             None => {
+                self.group_index.insert(name.to_string(), self.groups.len());
                 self.groups.push(Group {
                     name: name.to_string(),
                     vars: Vec::new(),
@@ -271,9 +320,10 @@ impl Model {
 
     /// The host `name`, listed in `group` at `place`.
     fn host(&mut self, name: &str, group: &str, place: &Place) -> &mut HostEntry {
-        let index = match self.hosts.iter().position(|h| h.name == name) {
-            Some(index) => index,
+        let index = match self.host_index.get(name) {
+            Some(index) => *index,
             None => {
+                self.host_index.insert(name.to_string(), self.hosts.len());
                 self.hosts.push(HostEntry {
                     name: name.to_string(),
                     vars: Vec::new(),
@@ -377,6 +427,11 @@ fn read_file(spec: &str, base_dir: &Path) -> Result<(String, String), InventoryE
         InventoryError::in_file(&name, format!("cannot read the inventory: {e}"))
             .hint("paths in a recipe are relative to the recipe's directory; `-i` to the current directory")
     })?;
+    // A byte order mark (Windows editors write one) is not part of the first line.
+    let bytes = match bytes.strip_prefix(b"\xef\xbb\xbf") {
+        Some(rest) => rest.to_vec(),
+        None => bytes,
+    };
     let text = String::from_utf8(bytes).map_err(|e| {
         let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
             .iter()
@@ -448,7 +503,16 @@ fn run_command(command: &str, base_dir: &Path) -> Result<(String, String), Inven
         display: command.to_string(),
         ..Invocation::default()
     };
+    // The command runs in a process group of its own, which a Ctrl-C at the terminal does not
+    // reach: zdd's handler stops it (a cloud inventory that hangs is not left running).
+    interrupt::install();
     let output = process::run(&invocation, None).map_err(|e| {
+        if interrupt::interrupted() {
+            return InventoryError::in_file(
+                &name,
+                "interrupted (Ctrl-C): the dynamic inventory was stopped",
+            );
+        }
         InventoryError::in_file(&name, format!("the dynamic inventory failed: {e}"))
             .hint("it must exit 0 and print the JSON of `ansible-inventory --list`")
     })?;
@@ -747,5 +811,63 @@ mod tests {
         assert_eq!(format_of("inventory", "{\"all\": {}}"), Format::Json);
         assert_eq!(format_of("hosts.json", "{}"), Format::Json);
         assert_eq!(format_of("hosts", "---\nall:\n"), Format::Yaml);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("hosts.ini", "[web]\nweb1\n"),
+            (
+                "hosts.yml",
+                "all:\n  children:\n    web:\n      hosts:\n        web1:\n",
+            ),
+            ("hosts.json", "{\"web\": [\"web1\"]}\n"),
+        ] {
+            std::fs::write(dir.path().join(name), format!("\u{feff}{text}")).unwrap();
+            let inventory = load(name, dir.path()).unwrap();
+            assert_eq!(inventory.hosts.len(), 1, "{name}");
+            assert_eq!(inventory.hosts[0].roles(), ["web"], "{name}");
+        }
+    }
+
+    #[test]
+    fn an_inventory_names_at_most_most_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        // Exactly the most: read (a host listed twice counts once).
+        std::fs::write(
+            dir.path().join("full.ini"),
+            "[web]\nweb[0:9989]\n[db]\ndb[0:9]\nweb1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            load("full.ini", dir.path()).unwrap().hosts.len(),
+            MOST_HOSTS
+        );
+        std::fs::write(
+            dir.path().join("over.ini"),
+            "[web]\nweb[0:9999]\n[db]\ndb1\n",
+        )
+        .unwrap();
+        let name = dir.path().join("over.ini").display().to_string();
+        assert_eq!(
+            load("over.ini", dir.path()).unwrap_err().to_string(),
+            format!("{name}:4: the inventory names more than {MOST_HOSTS} hosts")
+        );
+        std::fs::write(
+            dir.path().join("over.yml"),
+            "all:\n  hosts:\n    a[0:5000]:\n    b[0:5000]:\n",
+        )
+        .unwrap();
+        let error = load("over.yml", dir.path()).unwrap_err();
+        assert_eq!(error.line, Some(4));
+        let hosts: Vec<String> = (0..=MOST_HOSTS).map(|n| format!("\"h{n}\"")).collect();
+        std::fs::write(
+            dir.path().join("over.json"),
+            format!("{{\"web\": [{}]}}", hosts.join(", ")),
+        )
+        .unwrap();
+        let error = load("over.json", dir.path()).unwrap_err();
+        assert!(error.message.contains("more than"), "{error}");
     }
 }

@@ -55,6 +55,15 @@ impl Node {
         }
     }
 
+    /// How many values it holds, itself included.
+    fn size(&self) -> usize {
+        match &self.kind {
+            Kind::Scalar(_) => 1,
+            Kind::List(items) => 1 + items.iter().map(Node::size).sum::<usize>(),
+            Kind::Map(entries) => 1 + entries.iter().map(|e| e.node.size()).sum::<usize>(),
+        }
+    }
+
     /// The node as a value (maps and lists included).
     pub fn value(&self) -> Value {
         match &self.kind {
@@ -70,12 +79,20 @@ impl Node {
     }
 }
 
+/// How many values aliases may copy in all: far more than any inventory's anchors and `<<`
+/// merges, far fewer than an "alias bomb" (anchors of lists of aliases of anchors ...), whose
+/// copies would grow without bound in memory.
+const MOST_COPIED: usize = 1_000_000;
+
 /// Builds the tree from the parser's events.
 #[derive(Default)]
 struct Builder {
     /// Open collections: the node, and for a map the key waiting for its value.
     stack: Vec<(Node, Option<(String, usize)>)>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored node, and how many values it holds.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// How many values aliases copied so far (at most [`MOST_COPIED`]).
+    copied: usize,
     /// Anchor ids of the open collections.
     anchor_ids: Vec<usize>,
     root: Option<Node>,
@@ -85,9 +102,39 @@ struct Builder {
 impl Builder {
     fn push(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = node.size();
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         self.add(node);
+    }
+
+    /// The node an alias names, copied, unless the copies would pass [`MOST_COPIED`].
+    fn alias(&mut self, anchor: usize, line: usize) {
+        let Some((node, size)) = self.anchors.get(&anchor) else {
+            self.fail(line, "an alias names an unknown anchor".to_string());
+            return;
+        };
+        self.copied = self.copied.saturating_add(*size);
+        if self.copied > MOST_COPIED {
+            self.fail(
+                line,
+                format!(
+                    "its aliases copy more than {MOST_COPIED} values: anchors of aliases nested \
+                     this deep are refused (an \"alias bomb\")"
+                ),
+            );
+            return;
+        }
+        let mut node = node.clone();
+        node.line = line;
+        self.add(node);
+    }
+
+    /// Keep the first error: the tree is not used once there is one.
+    fn fail(&mut self, line: usize, message: String) {
+        if self.error.is_none() {
+            self.error = Some((line, message));
+        }
     }
 
     /// A finished node goes into the open collection (as a key or a value), or is the root.
@@ -190,17 +237,7 @@ impl MarkedEventReceiver for Builder {
                     self.push(node, anchor);
                 }
             }
-            Event::Alias(anchor) => match self.anchors.get(&anchor).cloned() {
-                Some(mut node) => {
-                    node.line = line;
-                    self.add(node);
-                }
-                None => {
-                    if self.error.is_none() {
-                        self.error = Some((line, "an alias names an unknown anchor".to_string()));
-                    }
-                }
-            },
+            Event::Alias(anchor) => self.alias(anchor, line),
             _ => {}
         }
     }
@@ -335,6 +372,7 @@ fn group(
                 {
                     let host_place = Place::at(file, Some(line));
                     let (names, port) = expand_pattern(&pattern, &host_place)?;
+                    model.room_for(&names, &host_place)?;
                     let mut defined = Vec::new();
                     if let Some(port) = port {
                         defined.push(Var {
@@ -534,5 +572,26 @@ mod tests {
             error("plugin: aws_ec2\n"),
             "hosts.yml:1: configures the inventory plugin `aws_ec2`: zdd does not run plugins"
         );
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_before_it_fills_memory() {
+        // Nine anchors, each a list of nine aliases of the one before: 9^9 values.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..10 {
+            let aliases = vec![format!("*a{}", level - 1); 9].join(", ");
+            text.push_str(&format!("a{level}: &a{level} [{aliases}]\n"));
+        }
+        let error = tree(&text, "bomb.yml").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "bomb.yml:7: its aliases copy more than {MOST_COPIED} values: anchors of aliases \
+                 nested this deep are refused (an \"alias bomb\")"
+            )
+        );
+        // The same anchors used a few times are read.
+        let root = tree("a: &a [1, 2]\nb: [*a, *a]\n", "t.yml").unwrap();
+        assert_eq!(root.get("b").unwrap().size(), 7);
     }
 }

@@ -25,6 +25,9 @@ pub struct Deployment {
     pub release_name: Mutex<Option<String>>,
     /// One commit for the whole deploy: the first host to resolve the ref pins it.
     pub commit: Mutex<Option<String>>,
+    /// The run's hosts were named one by one (`--hosts`): only then may it bring hosts up to
+    /// a deploy that left them behind.
+    pub hosts_named: bool,
     /// Set by the runner when the run fails anywhere: every host stops before its next step,
     /// and a host waiting for its lock (`lock_wait`) stops waiting.
     pub stopping: std::sync::atomic::AtomicBool,
@@ -66,6 +69,7 @@ impl Deployment {
             release_name: Mutex::new(None),
             commit: Mutex::new(None),
             catch_up: Mutex::new(None),
+            hosts_named: false,
             stopping: std::sync::atomic::AtomicBool::new(false),
             user,
             machine,

@@ -113,7 +113,21 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
                 ))
                 .with_hint("deploy every host again (without `--hosts`): a new release for all"));
             }
-            _ => {
+            // Another host named this deploy's release; this one has a release that sorts
+            // after it (made by hand, by a clock ahead, or by a deploy to fewer hosts in the
+            // same second). One deploy has one release name on every host: never another.
+            Some(name) => {
+                let newer = known.iter().filter(|k| *k >= name).max().cloned();
+                return Err(Failure::message(format!(
+                    "this deploy's release is named {name} (on the other hosts), but `{}` has release {} already, which sorts after it",
+                    ctx.host,
+                    newer.unwrap_or_default()
+                ))
+                .with_hint(
+                    "a release named in the future (a clock ahead, made by hand) must go; a deploy to fewer hosts in the same second: deploy again",
+                ));
+            }
+            None => {
                 let name = next_name(OffsetDateTime::now_utc(), &known);
                 *shared = Some(name.clone());
                 name

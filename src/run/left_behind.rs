@@ -36,10 +36,21 @@ impl Record {
     }
 }
 
+/// The most a record file may hold: thousands of hosts and their reasons. Anything larger (or
+/// anything but a regular file: a link to `/dev/zero`, a FIFO) was not written by zdd.
+const MOST_BYTES: u64 = 4 << 20;
+
 /// The record of `recipe` (as given on the command line), if there is one for `task`.
 pub fn read(recipe: &str, task: &str) -> Option<Record> {
+    use std::io::Read;
     let (absolute, file) = location(recipe)?;
-    let text = std::fs::read_to_string(file).ok()?;
+    let opened = std::fs::File::open(file).ok()?;
+    let metadata = opened.metadata().ok()?;
+    if !metadata.is_file() || metadata.len() > MOST_BYTES {
+        return None;
+    }
+    let mut text = String::new();
+    opened.take(MOST_BYTES).read_to_string(&mut text).ok()?;
     let record: Record = serde_json::from_str(&text).ok()?;
     (record.recipe == absolute && record.task == task && plain(&record)).then_some(record)
 }
@@ -70,16 +81,19 @@ pub fn forget(recipe: &str, task: &str, done: &[String]) -> Result<(), String> {
     write(recipe, record)
 }
 
-/// A record with names that could not have come from a deploy is ignored (hand-edited).
+/// A record with names that could not have come from a deploy is ignored (hand-edited): a
+/// release name is zdd's (`20261203T101500Z`), a commit a whole one (40 or 64 hex digits).
 fn plain(record: &Record) -> bool {
-    let word = |text: &str| {
-        !text.is_empty()
-            && !text.starts_with('.')
-            && text
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-    };
-    word(&record.release) && record.commit.chars().all(|c| c.is_ascii_hexdigit())
+    let release = record.release.as_bytes();
+    let release_ok = release.len() == 16
+        && release.iter().enumerate().all(|(i, c)| match i {
+            8 => *c == b'T',
+            15 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+    let commit_ok = matches!(record.commit.len(), 40 | 64)
+        && record.commit.chars().all(|c| c.is_ascii_hexdigit());
+    release_ok && commit_ok
 }
 
 /// The recipe's absolute path and its record's file.
@@ -149,9 +163,37 @@ mod tests {
         assert!(!plain(&r));
         r.release = "..".into();
         assert!(!plain(&r));
+        r.release = "current".into();
+        assert!(!plain(&r));
+        r.release = "20261203T101010Z".into();
+        r.commit = "abc".into();
+        assert!(!plain(&r));
+        r.commit = String::new();
+        assert!(!plain(&r));
         let mut r = record(&["web20"]);
         r.commit = "main; rm -rf /".into();
         assert!(!plain(&r));
+    }
+
+    #[test]
+    fn only_a_small_regular_file_is_read() {
+        let state = tempfile::tempdir().unwrap();
+        let recipe = state.path().join("recipe.rhai");
+        std::fs::write(&recipe, "").unwrap();
+        let recipe = recipe.display().to_string();
+        // `location` reads XDG_STATE_HOME: no other test of this crate sets it.
+        std::env::set_var("XDG_STATE_HOME", state.path());
+        let (_, file) = location(&recipe).unwrap();
+        write(&recipe, record(&["web20"])).unwrap();
+        assert_eq!(read(&recipe, "deploy").unwrap().hosts[0].host, "web20");
+        assert!(read(&recipe, "rollback").is_none());
+        std::fs::remove_file(&file).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+        assert!(read(&recipe, "deploy").is_none());
+        std::fs::remove_file(&file).unwrap();
+        std::fs::write(&file, " ".repeat(MOST_BYTES as usize + 1)).unwrap();
+        assert!(read(&recipe, "deploy").is_none());
+        std::env::remove_var("XDG_STATE_HOME");
     }
 
     #[test]

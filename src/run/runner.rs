@@ -54,6 +54,8 @@ pub struct Summary {
     pub left_behind: Vec<LeftBehind>,
     /// How the run ended on each host, when it had several.
     pub outcomes: Vec<HostOutcome>,
+    /// The hosts left behind are remembered (for `--hosts` later).
+    pub remembered: bool,
 }
 
 #[derive(Debug)]
@@ -289,15 +291,11 @@ pub fn run(
         budget: Some(&budget),
         ..phase
     };
-    // Each host says when it is prepared and switched, when there are several.
-    let several = slots.len() > 1;
-    preparing.run(
-        &all,
-        preparation,
-        (several && !cutover_steps.is_empty()).then_some("prepared"),
-    );
+    preparing.run(&all, preparation);
     if barrier {
-        preparing.sync(&all);
+        // Each host says when it is prepared (answered everything) and switched.
+        let done = (!cutover_steps.is_empty()).then_some(("prepared", preparation_started));
+        preparing.sync(&all, done);
     }
     let preparation_took = preparation_started.elapsed();
     if !abort.load(Ordering::SeqCst) {
@@ -333,9 +331,10 @@ pub fn run(
                     hosts: &names,
                 });
             }
-            phase.run(wave, cutover_steps, several.then_some("switched"));
+            let wave_started = Instant::now();
+            phase.run(wave, cutover_steps);
             if barrier {
-                phase.sync(wave);
+                phase.sync(wave, Some(("switched", wave_started)));
             }
             // What users got so far decides whether the next wave switches.
             if let (Some(watcher), Some(plan)) = (&watching, &watch_plan) {
@@ -452,8 +451,8 @@ pub fn run(
         Ok(summary) => (summary.release.as_deref(), summary.commit.as_deref()),
         Err(_) => (None, None),
     };
-    if let (Ok(summary), Some(release), Some(commit)) = (&result, release, commit) {
-        remember_left_behind(
+    let remembered = match (&result, release, commit) {
+        (Ok(summary), Some(release), Some(commit)) => remember_left_behind(
             recipe,
             task,
             summary,
@@ -461,8 +460,9 @@ pub fn run(
             commit,
             &deployment,
             &reporter,
-        );
-    }
+        ),
+        _ => false,
+    };
     let (round_trips, requests) = slots
         .iter()
         .map(|slot| {
@@ -491,7 +491,12 @@ pub fn run(
         cpu_ms,
         peak_rss_kb,
     });
-    result.map_err(RunError::Step)
+    result
+        .map(|summary| Summary {
+            remembered,
+            ..summary
+        })
+        .map_err(RunError::Step)
 }
 
 /// From this many hosts on, progress is one line per host per phase (`-v`: per task).
@@ -527,7 +532,7 @@ fn catch_up(
     deployment: &Deployment,
     reporter: &Reporter,
 ) -> Option<left_behind::Record> {
-    if recipe.overrides().contains_key("branch") {
+    if !deployment.hosts_named || recipe.overrides().contains_key("branch") {
         return None;
     }
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
@@ -552,7 +557,8 @@ fn catch_up(
 }
 
 /// After a deploy that made `release`: remember the hosts it left behind (for `--hosts`
-/// later), or forget the ones it brought up to date.
+/// later), or forget the ones it brought up to date. True when hosts left behind are
+/// remembered.
 fn remember_left_behind(
     recipe: &dyn StepCaller,
     task: &str,
@@ -561,7 +567,7 @@ fn remember_left_behind(
     commit: &str,
     deployment: &Deployment,
     reporter: &Reporter,
-) {
+) -> bool {
     let result = if summary.left_behind.is_empty() {
         left_behind::forget(recipe.path(), task, &summary.hosts)
     } else {
@@ -582,10 +588,14 @@ fn remember_left_behind(
             },
         )
     };
-    if let Err(e) = result {
-        reporter.say(&format!(
-            "warning: could not remember the hosts left behind: {e}"
-        ));
+    match result {
+        Ok(()) => !summary.left_behind.is_empty(),
+        Err(e) => {
+            reporter.say(&format!(
+                "warning: could not remember the hosts left behind: {e}"
+            ));
+            false
+        }
     }
 }
 
@@ -775,7 +785,9 @@ fn connect_all(
         }
     }
     let mut messages: Vec<String> = errors.into_iter().map(|(_, message)| message).collect();
-    if allowed > 0 {
+    if slots.is_empty() && allowed > 0 {
+        messages.push("every host is unreachable: nothing to deploy to".to_string());
+    } else if allowed > 0 {
         messages.push(format!(
             "{} hosts unreachable, more than `max_fail` allows ({allowed})",
             messages.len()
@@ -868,9 +880,8 @@ struct Phase<'a> {
 }
 
 impl Phase<'_> {
-    /// Run `steps` on each of `slots`, at most `parallel` hosts at once; a host that ran them
-    /// all says `done` (`prepared`, `switched`) as its phase line.
-    fn run(&self, slots: &[&Slot], steps: &[Step], done: Option<&str>) {
+    /// Run `steps` on each of `slots`, at most `parallel` hosts at once.
+    fn run(&self, slots: &[&Slot], steps: &[Step]) {
         if steps.is_empty() || slots.is_empty() {
             return;
         }
@@ -880,12 +891,9 @@ impl Phase<'_> {
                 scope.spawn(|| loop {
                     let index = next.fetch_add(1, Ordering::SeqCst);
                     let Some(slot) = slots.get(index) else { break };
-                    let started = Instant::now();
-                    let mut finished = true;
                     for step in steps {
                         if self.abort.load(Ordering::SeqCst) || interrupt::should_stop() {
                             self.abort.store(true, Ordering::SeqCst);
-                            finished = false;
                             break;
                         }
                         if step.once && slot.name != self.first_host {
@@ -900,17 +908,8 @@ impl Phase<'_> {
                         if let Err(failure) = result {
                             *slot.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure);
                             self.failed(slot);
-                            finished = false;
                             break;
                         }
-                    }
-                    if let (true, Some(phase)) = (finished, done) {
-                        self.reporter.event(Event::HostPhase {
-                            host: &slot.name,
-                            phase,
-                            duration_ms: started.elapsed().as_millis(),
-                            reason: None,
-                        });
                     }
                 });
             }
@@ -920,8 +919,9 @@ impl Phase<'_> {
 
 impl Phase<'_> {
     /// Wait until every request `slots` were sent is answered; a host whose request failed
-    /// fails as the step that sent it.
-    fn sync(&self, slots: &[&Slot]) {
+    /// fails as the step that sent it. With `done`, each host that ran every step and answered
+    /// says so (`prepared`, `switched`: its phase line), with the time since the phase began.
+    fn sync(&self, slots: &[&Slot], done: Option<(&str, Instant)>) {
         std::thread::scope(|scope| {
             for slot in slots {
                 scope.spawn(move || {
@@ -931,6 +931,20 @@ impl Phase<'_> {
                         ctx.confirm(None);
                     }
                     drop(ctx);
+                    let ran_all = !self.abort.load(Ordering::SeqCst)
+                        && slot
+                            .failure
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .is_none();
+                    if let (Ok(()), Some((phase, began)), true) = (&synced, done, ran_all) {
+                        self.reporter.event(Event::HostPhase {
+                            host: &slot.name,
+                            phase,
+                            duration_ms: began.elapsed().as_millis(),
+                            reason: None,
+                        });
+                    }
                     if let Err(error) = synced {
                         let failure = deferred_failure(slot, self.reporter)
                             .unwrap_or_else(|| lost_host(slot, &error));
@@ -1506,6 +1520,7 @@ fn summarize(slots: &[&Slot], started: Instant) -> Summary {
         watch: None,
         left_behind: Vec::new(),
         outcomes: Vec::new(),
+        remembered: false,
     };
     for slot in slots {
         let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
