@@ -114,18 +114,33 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
                 .with_hint("deploy every host again (without `--hosts`): a new release for all"));
             }
             // Another host named this deploy's release; this one has a release that sorts
-            // after it (made by hand, by a clock ahead, or by a deploy to fewer hosts in the
-            // same second). One deploy has one release name on every host: never another.
+            // after it. Named in the future (a clock ahead, made by hand): the deploy stops
+            // here, named. Named within the last minute (deploys in quick succession, each
+            // a second after the last): a name of its own, said, as the hosts after it get.
             Some(name) => {
                 let newer = known.iter().filter(|k| *k >= name).max().cloned();
-                return Err(Failure::message(format!(
-                    "this deploy's release is named {name} (on the other hosts), but `{}` has release {} already, which sorts after it",
-                    ctx.host,
+                let now = OffsetDateTime::now_utc();
+                let near = newer
+                    .as_deref()
+                    .and_then(parse_name)
+                    .is_some_and(|t| t <= now + time::Duration::minutes(1));
+                if !near {
+                    return Err(Failure::message(format!(
+                        "this deploy's release is named {name} (on the other hosts), but `{}` has release {} already, which sorts after it",
+                        ctx.host,
+                        newer.unwrap_or_default()
+                    ))
+                    .with_hint(
+                        "a release named in the future (a clock ahead, made by hand) must go before this host can take the deploy's name",
+                    ));
+                }
+                let own = next_name(now, &known);
+                ctx.warn(&format!(
+                    "release {own} here, not {name} as on the hosts before it: it has release {} already (a deploy moments ago)",
                     newer.unwrap_or_default()
-                ))
-                .with_hint(
-                    "a release named in the future (a clock ahead, made by hand) must go; a deploy to fewer hosts in the same second: deploy again",
                 ));
+                *shared = Some(own.clone());
+                own
             }
             None => {
                 let name = next_name(OffsetDateTime::now_utc(), &known);
