@@ -518,9 +518,9 @@ fn has_line(text: &str, line: &str) -> bool {
 
 /// Debian's pool (process_control_timeout 0) with the reload forced: SIGUSR2 kills the slow
 /// requests in flight, nginx answers 502. Each watched URL is one more client of the slow URLs
-/// the load hammers, one request at a time: together they fail at the rate the load's
-/// requests do, at the same moment, and the deploy fails (`watch_max_failures` is 0) and is
-/// switched back.
+/// the load hammers, one request at a time: they fail at the same moment as the load's
+/// requests do, never more than the reloads could cut, and the deploy fails
+/// (`watch_max_failures` is 0) and is switched back.
 ///
 /// Four watched URLs, not one: a sequential client, the watcher's or the load's, misses the
 /// cut now and then (about one time in six here, when its request is not in a worker as the
@@ -669,11 +669,16 @@ fn a_reload_that_cuts_requests_fails_the_watched_deploy() {
         !their_failures.is_empty(),
         "the load saw no failure in the watcher's window: {report}"
     );
-    // The same rate of failures: each watched URL is one more client of the same URLs.
-    let expected = their_failures.len() as f64 * requests as f64 / theirs.len() as f64;
+    // Never more failures than the reloads could cut: a watched URL is one sequential client,
+    // with one request in flight, and php-fpm is reloaded twice (the swap, the switch back).
+    // (The rate itself is not compared with the load's: 20 requests on 4 URLs against 12 on 3
+    // clients is too few to compare, CI once saw 1 of 20 against 3 of 12.)
+    for summary in summaries {
+        assert!(u64_of(summary, "failed") <= 2, "{summary}");
+    }
     assert!(
-        (failed as f64 - expected).abs() <= 1.0 + 0.5 * expected,
-        "the watcher counted {failed} failures of {requests}; at the load's rate ({} of {}) it would be {expected:.1}",
+        failed <= 2 * urls.len() as u64,
+        "the watcher counted {failed} failures of {requests}; load in the window: {} of {}",
         their_failures.len(),
         theirs.len()
     );
