@@ -1,6 +1,7 @@
 //! zdd: zero-downtime deploys driven by Rhai recipes. See ARCHITECTURE.md for the layers; `run`
 //! is the whole program.
 
+pub mod artifact;
 mod cli;
 mod doctor;
 mod inventory;

@@ -21,6 +21,8 @@ pub struct Step {
     pub ancestry: Vec<String>,
     /// Run on one host only.
     pub once: bool,
+    /// Part of the build: its task, or a task it runs inside, was marked with `build()`.
+    pub build: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +87,13 @@ struct Expander<'a> {
 }
 
 impl Expander<'_> {
+    /// Whether the step being expanded is part of the build: a task on the stack was marked.
+    fn in_build(&self) -> bool {
+        self.stack
+            .iter()
+            .any(|name| self.registry.tasks.get(name).is_some_and(|t| t.build))
+    }
+
     fn unknown(&self, name: &str, referrer: String, origin: Option<Origin>) -> PlanError {
         PlanError::UnknownTask {
             name: name.to_string(),
@@ -120,6 +129,7 @@ impl Expander<'_> {
                 origin: task.origin.clone(),
                 ancestry: self.stack.clone(),
                 once: task.once,
+                build: self.in_build(),
             }),
             TaskBody::Group(members) => {
                 for member in members {
@@ -155,6 +165,7 @@ impl Expander<'_> {
                     origin: origin.clone(),
                     ancestry,
                     once: false,
+                    build: self.in_build(),
                 });
                 Ok(())
             }

@@ -37,6 +37,9 @@ pub struct Task {
     pub origin: Origin,
     /// Run on one host only (the first selected).
     pub once: bool,
+    /// Part of the build (`build("task")`): with `build_on` other than `hosts`, it runs once,
+    /// in the build directory, instead of on each host.
+    pub build: bool,
 }
 
 /// What a hook runs: a task by name or a closure.
@@ -148,6 +151,7 @@ impl Registry {
             self.tasks.get(name).and_then(|t| t.description.clone())
         });
         let once = self.tasks.get(name).map(|t| t.once).unwrap_or(false);
+        let build = self.tasks.get(name).map(|t| t.build).unwrap_or(false);
         self.tasks.insert(
             name.to_string(),
             Task {
@@ -156,6 +160,7 @@ impl Registry {
                 description,
                 origin,
                 once,
+                build,
             },
         );
     }

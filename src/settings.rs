@@ -416,6 +416,19 @@ pub const SETTINGS: &[Setting] = &[
         "false",
         "whether DROP/RENAME migrations are allowed",
     ),
+    // The build.
+    setting(
+        "build_on",
+        Kind::OneOf(&["hosts", "local"]),
+        "local",
+        "where the build tasks run: on each host, or once on this machine, shipped as one archive",
+    ),
+    setting(
+        "build_exclude",
+        Kind::ReleasePaths,
+        "node_modules",
+        "paths the build's archive leaves out (`*` and `?` inside a name)",
+    ),
     // The rollout.
     setting(
         "parallel",
@@ -660,6 +673,8 @@ pub fn find(name: &str) -> Option<&'static Setting> {
 /// Settings read once for the whole run (the rollout, the notifications), from the recipe's
 /// own settings and `-o`, never from a host's: [`validate`] checks them in [`RunSettings`].
 pub const RUN_SETTINGS: &[&str] = &[
+    "build_on",
+    "build_exclude",
     "parallel",
     "rollout_batch",
     "rollout_stagger",

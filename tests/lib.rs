@@ -14,6 +14,7 @@ mod fleet;
 mod fleet_attacks;
 
 mod bad_input;
+mod build_once;
 mod cli;
 mod concurrency;
 mod doctor;
@@ -39,6 +40,8 @@ mod settings_checked;
 mod settings_input;
 mod ssh_harness;
 mod ssh_support;
+mod tcp_relay;
 mod tls;
+mod vendor_reuse;
 mod watch;
 mod watch_attacks;

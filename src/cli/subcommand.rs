@@ -514,9 +514,19 @@ fn releases(recipe: &Recipe, common: &Common) -> Result<(), Error> {
                 .find(|e| e.release == name && e.watch.is_some())
                 .and_then(|e| e.watch.clone())
         };
+        // The build's archive each release was unpacked from (`build_on`).
+        let artifact = |name: &str| {
+            log.entries
+                .iter()
+                .rev()
+                .find(|e| e.release == name && e.artifact.is_some())
+                .and_then(|e| e.artifact.clone())
+        };
+        let built = list.iter().any(|r| artifact(&r.name).is_some());
         if common.json {
             for release in &list {
                 let line = serde_json::json!({
+                    "artifact": artifact(&release.name),
                     "host": host.name,
                     "release": release.name,
                     "status": release.status,
@@ -536,9 +546,21 @@ fn releases(recipe: &Recipe, common: &Common) -> Result<(), Error> {
             println!("  no releases");
             continue;
         }
+        let artifact_column = |text: &str| {
+            if built {
+                format!("{:<14}", &text[..text.len().min(12)])
+            } else {
+                String::new()
+            }
+        };
         println!(
-            "  {:<18} {:<12} {:<16} {:<12} {:<20} USER",
-            "RELEASE", "STATUS", "REF", "COMMIT", "CREATED"
+            "  {:<18} {:<12} {:<16} {:<12} {}{:<20} USER",
+            "RELEASE",
+            "STATUS",
+            "REF",
+            "COMMIT",
+            artifact_column("ARTIFACT"),
+            "CREATED"
         );
         for release in &list {
             let marker = if current.as_deref() == Some(release.name.as_str()) {
@@ -548,11 +570,12 @@ fn releases(recipe: &Recipe, common: &Common) -> Result<(), Error> {
             };
             let commit = release.commit.as_deref().unwrap_or("-");
             println!(
-                "{marker} {:<18} {:<12} {:<16} {:<12} {:<20} {}",
+                "{marker} {:<18} {:<12} {:<16} {:<12} {}{:<20} {}",
                 release.name,
                 release.status.as_str(),
                 short_ref(release.reference.as_deref().unwrap_or("-")),
                 &commit[..commit.len().min(12)],
+                artifact_column(artifact(&release.name).as_deref().unwrap_or("-")),
                 release.time.get(..19).unwrap_or(&release.time),
                 release.user
             );

@@ -117,6 +117,8 @@ pub enum Event<'a> {
         hosts: &'a [HostOutcome],
         /// How many requests zdd wrote to the hosts, summed over the hosts.
         requests: u64,
+        /// How many bytes zdd wrote to the hosts (requests and the build's archive), summed.
+        bytes_sent: u64,
         /// How long the preparation and the cutover took, when the run had a cutover.
         #[serde(skip_serializing_if = "Option::is_none")]
         preparation_ms: Option<u128>,

@@ -112,7 +112,53 @@ pub fn remove_pending(ctx: &mut HostContext) -> Vec<String> {
         }
     }
     forget_compiled(ctx, &releases, &doomed);
+    forget_artifacts(ctx, &doomed);
     warnings
+}
+
+/// The build archives (`primitives::ship`) that no release left on the host was unpacked
+/// from go too: those of removed releases, of failed deploys. Sent only when this deploy or a
+/// removed release used one. Best effort, as above.
+fn forget_artifacts(ctx: &mut HostContext, doomed: &[String]) {
+    let Some(state) = ctx.state.as_ref() else {
+        return;
+    };
+    let artifact_of = |name: &str| {
+        state
+            .log
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.release == name && e.artifact.is_some())
+            .and_then(|e| e.artifact.clone())
+    };
+    let shipped = ctx
+        .deployment
+        .artifact
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_some();
+    if !shipped && !doomed.iter().any(|name| artifact_of(name).is_some()) {
+        return;
+    }
+    let mut keep: Vec<String> = Vec::new();
+    let this_run = ctx.release.as_ref().map(|r| r.name.clone());
+    for name in state.releases.iter().chain(this_run.iter()) {
+        if let Some(sha256) = artifact_of(name) {
+            keep.push(format!("{sha256}.tar.gz"));
+            keep.push(format!("{sha256}.manifest"));
+        }
+    }
+    let Ok(dir) = ctx.path(super::ship::ARTIFACTS) else {
+        return;
+    };
+    if let Ok(script) = crate::values::quote::remove_all_but(&dir, &keep) {
+        let _ = ctx.send(Op::Exec {
+            display: "remove the build archives no release uses".to_string(),
+            script,
+            cwd: None,
+        });
+    }
 }
 
 /// PHP's file cache (`programs::php`) keeps compiled scripts by path, under

@@ -34,6 +34,9 @@ pub struct Deployment {
     /// Bringing hosts left behind by an earlier deploy up to it: that deploy's commit, checked
     /// out instead of resolving `branch` again (and `release_name` is that deploy's name).
     pub catch_up: Mutex<Option<String>>,
+    /// The deploy was built once (`build_on` other than `hosts`): what `deploy:update_code`
+    /// ships to each host instead of checking the repository out there.
+    pub artifact: Mutex<Option<Arc<super::ship::Artifact>>>,
     /// Who deploys (for the lock and the log).
     pub user: String,
     /// This machine's name (for the lock).
@@ -69,6 +72,7 @@ impl Deployment {
             release_name: Mutex::new(None),
             commit: Mutex::new(None),
             catch_up: Mutex::new(None),
+            artifact: Mutex::new(None),
             hosts_named: false,
             stopping: std::sync::atomic::AtomicBool::new(false),
             user,

@@ -29,6 +29,8 @@ pub mod rollback;
 #[cfg(test)]
 mod round_trips;
 pub mod shared;
+pub mod ship;
 pub mod symlink;
 pub mod update_code;
+pub mod vendor_reuse;
 pub mod writable;

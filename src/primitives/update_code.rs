@@ -6,6 +6,8 @@
 //! host resolves the ref, and zdd learns the commit from the answer at its next wait
 //! ([`settle`]). With several hosts the first to resolve pins the commit for all, so each host
 //! resolves first and waits for the answer.
+//!
+//! A deploy built once (`build_on`) ships the build's archive instead (`primitives::ship`).
 
 use super::lock;
 use super::release_log::{self, Entry};
@@ -18,6 +20,16 @@ use crate::values::template::Mode;
 
 pub fn clone(ctx: &mut HostContext) -> Result<(), Failure> {
     lock::hold(ctx)?;
+    // Built once for every host: the build's archive, not a checkout.
+    let artifact = ctx
+        .deployment
+        .artifact
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some(artifact) = artifact {
+        return super::ship::ship(ctx, &artifact);
+    }
     let repository = ctx.expand(&ctx.text("repository")?, Mode::Plain)?;
     // Bringing a host left behind up to an earlier deploy: that deploy's commit, whatever
     // `branch` is now.

@@ -27,6 +27,7 @@ use crate::plan::{self, Step};
 use crate::primitives::host_context::{Deployment, HostContext, Sender};
 use crate::primitives::{cleanup, lock, next_deploy, next_run, paths, release, update_code};
 use crate::registry::{Host, Origin};
+use crate::run::build::{self, BuildOn};
 use crate::run::host_secrets;
 use crate::run::host_setup;
 use crate::run::left_behind;
@@ -66,14 +67,50 @@ pub enum RunError {
 }
 
 /// A host while the run goes on.
-struct Slot {
-    name: String,
-    context: Arc<Mutex<HostContext>>,
+pub(super) struct Slot {
+    pub(super) name: String,
+    pub(super) context: Arc<Mutex<HostContext>>,
     ssh: Option<Arc<Ssh>>,
     /// The failure of this host, if it failed.
     failure: Mutex<Option<Box<StepFailure>>>,
     /// Left behind within `max_fail`: put back as it was, and out of the run.
     left: AtomicBool,
+}
+
+impl Slot {
+    /// A host that is not an SSH host (the build's).
+    pub(super) fn new(name: &str, context: HostContext) -> Slot {
+        Slot {
+            name: name.to_string(),
+            context: Arc::new(Mutex::new(context)),
+            ssh: None,
+            failure: Mutex::new(None),
+            left: AtomicBool::new(false),
+        }
+    }
+
+    /// A failure of work zdd does itself, outside the recipe's steps (the build's checkout,
+    /// its packing): placed at the recipe.
+    pub(super) fn failure_outside_steps(
+        host: &str,
+        task: &str,
+        recipe: &dyn StepCaller,
+        failure: Failure,
+    ) -> StepFailure {
+        StepFailure {
+            host: host.to_string(),
+            task: task.to_string(),
+            location: crate::registry::Origin {
+                source: recipe.path().to_string(),
+                line: 0,
+                column: 0,
+            },
+            cause: Cause::Failure(failure),
+            ancestry: vec![task.to_string()],
+            aftermath: Vec::new(),
+            outcomes: Vec::new(),
+        }
+    }
 }
 
 /// Settings of the run as a whole (not per host).
@@ -156,6 +193,22 @@ pub fn run(
     };
     // Hosts an earlier deploy left behind, brought up to that deploy's release and commit.
     let catch_up = catch_up(recipe, task, hosts, &deployment, &reporter);
+    // Built once (`build_on`), before any host is reached: the hosts skip the build's steps
+    // and ship its archive instead of checking the repository out.
+    let build_on = BuildOn::read(&global).map_err(|e| RunError::Setup(vec![e]))?;
+    let (build_steps, host_steps) = build::split(steps);
+    let built = build_on == BuildOn::Local && steps.iter().any(|s| s.task == CHECKOUT_TASK);
+    let steps: &[Step] = if built {
+        let artifact = build::build_local(recipe, &build_steps, &deployment, &reporter)?;
+        *deployment
+            .artifact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(artifact);
+        &host_steps
+    } else {
+        steps
+    };
+    let cutover = steps.iter().position(|s| s.task == rollout.cutover_task);
     let control = crate::transport::ssh::control_directory()
         .map_err(|e| RunError::Setup(vec![format!("{e:#}")]))?;
     // Nothing ran anywhere: the webhook hears of it too.
@@ -206,7 +259,7 @@ pub fn run(
         slots.iter().map(|s| s.name.clone()).collect();
     // A run that checks the repository out starts the fetch with the lock (the fetch is the
     // slowest part before anything can be decided).
-    let checks_out = steps.iter().any(|step| step.task == CHECKOUT_TASK);
+    let checks_out = !built && steps.iter().any(|step| step.task == CHECKOUT_TASK);
     // A run that is the stdlib's rollback alone, on one host, may roll back as the last run
     // planned, in the request that takes the lock (`next_rollback`): nothing follows the swap.
     let planned_rollback = slots.len() == 1
@@ -216,6 +269,7 @@ pub fn run(
     // A watched deploy confirms each swap as it happens (the watcher's time axis needs it):
     // it is not sent ahead as planned; nor is a catch-up (its release name is an earlier one).
     let planned_steps = if slots.len() == 1
+        && !built
         && watch_plan.is_none()
         && catch_up.is_none()
         && steps.iter().all(|s| recipe.is_stdlib(&s.origin))
@@ -463,13 +517,17 @@ pub fn run(
         ),
         _ => false,
     };
-    let (round_trips, requests) = slots
+    let (round_trips, requests, bytes_sent) = slots
         .iter()
         .map(|slot| {
             let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
-            (ctx.transport.round_trips(), ctx.transport.requests())
+            (
+                ctx.transport.round_trips(),
+                ctx.transport.requests(),
+                ctx.transport.bytes_sent(),
+            )
         })
-        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+        .fold((0, 0, 0), |(a, b, c), (d, e, f)| (a + d, b + e, c + f));
     let (cpu_ms, peak_rss_kb) = process::own_usage();
     reporter.event(Event::Finished {
         task,
@@ -483,6 +541,7 @@ pub fn run(
         commit,
         round_trips,
         requests,
+        bytes_sent,
         preparation_ms: phases.map(|(p, _)| p.as_millis()),
         cutover_ms: phases.map(|(_, c)| c.as_millis()),
         watch: watch.as_ref(),
@@ -1157,7 +1216,7 @@ fn sender_of(step: &Step) -> Sender {
     }
 }
 
-fn run_step(
+pub(super) fn run_step(
     recipe: &dyn StepCaller,
     step: &Step,
     slot: &Slot,

@@ -165,6 +165,18 @@ pub fn register(engine: &mut Engine, runtime: Arc<Runtime>) {
         }
     });
 
+    let rt = runtime.clone();
+    engine.register_fn("build", move |name: &str| -> ScriptResult<()> {
+        let mut registry = rt.registry.lock().unwrap_or_else(|e| e.into_inner());
+        match registry.tasks.get_mut(name) {
+            Some(task) => {
+                task.build = true;
+                Ok(())
+            }
+            None => Err(format!("`build` names task `{name}`, which is not defined yet").into()),
+        }
+    });
+
     for kind in [HookKind::Before, HookKind::After, HookKind::Fail] {
         let name = kind.to_string();
         let rt = runtime.clone();

@@ -330,6 +330,25 @@ impl Transport for Counting {
         self.call(|local| local.resolve(repository, cache, reference))
     }
 
+    fn upload(&self, source: &str, destination: &str, sha256: &str) -> anyhow::Result<()> {
+        self.call(|local| local.upload(source, destination, sha256))
+    }
+
+    fn unpack(
+        &self,
+        archive: &str,
+        destination: &str,
+        manifest: &str,
+        files: usize,
+        links: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        self.call(|local| local.unpack(archive, destination, manifest, files, links))
+    }
+
+    fn has_artifact(&self, path: &str, sha256: &str) -> anyhow::Result<bool> {
+        self.call(|local| local.has_artifact(path, sha256))
+    }
+
     fn export(&self, cache: &str, commit: &str, destination: &str) -> anyhow::Result<()> {
         self.one(Op::Export {
             cache: cache.into(),

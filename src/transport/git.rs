@@ -209,6 +209,17 @@ pub fn export(cache: &Path, commit: &str, destination: &Path) -> anyhow::Result<
     Ok(())
 }
 
+/// When `commit` (in the cache) was made, in seconds since the epoch: the time a build's
+/// archive gives every file, so that one commit always packs the same.
+pub fn commit_time(cache: &Path, commit: &str) -> anyhow::Result<i64> {
+    let repo = open_cache(cache)?;
+    let oid = Oid::from_str(commit).with_context(|| format!("`{commit}` is not a commit id"))?;
+    let commit = repo
+        .find_commit(oid)
+        .with_context(|| format!("commit {oid} is not in the repository cache"))?;
+    Ok(commit.time().seconds())
+}
+
 /// `git log --oneline from..to` in the cache (see `Transport::log_oneline`), newest first.
 pub fn log_oneline(
     cache: &Path,

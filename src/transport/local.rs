@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::Transport;
+use crate::artifact;
 use crate::system::process::{self, Invocation, LineSink, Output, ProcessError};
 use crate::transport::git;
 
@@ -223,5 +224,52 @@ impl Transport for Local {
         limit: usize,
     ) -> anyhow::Result<Vec<String>> {
         git::log_oneline(Path::new(cache), from, to, limit)
+    }
+
+    fn upload(&self, source: &str, destination: &str, sha256: &str) -> anyhow::Result<()> {
+        let destination = Path::new(destination);
+        let temp = temp_sibling(destination, "tmp");
+        let _ = std::fs::remove_file(&temp);
+        let copied = std::fs::copy(source, &temp)
+            .with_context(|| format!("cannot copy the build's archive to `{}`", temp.display()))
+            .and_then(|_| {
+                let arrived = artifact::sha256_file(&temp)
+                    .with_context(|| format!("cannot read `{}`", temp.display()))?;
+                anyhow::ensure!(
+                    arrived == sha256,
+                    "the build's archive arrived with sha256 {arrived}, not {sha256}"
+                );
+                std::fs::rename(&temp, destination)
+                    .with_context(|| format!("cannot write `{}`", destination.display()))
+            });
+        if copied.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        copied
+    }
+
+    fn unpack(
+        &self,
+        archive: &str,
+        destination: &str,
+        manifest: &str,
+        files: usize,
+        links: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        let manifest = std::fs::read_to_string(manifest)
+            .with_context(|| format!("cannot read the build's manifest `{manifest}`"))?;
+        std::fs::create_dir_all(destination)
+            .with_context(|| format!("cannot create directory `{destination}`"))?;
+        artifact::unpack(Path::new(archive), Path::new(destination))?;
+        artifact::verify_tree(Path::new(destination), &manifest, files, links)
+            .context("the release does not match the build's manifest")
+    }
+
+    fn has_artifact(&self, path: &str, sha256: &str) -> anyhow::Result<bool> {
+        match artifact::sha256_file(Path::new(path)) {
+            Ok(found) => Ok(found == sha256),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("cannot read `{path}`")),
+        }
     }
 }

@@ -100,6 +100,21 @@ pub trait Transport: Send + Sync {
         limit: usize,
     ) -> anyhow::Result<Vec<String>>;
 
+    /// Write the local file `source` to `destination` on the host, kept only when what
+    /// arrived has the sha256 `sha256` ([`Op::Upload`]).
+    fn upload(&self, source: &str, destination: &str, sha256: &str) -> anyhow::Result<()>;
+    /// Unpack `archive` into `destination` and check it against the manifest ([`Op::Unpack`]).
+    fn unpack(
+        &self,
+        archive: &str,
+        destination: &str,
+        manifest: &str,
+        files: usize,
+        links: &[(String, String)],
+    ) -> anyhow::Result<()>;
+    /// Whether `path` is a file whose sha256 is `sha256` ([`Op::HasArtifact`]).
+    fn has_artifact(&self, path: &str, sha256: &str) -> anyhow::Result<bool>;
+
     /// Run `op` after everything sent before, without waiting for its answer. When it fails,
     /// every request after it is skipped, the next wait returns an [`EarlierFailure`], and
     /// [`Transport::take_failure`] gives the failure with `tag`. The local transport runs it
@@ -183,6 +198,11 @@ pub trait Transport: Send + Sync {
         0
     }
 
+    /// How many bytes zdd wrote to the host (0 where nothing is sent over a wire).
+    fn bytes_sent(&self) -> u64 {
+        0
+    }
+
     /// One op, at once, with the methods above.
     fn apply(&self, op: Op) -> anyhow::Result<Answer> {
         Ok(match op {
@@ -244,6 +264,26 @@ pub trait Transport: Send + Sync {
                 self.export(&cache, &commit, &destination)?;
                 Answer::Done
             }
+            Op::Upload {
+                source,
+                destination,
+                sha256,
+                ..
+            } => {
+                self.upload(&source, &destination, &sha256)?;
+                Answer::Done
+            }
+            Op::Unpack {
+                archive,
+                destination,
+                manifest,
+                files,
+                links,
+            } => {
+                self.unpack(&archive, &destination, &manifest, files, &links)?;
+                Answer::Done
+            }
+            Op::HasArtifact { path, sha256 } => Answer::Flag(self.has_artifact(&path, &sha256)?),
             Op::Checkout {
                 repository,
                 cache,

@@ -84,6 +84,29 @@ pub enum Op {
         lock: String,
         holder: String,
     },
+    /// The build's archive (the local file `source`, zdd's machine) written to `destination`
+    /// on the host over the connection zdd has (no second one), through a temporary name; kept
+    /// only when what arrived has the sha256 `sha256`, else removed and a failure. Until the
+    /// [`Op::Unpack`] after it has succeeded, the release `for_release` is removed by the host
+    /// if the connection ends (never a half-filled release left behind).
+    Upload {
+        source: String,
+        destination: String,
+        sha256: String,
+        for_release: String,
+    },
+    /// Unpack the archive `archive` into the directory `destination` (the new release, empty)
+    /// and check what came out against the build's manifest: every file in `manifest` (a
+    /// `sha256sum` list, a file on the host) with its hash, `files` regular files in all, each
+    /// of `links` (path, target) a symlink to that target. A failure leaves the release to the
+    /// runner to discard.
+    Unpack {
+        archive: String,
+        destination: String,
+        manifest: String,
+        files: usize,
+        links: Vec<(String, String)>,
+    },
     /// `deploy:shared` in one request: link `entries` into `release` from `shared_root`
     /// (see [`super::link_shared`]); refused with a [`Refusal`] before anything changes.
     LinkShared {
@@ -166,6 +189,12 @@ pub enum Op {
     /// started): for one-line files such as the lock. `Text(None)` when there is no file.
     ReadLine(String),
     ReadLink(String),
+    /// Whether `path` is a file with the sha256 `sha256` (the archive of an earlier deploy,
+    /// shipped already): `Flag`.
+    HasArtifact {
+        path: String,
+        sha256: String,
+    },
     FileType(String),
     ListDir(String),
     Exists(String),

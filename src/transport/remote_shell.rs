@@ -64,6 +64,8 @@ pub struct RemoteShell {
     ready: bool,
     /// A failed request was read: the next request resets the remote failure mark.
     reset: bool,
+    /// Bytes written to the remote shell's input (requests and data).
+    written: u64,
 }
 
 /// The running ssh.
@@ -80,6 +82,10 @@ struct Connection {
 /// in the input. Far below what `execve` takes in one argument (128 KiB on Linux) and an SSH
 /// packet (256 KiB); far more than a run's first request (the stdlib deploy's: ~14 KiB).
 const MAX_COMMAND: usize = 64 * 1024;
+
+/// The bytes of a file sent in one line of [`RemoteShell::write_file_data`] (a third more as
+/// base64): the remote shell holds one line at a time.
+const UPLOAD_PIECE: usize = 768 * 1024;
 
 impl RemoteShell {
     /// The remote shell on the host `ssh ARGUMENTS` reaches (the remote command is added
@@ -99,6 +105,7 @@ impl RemoteShell {
             marker: format!("ZDD-{}-{nanos}", std::process::id()),
             ready: false,
             reset: false,
+            written: 0,
         }
     }
 
@@ -114,10 +121,16 @@ impl RemoteShell {
     /// reads a sourced file whole, up to its end: it would wait forever) `exec sh` without
     /// running anything, and a fresh `sh` reads its input as before. So the input starts
     /// with the set-up and `first` again, run only where the command did not run them.
+    ///
+    /// A lost connection ends the shell through its EXIT trap, which removes what the run left
+    /// half-done (a staged checkout, a half-shipped archive and the release it was for). So
+    /// SIGPIPE (the shell writing to the gone connection, an answer or its own error about a
+    /// cut line) is trapped, never left to kill the shell without its trap (a trapped signal
+    /// is reset in the commands it runs; an ignored one would be inherited).
     fn start(&mut self, first: &str, label: &str) -> anyhow::Result<()> {
         use std::os::unix::process::CommandExt;
         let setup = format!(
-            "umask 022; unset zdd_stage zdd_stage_ref zdd_prefetch zdd_fetched zdd_plan zdd_leave; zdd_f=0; zdd_st() {{ return \"$1\"; }}; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap '[ -z \"${{zdd_prefetch:-}}\" ] || {{ kill \"$zdd_prefetch\" 2>/dev/null; wait \"$zdd_prefetch\"; }}; [ -z \"${{zdd_stage:-}}\" ] || [ ! -e \"$zdd_stage\" ] || rm -rf -- \"$zdd_stage\"; rm -rf \"$zdd_tmp\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; printf '%s READY\\n' {}\n",
+            "umask 022; unset zdd_stage zdd_stage_ref zdd_prefetch zdd_fetched zdd_plan zdd_leave zdd_up zdd_upload zdd_pending; zdd_f=0; zdd_st() {{ return \"$1\"; }}; zdd_tmp=$(mktemp -d /tmp/zdd.XXXXXX) || exit 1; trap '[ -z \"${{zdd_prefetch:-}}\" ] || {{ kill \"$zdd_prefetch\" 2>/dev/null; wait \"$zdd_prefetch\"; }}; [ -z \"${{zdd_stage:-}}\" ] || [ ! -e \"$zdd_stage\" ] || rm -rf -- \"$zdd_stage\"; [ -z \"${{zdd_upload:-}}\" ] || rm -f -- \"$zdd_upload\"; [ -z \"${{zdd_pending:-}}\" ] || rm -rf -- \"$zdd_pending\"; rm -rf \"$zdd_tmp\"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM; trap 'exit 141' PIPE; printf '%s READY\\n' {}\n",
             self.marker
         );
         let command = |in_command: &str| {
@@ -189,7 +202,70 @@ impl RemoteShell {
         let connection = self.connection.as_mut().expect("started");
         connection.stdin.write_all(text.as_bytes())?;
         connection.stdin.flush()?;
+        self.written += text.len() as u64;
         Ok(())
+    }
+
+    /// Bytes written to the remote shell so far (what this host cost the network, upward).
+    pub fn bytes_written(&self) -> u64 {
+        self.written
+    }
+
+    /// Shell text (whole lines) the remote shell runs itself, between requests, with no answer:
+    /// it sets or unsets the shell's own variables (see [`RemoteShell::write_file_data`]).
+    pub fn write_shell(&mut self, text: &str, label: &str) -> anyhow::Result<()> {
+        self.send(text, label)
+    }
+
+    /// Stream the local file `source` into `temporary` on the host, in the remote shell's
+    /// input: lines of base64, each decoded and appended as it arrives, unless a request
+    /// before failed. No answer is written: the request after it checks what arrived, and
+    /// finds `zdd_up` set when a piece could not be written (why is in `$zdd_tmp/up.e`). While
+    /// the file is there unchecked, the remote shell removes it if it ends (`zdd_upload`).
+    /// Returns the bytes of `source` sent.
+    pub fn write_file_data(
+        &mut self,
+        source: &Path,
+        temporary: &str,
+        label: &str,
+    ) -> anyhow::Result<u64> {
+        use base64::Engine;
+        let t = quote::word(temporary)?;
+        let mut file = std::fs::File::open(source)
+            .with_context(|| format!("cannot read `{}`", source.display()))?;
+        self.send(
+            &format!(
+                "unset zdd_up; if [ \"$zdd_f\" = 0 ]; then zdd_upload={t}; : >\"$zdd_tmp/up.e\"; {{ rm -f -- {t} && : > {t}; }} 2>>\"$zdd_tmp/up.e\" || zdd_up=1; fi\n"
+            ),
+            label,
+        )?;
+        let mut buffer = vec![0u8; UPLOAD_PIECE];
+        let mut line = String::with_capacity(UPLOAD_PIECE / 3 * 4 + 256);
+        let mut sent = 0u64;
+        loop {
+            let mut filled = 0;
+            while filled < buffer.len() {
+                let n = file
+                    .read(&mut buffer[filled..])
+                    .with_context(|| format!("cannot read `{}`", source.display()))?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            line.clear();
+            line.push_str("[ \"$zdd_f\" = 0 ] && [ -z \"${zdd_up:-}\" ] && { printf %s '");
+            base64::engine::general_purpose::STANDARD.encode_string(&buffer[..filled], &mut line);
+            line.push_str(&format!(
+                "' | base64 -d >> {t} 2>>\"$zdd_tmp/up.e\" || zdd_up=1; }}\n"
+            ));
+            self.send(&line, label)?;
+            sent += filled as u64;
+        }
+        Ok(sent)
     }
 
     /// The connection, started (with nothing for the remote shell to run first) if it was not.

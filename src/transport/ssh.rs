@@ -442,7 +442,9 @@ impl Ssh {
                 names.sort();
                 Answer::Names(names)
             }
-            Op::Exists(_) | Op::CreateExclusive { .. } => Answer::Flag(present),
+            Op::Exists(_) | Op::CreateExclusive { .. } | Op::HasArtifact { .. } => {
+                Answer::Flag(present)
+            }
             Op::Checkout { .. } => Answer::Text(Some(reply.stdout.trim().to_string())),
             Op::RollbackAsPlanned { .. } | Op::DeployPlanCheck { .. } => {
                 let done = reply.stdout.trim();
@@ -478,7 +480,34 @@ impl Ssh {
                 keep: None,
             });
         }
+        // The build's archive goes ahead of the request that checks it; while a release is
+        // being filled from it, the remote shell removes that release if it ends (the
+        // connection lost): never a half-unpacked release left behind.
+        match &op {
+            Op::Upload {
+                source,
+                destination,
+                for_release,
+                ..
+            } => {
+                pipe.shell.write_shell(
+                    &format!("[ \"$zdd_f\" = 0 ] && zdd_pending={}\n", word(for_release)?),
+                    &self.label,
+                )?;
+                let temporary = super::temporary_path(destination, "tmp");
+                pipe.shell
+                    .write_file_data(Path::new(source), &temporary, &self.label)?;
+            }
+            Op::Unpack { destination, .. } => pipe.shell.write_shell(
+                &format!("[ \"$zdd_f\" = 0 ] && zdd_pending={}\n", word(destination)?),
+                &self.label,
+            )?,
+            _ => {}
+        }
         pipe.shell.write_request(request.command(), &self.label)?;
+        if matches!(op, Op::Unpack { .. }) {
+            pipe.shell.write_shell("unset zdd_pending\n", &self.label)?;
+        }
         pipe.written = true;
         pipe.requests += 1;
         if matches!(inner, Op::Leave) {
@@ -518,6 +547,18 @@ impl Ssh {
             }
         }
         Ok(answers)
+    }
+
+    /// An op that only travels the way [`Transport::send`] sends (its data goes ahead of its
+    /// request), waited for at once: its failure, or one before it, is the error.
+    fn sent_and_waited(&self, op: Op) -> anyhow::Result<()> {
+        self.write_sent(op, u64::MAX, false)?;
+        let mut pipe = self.pipe();
+        self.drain(&mut pipe, None)?;
+        match pipe.failure.take() {
+            Some(failure) => Err(failure.error.into_error()),
+            None => Ok(()),
+        }
     }
 
     /// One op, waited for.
@@ -686,6 +727,58 @@ fn request(op: &Op) -> anyhow::Result<Request> {
                 format!("cannot read link `{path}`"),
             )
             .inline()
+        }
+        Op::HasArtifact { path, sha256 } => {
+            let p = word(path)?;
+            Request::maybe(
+                format!(
+                    "if [ -f {p} ]; then zdd_h=$(sha256sum < {p}) || exit 1; [ \"${{zdd_h%% *}}\" = {} ] && exit 0; fi; exit {ABSENT}",
+                    word(sha256)?
+                ),
+                format!("cannot read `{path}`"),
+            )
+        }
+        Op::Upload {
+            destination,
+            sha256,
+            ..
+        } => {
+            // The data went ahead of this request (`RemoteShell::write_file_data`).
+            let (d, h) = (word(destination)?, word(sha256)?);
+            let t = word(&super::temporary_path(destination, "tmp"))?;
+            Request::must(
+                format!(
+                    "if [ -n \"${{zdd_up:-}}\" ] || [ ! -f {t} ]; then cat -- \"$zdd_tmp/up.e\" >&2 2>/dev/null; rm -f -- {t}; exit 1; fi; \
+                     zdd_h=$(sha256sum < {t}) || exit 1; \
+                     if [ \"${{zdd_h%% *}}\" != {h} ]; then rm -f -- {t}; printf 'it arrived with sha256 %s, not %s\\n' \"${{zdd_h%% *}}\" {h} >&2; exit 1; fi; \
+                     mv -f -- {t} {d}"
+                ),
+                format!("cannot ship the build's archive to `{destination}`"),
+            )
+        }
+        Op::Unpack {
+            archive,
+            destination,
+            manifest,
+            files,
+            links,
+        } => {
+            let (a, d, m) = (word(archive)?, word(destination)?, word(manifest)?);
+            let mut script = format!(
+                "mkdir -p -- {d} && tar -xzf {a} -C {d} --no-same-owner && cd -- {d} || exit 1; \
+                 sha256sum -c --quiet --strict -- {m} >&2 || {{ echo 'files differ from the build (above)' >&2; exit 1; }}; \
+                 zdd_c=$(find . -type f | wc -l); [ \"$zdd_c\" -eq {files} ] || {{ printf 'it holds %s files, the build %s\\n' \"$zdd_c\" {files} >&2; exit 1; }}"
+            );
+            for (path, target) in links {
+                let (p, t) = (word(path)?, word(target)?);
+                script.push_str(&format!(
+                    "; [ -L {p} ] && [ \"$(readlink -- {p})\" = {t} ] || {{ printf 'the link %s is not the build'\\''s\\n' {p} >&2; exit 1; }}"
+                ));
+            }
+            Request::must(
+                script,
+                format!("the release `{destination}` does not match the build's archive"),
+            )
         }
         Op::Symlink { target, link } => Request::must(
             format!("ln -s -- {} {}", word(target)?, word(link)?),
@@ -1041,6 +1134,44 @@ impl Transport for Ssh {
 
     fn resolve(&self, repository: &str, cache: &str, reference: &str) -> anyhow::Result<String> {
         self.remote_resolve(repository, cache, reference)
+    }
+
+    fn upload(&self, source: &str, destination: &str, sha256: &str) -> anyhow::Result<()> {
+        self.sent_and_waited(Op::Upload {
+            source: source.into(),
+            destination: destination.into(),
+            sha256: sha256.into(),
+            for_release: String::new(),
+        })
+    }
+
+    fn unpack(
+        &self,
+        archive: &str,
+        destination: &str,
+        manifest: &str,
+        files: usize,
+        links: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        self.sent_and_waited(Op::Unpack {
+            archive: archive.into(),
+            destination: destination.into(),
+            manifest: manifest.into(),
+            files,
+            links: links.to_vec(),
+        })
+    }
+
+    fn has_artifact(&self, path: &str, sha256: &str) -> anyhow::Result<bool> {
+        self.one(Op::HasArtifact {
+            path: path.into(),
+            sha256: sha256.into(),
+        })
+        .map(Answer::flag)
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.pipe().shell.bytes_written()
     }
 
     fn export(&self, cache: &str, commit: &str, destination: &str) -> anyhow::Result<()> {

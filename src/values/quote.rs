@@ -126,6 +126,20 @@ pub fn remove_under_any(dir: &str, rests: &[String]) -> Result<String, QuoteErro
     Ok(line)
 }
 
+/// `rm -f` of every file in `dir` whose name is not one of `keep` (matched literally); a
+/// file that cannot be removed is left, and the command still succeeds.
+pub fn remove_all_but(dir: &str, keep: &[String]) -> Result<String, QuoteError> {
+    let mut patterns = vec!["''".to_string()];
+    for name in keep {
+        patterns.push(word(name)?);
+    }
+    Ok(format!(
+        "for zdd_e in {}/*; do case \"${{zdd_e##*/}}\" in {}) ;; *) [ ! -f \"$zdd_e\" ] || rm -f -- \"$zdd_e\" 2>/dev/null;; esac; done; :",
+        word(dir)?,
+        patterns.join("|")
+    ))
+}
+
 /// `script` as the one command an SSH server hands to the login shell: `sh -c '...'` that runs
 /// `script` in `sh`, whatever the login shell is (sh, bash, zsh, fish, csh). Inside the single
 /// quotes are only characters every one of those shells leaves as they are: every other byte

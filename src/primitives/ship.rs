@@ -1,0 +1,129 @@
+//! `deploy:update_code` when the deploy was built once (`build_on` other than `hosts`): the
+//! build's archive is streamed to the host over the connection zdd has (or found there from an
+//! earlier deploy, checked by its hash), unpacked into the new release and checked file by file
+//! against the build's manifest. The host needs neither git nor network access to the
+//! repository.
+
+use std::path::PathBuf;
+
+use super::lock;
+use super::release_log::{self, Entry};
+use crate::artifact::Packed;
+use crate::output::failure::Failure;
+use crate::primitives::host_context::HostContext;
+use crate::transport::Op;
+
+/// Where each host keeps the archives of its releases (by hash), so that a later deploy of the
+/// same build (a rollback forward, a host brought up to date) ships nothing.
+pub const ARTIFACTS: &str = ".zdd/artifacts";
+
+/// One deploy's build: the archive on zdd's machine, what it holds, and what it was built from.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub archive: PathBuf,
+    pub packed: Packed,
+    pub commit: String,
+    /// The reference asked for (`branch`), for the release log.
+    pub reference: String,
+}
+
+impl Artifact {
+    /// The hash as shown: its first 12 characters.
+    pub fn short(&self) -> &str {
+        &self.packed.sha256[..self.packed.sha256.len().min(12)]
+    }
+}
+
+/// The archive's path on the host, and its manifest's.
+pub fn paths(ctx: &HostContext, sha256: &str) -> Result<(String, String), Failure> {
+    Ok((
+        ctx.path(&format!("{ARTIFACTS}/{sha256}.tar.gz"))?,
+        ctx.path(&format!("{ARTIFACTS}/{sha256}.manifest"))?,
+    ))
+}
+
+/// Put `artifact` into this run's release on the host: one wait (is it there already?), then
+/// the transfer, the unpacking and the checks, sent without waiting.
+pub fn ship(ctx: &mut HostContext, artifact: &Artifact) -> Result<(), Failure> {
+    lock::hold(ctx)?;
+    let release_path = ctx.release_path()?;
+    let name = ctx.release()?.name.clone();
+    let sha256 = artifact.packed.sha256.clone();
+    let (archive, manifest) = paths(ctx, &sha256)?;
+    let there = ctx
+        .transport
+        .query(vec![
+            Op::CreateDirAll(ctx.path(ARTIFACTS)?),
+            Op::HasArtifact {
+                path: archive.clone(),
+                sha256: sha256.clone(),
+            },
+        ])?
+        .pop()
+        .is_some_and(|answer| answer.flag());
+    if there {
+        ctx.info(&format!(
+            "artifact {}: on the host already, nothing shipped",
+            artifact.short()
+        ));
+    } else {
+        ctx.info(&format!(
+            "artifact {}: shipping {}",
+            artifact.short(),
+            size(artifact.packed.bytes)
+        ));
+        ctx.send(Op::Upload {
+            source: artifact.archive.display().to_string(),
+            destination: archive.clone(),
+            sha256: sha256.clone(),
+            for_release: release_path.clone(),
+        })?;
+    }
+    ctx.send(Op::WriteFile {
+        path: manifest.clone(),
+        contents: artifact.packed.manifest.clone(),
+    })?;
+    ctx.send(Op::Unpack {
+        archive,
+        destination: release_path,
+        manifest,
+        files: artifact.packed.files,
+        links: artifact.packed.links.clone(),
+    })?;
+    if let Some(release) = ctx.release.as_mut() {
+        release.commit = Some(artifact.commit.clone());
+    }
+    release_log::record(
+        ctx,
+        Entry {
+            event: "checked_out".into(),
+            release: name,
+            reference: Some(artifact.reference.clone()),
+            commit: Some(artifact.commit.clone()),
+            artifact: Some(sha256),
+            ..Default::default()
+        },
+    )?;
+    Ok(())
+}
+
+/// `12.3 MB`, `840 KB`, `512 B`.
+pub fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{} KB", b / 1_000),
+        b => format!("{b} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(840_123), "840 KB");
+        assert_eq!(size(12_345_678), "12.3 MB");
+    }
+}

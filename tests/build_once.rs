@@ -1,0 +1,513 @@
+//! Build once, ship to many (`build_on = "local"`): the build runs once on zdd's machine, its
+//! archive goes to every host over the SSH connection zdd already has, and each host unpacks
+//! and checks it. Real sshd hosts whose PATH has `git`, `composer` and `npm` that fail and
+//! record their call; a TCP relay (`tcp_relay`) cuts or pauses a transfer at an exact byte.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::ssh_support::{rhai_string, Login, SshHosts};
+use crate::support::{Repo, Run, Sandbox};
+use crate::tcp_relay::Relay;
+
+/// sshd's default PATH for root, behind a directory of programs the hosts must never run.
+fn denied_path(sandbox: &Sandbox) -> String {
+    let bin = sandbox.path("denied-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let marker = sandbox.path("denied-calls");
+    for program in ["git", "composer", "npm", "node"] {
+        let path = bin.join(program);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho \"{program} $*\" >> '{}'\nexit 97\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    format!(
+        "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        bin.display()
+    )
+}
+
+/// What the hosts ran of the denied programs (empty: none).
+fn denied_calls(sandbox: &Sandbox) -> String {
+    std::fs::read_to_string(sandbox.path("denied-calls")).unwrap_or_default()
+}
+
+/// A repository whose build task (`app:build`, marked `build()`) writes `vendor/built.txt`
+/// from `VERSION`: what a host can only have from the build.
+fn repo_with_version(sandbox: &Sandbox, version: &str) -> Repo {
+    let repo = sandbox.repo("repo");
+    repo.commit(
+        &[
+            ("VERSION", &format!("{version}\n")),
+            ("public/index.php", "<?php echo 'hi';\n"),
+            ("storage/.gitignore", "*\n"),
+            (".env.example", "APP_KEY=\n"),
+        ],
+        version,
+    );
+    repo
+}
+
+/// The stdlib deploy built once: `app:build` runs after the checkout, in the build.
+fn recipe(repo: &Repo, hosts: &str, extra: &str) -> String {
+    format!(
+        r#"import "deploy";
+set("repository", {repo});
+set("shared_dirs", ["storage"]);
+set("build_on", "local");
+desc("Build the app");
+task("app:build", || {{
+    run("mkdir -p {{{{release_path}}}}/vendor && echo built-$(cat {{{{release_path}}}}/VERSION) > {{{{release_path}}}}/vendor/built.txt");
+}});
+build("app:build");
+after("deploy:update_code", "app:build");
+{extra}
+{hosts}"#,
+        repo = rhai_string(&repo.str()),
+    )
+}
+
+/// `zdd run app.rhai --json ARGS`, bounded in time.
+fn deploy(sandbox: &Sandbox, args: &[&str]) -> Run {
+    let mut all = vec!["run", "app.rhai", "--json"];
+    all.extend_from_slice(args);
+    sandbox.run(&all)
+}
+
+/// The `finished` event of a `--json` run.
+fn finished(run: &Run) -> serde_json::Value {
+    run.json_lines()
+        .into_iter()
+        .find(|e| e["event"] == "finished")
+        .unwrap_or_else(|| panic!("no finished event\n{}", run.stdout))
+}
+
+/// `zdd releases --json`: (host, release, artifact) of each release.
+fn releases(sandbox: &Sandbox) -> Vec<(String, String, Option<String>)> {
+    let run = sandbox.run(&["releases", "app.rhai", "--json"]);
+    run.success();
+    run.json_lines()
+        .into_iter()
+        .map(|line| {
+            (
+                line["host"].as_str().unwrap().to_string(),
+                line["release"].as_str().unwrap().to_string(),
+                line["artifact"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// Whether `condition` holds within `limit` (polled).
+fn eventually(limit: Duration, condition: impl Fn() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    condition()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Files under `.zdd/artifacts` of a deploy path.
+fn artifacts(deploy_path: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(deploy_path.join(".zdd/artifacts"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Three hosts without git, composer or npm get one build: the same archive (same hash in
+/// `zdd releases`), each release holding what only the build made, the shared paths linked
+/// and not shipped, and no denied program ever run on a host.
+#[test]
+fn one_build_is_shipped_to_three_hosts_without_git() {
+    let sandbox = Sandbox::new();
+    let login = Login {
+        path: Some(denied_path(&sandbox)),
+        ..Login::default()
+    };
+    let hosts = SshHosts::start_with(&sandbox, 3, &login);
+    let repo = repo_with_version(&sandbox, "v1");
+    sandbox.write("app.rhai", &recipe(&repo, &hosts.recipe_hosts(), ""));
+    let first = deploy(&sandbox, &[]);
+    first.success();
+    repo.commit(&[("VERSION", "v2\n")], "v2");
+    let second = deploy(&sandbox, &[]);
+    second.success();
+    assert_eq!(denied_calls(&sandbox), "", "{}", second.stderr);
+    // The build ran once, on zdd's machine, for the three hosts.
+    let built: Vec<String> = second
+        .json_lines()
+        .into_iter()
+        .filter(|e| e["event"] == "task_finished" && e["task"] == "app:build")
+        .map(|e| e["host"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(built, vec!["build".to_string()], "{}", second.stdout);
+
+    let listed = releases(&sandbox);
+    let release = sandbox.current(&hosts.deploy_rel(1)).unwrap();
+    let of_release: Vec<&(String, String, Option<String>)> =
+        listed.iter().filter(|(_, r, _)| *r == release).collect();
+    assert_eq!(of_release.len(), 3, "{listed:?}");
+    let hash = of_release[0].2.clone().expect("an artifact hash");
+    assert_eq!(hash.len(), 64, "{hash}");
+    for (host, _, artifact) in &of_release {
+        assert_eq!(
+            artifact.as_deref(),
+            Some(hash.as_str()),
+            "{host}: {listed:?}"
+        );
+    }
+    // The first deploy's releases have their own, different build.
+    assert!(listed
+        .iter()
+        .any(|(_, r, a)| *r != release && a.as_deref().is_some_and(|a| a != hash)));
+    for i in 1..=3 {
+        let deploy_path = hosts.deploy_path(i);
+        assert_eq!(sandbox.current(&hosts.deploy_rel(i)).unwrap(), release);
+        let current = deploy_path.join("current");
+        assert_eq!(read(&current.join("vendor/built.txt")), "built-v2\n");
+        assert_eq!(
+            read(&current.join("REVISION")),
+            format!("{}\n", repo_commit(&repo))
+        );
+        // `storage` is shared: linked on the host, never in the archive.
+        assert!(std::fs::symlink_metadata(current.join("storage"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // The host keeps the archives of its releases, named by their hash.
+        assert!(artifacts(deploy_path).contains(&format!("{hash}.tar.gz")));
+        // The release's files are the build's, checked against its manifest.
+        let manifest = read(&deploy_path.join(format!(".zdd/artifacts/{hash}.manifest")));
+        assert!(manifest.contains("  ./vendor/built.txt\n"), "{manifest}");
+        assert!(!manifest.contains("./storage"), "{manifest}");
+    }
+    // What `zdd releases` prints shows the hash too.
+    let table = sandbox.run(&["releases", "app.rhai"]);
+    table.success();
+    assert!(table.stdout.contains("ARTIFACT"), "{}", table.stdout);
+    assert!(table.stdout.contains(&hash[..12]), "{}", table.stdout);
+}
+
+fn repo_commit(repo: &Repo) -> String {
+    crate::support::git(&repo.path, &["rev-parse", "HEAD"])
+        .trim()
+        .to_string()
+}
+
+/// A commit deployed again (v1, v2, then v1) is not built again and not shipped again: the
+/// build is reused from zdd's cache (same hash) and the host already has its archive.
+#[test]
+fn a_commit_deployed_again_is_neither_built_nor_shipped_again() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo_with_version(&sandbox, "v1");
+    // Big enough that shipping it shows in the bytes sent.
+    let blob: String = (0..200_000u32)
+        .map(|i| format!("{:08x}", i.wrapping_mul(2654435761)))
+        .collect();
+    repo.commit(&[("blob.txt", &blob)], "blob");
+    let v1 = repo_commit(&repo);
+    sandbox.write("app.rhai", &recipe(&repo, &hosts.recipe_hosts(), ""));
+    let first = deploy(&sandbox, &[]);
+    first.success();
+    let first_sent = finished(&first)["bytes_sent"].as_u64().unwrap();
+    repo.commit(&[("VERSION", "v2\n")], "v2");
+    deploy(&sandbox, &[]).success();
+    let again = deploy(&sandbox, &["-o", &format!("branch={v1}")]);
+    again.success();
+    assert!(
+        again.stdout.contains("was built before"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        again
+            .stdout
+            .contains("on the host already, nothing shipped"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        !again.stdout.contains("\"task\":\"app:build\""),
+        "built again: {}",
+        again.stdout
+    );
+    let again_sent = finished(&again)["bytes_sent"].as_u64().unwrap();
+    assert!(
+        again_sent * 4 < first_sent,
+        "shipped again? {again_sent} bytes sent, the first deploy {first_sent}"
+    );
+    let listed = releases(&sandbox);
+    let hashes: Vec<Option<String>> = listed.iter().map(|(_, _, a)| a.clone()).collect();
+    assert_eq!(hashes.len(), 3, "{listed:?}");
+    assert_eq!(hashes[0], hashes[2], "the same build: {listed:?}");
+    assert_ne!(hashes[0], hashes[1], "{listed:?}");
+    let current = hosts.deploy_path(1).join("current");
+    assert_eq!(read(&current.join("vendor/built.txt")), "built-v1\n");
+}
+
+/// The build fails: nothing on any host was touched (no deploy path made, no lock), and the
+/// message names the build, the task, the recipe line and the exit status.
+#[test]
+fn a_build_failure_stops_before_any_host_is_touched() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 2);
+    let repo = repo_with_version(&sandbox, "v1");
+    let failing = r#"task("app:build", || { run("echo the build broke >&2; exit 3"); });"#;
+    sandbox.write("app.rhai", &recipe(&repo, &hosts.recipe_hosts(), failing));
+    let run = sandbox.run(&["run", "app.rhai"]);
+    run.expect(1);
+    assert!(
+        run.stderr
+            .contains("task `app:build` failed on host `build`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("app.rhai:"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("exited with status 3"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("the build broke"), "{}", run.stderr);
+    for i in 1..=2 {
+        assert!(
+            !hosts.deploy_path(i).exists(),
+            "host {i} was touched: {}",
+            run.stderr
+        );
+    }
+}
+
+/// One host through a relay that cuts the connection in the middle of the archive: the deploy
+/// fails naming the host, `current` is untouched, the host removes the half-shipped archive and
+/// the new release itself, shared data stays, and the next deploy goes through.
+#[test]
+fn a_transfer_cut_in_the_middle_leaves_no_release() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo_with_version(&sandbox, "v1");
+    let relay = Relay::start(hosts.port(1));
+    let through = |relay: &Relay| {
+        hosts.recipe_host(1).replace(
+            &format!(".set(\"port\", {})", hosts.port(1)),
+            &format!(".set(\"port\", {})", relay.port),
+        ) + ";\n"
+    };
+    sandbox.write("app.rhai", &recipe(&repo, &through(&relay), ""));
+    deploy(&sandbox, &[]).success();
+    let deploy_path = hosts.deploy_path(1).to_path_buf();
+    std::fs::write(deploy_path.join("shared/storage/keep.txt"), "sessions\n").unwrap();
+    let live = sandbox.current(&hosts.deploy_rel(1)).unwrap();
+    // An archive of a few MB that does not compress.
+    let noise = noise(3_000_000);
+    repo.commit(&[("noise.bin", &noise)], "v2");
+    relay.cut_at(relay.up() + 1_500_000);
+    let cut = sandbox.run(&["run", "app.rhai"]);
+    cut.expect(1);
+    assert!(relay.was_cut(), "the relay never cut: {}", cut.stderr);
+    assert!(cut.stderr.contains("web1"), "{}", cut.stderr);
+    assert!(cut.stderr.contains("deploy:update_code"), "{}", cut.stderr);
+    assert_eq!(sandbox.current(&hosts.deploy_rel(1)).unwrap(), live);
+    // The host's remote shell ended with the connection and took the half-done work with it.
+    let clean = eventually(Duration::from_secs(15), || {
+        sandbox.releases(&hosts.deploy_rel(1)) == vec![live.clone()]
+            && artifacts(&deploy_path).iter().all(|n| !n.contains(".tmp."))
+    });
+    if !clean {
+        eprintln!(
+            "{}",
+            String::from_utf8_lossy(
+                &std::process::Command::new("ps")
+                    .args(["-ef", "--forest"])
+                    .output()
+                    .unwrap()
+                    .stdout
+            )
+        );
+    }
+    assert!(
+        clean,
+        "left on the host: releases {:?}, artifacts {:?}",
+        sandbox.releases(&hosts.deploy_rel(1)),
+        artifacts(&deploy_path)
+    );
+    assert_eq!(
+        read(&deploy_path.join("shared/storage/keep.txt")),
+        "sessions\n"
+    );
+    // The lock names the zdd that lost its connection: `zdd unlock` (as the hint says), and
+    // the next deploy, on a whole connection, goes through.
+    assert!(cut.stderr.contains("zdd unlock app.rhai") || deploy_path.join(".zdd/lock").exists());
+    let relay = Relay::start(hosts.port(1));
+    sandbox.write("app.rhai", &recipe(&repo, &through(&relay), ""));
+    sandbox.run(&["unlock", "app.rhai"]).success();
+    let next = deploy(&sandbox, &[]);
+    next.success();
+    assert_ne!(sandbox.current(&hosts.deploy_rel(1)).unwrap(), live);
+    assert_eq!(
+        read(&deploy_path.join("current/noise.bin")).len(),
+        noise.len()
+    );
+}
+
+/// One byte of the archive flipped on the host while it arrives: the hash refuses it, nothing
+/// switches, and the damaged file is not kept.
+#[test]
+fn a_flipped_byte_is_refused_by_the_hash() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo_with_version(&sandbox, "v1");
+    let relay = Relay::start(hosts.port(1));
+    let host = hosts.recipe_host(1).replace(
+        &format!(".set(\"port\", {})", hosts.port(1)),
+        &format!(".set(\"port\", {})", relay.port),
+    ) + ";\n";
+    sandbox.write("app.rhai", &recipe(&repo, &host, ""));
+    deploy(&sandbox, &[]).success();
+    let deploy_path = hosts.deploy_path(1).to_path_buf();
+    let live = sandbox.current(&hosts.deploy_rel(1)).unwrap();
+    repo.commit(&[("noise.bin", &noise(3_000_000))], "v2");
+    relay.pause_at(relay.up() + 1_500_000);
+    let child = sandbox
+        .zdd(&["run", "app.rhai"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        relay.wait_paused(Duration::from_secs(60)),
+        "the transfer never reached the pause"
+    );
+    // The part that arrived, once it stops growing.
+    let partial = || {
+        artifacts(&deploy_path)
+            .into_iter()
+            .find(|n| n.contains(".tmp."))
+            .map(|n| deploy_path.join(".zdd/artifacts").join(n))
+    };
+    let mut size = 0;
+    let started = Instant::now();
+    let file = loop {
+        if let Some(file) = partial() {
+            let now = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            if now > 100_000 && now == size {
+                break file;
+            }
+            size = now;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no partial archive on the host"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&file)
+            .unwrap();
+        let mut byte = [0u8; 1];
+        f.seek(SeekFrom::Start(50_000)).unwrap();
+        f.read_exact(&mut byte).unwrap();
+        f.seek(SeekFrom::Start(50_000)).unwrap();
+        f.write_all(&[byte[0] ^ 0x01]).unwrap();
+    }
+    relay.resume();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot ship the build's archive"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("arrived with sha256"), "{stderr}");
+    assert_eq!(sandbox.current(&hosts.deploy_rel(1)).unwrap(), live);
+    assert_eq!(sandbox.releases(&hosts.deploy_rel(1)), vec![live.clone()]);
+    // Only the live release's archive is kept; nothing half-shipped.
+    let kept = artifacts(&deploy_path);
+    assert_eq!(
+        kept.iter().filter(|n| n.ends_with(".tar.gz")).count(),
+        1,
+        "{kept:?}"
+    );
+    assert!(kept.iter().all(|n| !n.contains(".tmp.")), "{kept:?}");
+}
+
+/// Bytes that do not compress (a linear congruential sequence, as hex would compress): the
+/// archive is about as big as they are.
+fn noise(len: usize) -> String {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Printable: the repository helper writes text.
+            (b'!' + ((state >> 33) % 90) as u8) as char
+        })
+        .collect()
+}
+
+/// Bad build settings are refused before anything runs: exit 2, nothing touched.
+#[test]
+fn bad_build_settings_are_refused_before_anything_runs() {
+    let sandbox = Sandbox::new();
+    let repo = repo_with_version(&sandbox, "v1");
+    let deploy_path = sandbox.str("app");
+    let host = format!(
+        "localhost().set(\"deploy_path\", {});\n",
+        rhai_string(&deploy_path)
+    );
+    sandbox.write("app.rhai", &recipe(&repo, &host, ""));
+    for (setting, words) in [
+        ("build_on=elsewhere", "`build_on`"),
+        ("build_exclude=../outside", "`build_exclude`"),
+    ] {
+        let run = sandbox.run(&["run", "app.rhai", "-o", setting]);
+        run.expect(2);
+        assert!(run.stderr.contains(words), "{setting}: {}", run.stderr);
+        assert!(!sandbox.path("app").exists(), "{setting}");
+    }
+}
+
+/// Built once and shipped on this machine (a `localhost()` host: the local transport copies and
+/// unpacks the archive, with the same checks).
+#[test]
+fn a_local_host_gets_the_build_too() {
+    let sandbox = Sandbox::new();
+    let repo = repo_with_version(&sandbox, "v1");
+    let host = format!(
+        "localhost().set(\"deploy_path\", {});\n",
+        rhai_string(&sandbox.str("app"))
+    );
+    sandbox.write("app.rhai", &recipe(&repo, &host, ""));
+    let run = deploy(&sandbox, &[]);
+    run.success();
+    assert_eq!(sandbox.read("app/current/vendor/built.txt"), "built-v1\n");
+    let listed = releases(&sandbox);
+    assert!(listed[0].2.is_some(), "{listed:?}");
+}
