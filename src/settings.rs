@@ -419,9 +419,9 @@ pub const SETTINGS: &[Setting] = &[
     // The build.
     setting(
         "build_on",
-        Kind::OneOf(&["hosts", "local"]),
+        Kind::Word { empty: false },
         "local",
-        "where the build tasks run: on each host, or once on this machine, shipped as one archive",
+        "where the build tasks run: `hosts` (each its own), `local` (once, on this machine) or a host's name",
     ),
     setting(
         "build_exclude",
@@ -694,6 +694,8 @@ pub const RUN_SETTINGS: &[&str] = &[
 pub struct RunSettings<'a> {
     pub config: &'a BTreeMap<String, Dynamic>,
     pub tasks: Vec<&'a str>,
+    /// Every host the recipe declares (`build_on` may name one).
+    pub hosts: Vec<&'a str>,
 }
 
 /// One host's merged settings (defaults < recipe < host < `-o`).
@@ -869,6 +871,20 @@ fn check_run(run: &RunSettings) -> Vec<Problem> {
         if let Err(message) = check_value(setting, value, "", run.config) {
             problems.push(problem(message, how_to_set(setting)));
             continue;
+        }
+        if *name == "build_on" {
+            let place = value.to_string();
+            if !matches!(place.as_str(), "hosts" | "local") && !run.hosts.contains(&place.as_str())
+            {
+                problems.push(problem(
+                    format!(
+                        "`build_on` is `{}`: not `hosts`, `local`, nor a host the recipe declares",
+                        shown(value)
+                    ),
+                    "`hosts` builds on each host, `local` once on this machine, a host's name once on that host"
+                        .to_string(),
+                ));
+            }
         }
         if *name == "cutover_task" {
             let task = value.to_string();
@@ -1471,6 +1487,7 @@ mod tests {
                 "deploy:symlink",
                 "deploy:cleanup",
             ],
+            hosts: vec!["web1", "build1"],
         }
     }
 
@@ -1699,6 +1716,29 @@ mod tests {
             found("deploy:symlnk"),
             ["`cutover_task` is `deploy:symlnk`: the recipe declares no task of that name / did you mean `deploy:symlink`?"]
         );
+    }
+
+    #[test]
+    fn build_on_names_a_place_the_recipe_knows() {
+        let found = |value: &str| {
+            let config = config(&[("build_on", text(value))]);
+            let hosts = [HostSettings {
+                host: "web1",
+                config: &config,
+            }];
+            match validate(&run(&config), &hosts, Some("deploy"), &deploy_plan()) {
+                Ok(()) => Vec::new(),
+                Err(problems) => problems.iter().map(|p| p.to_string()).collect(),
+            }
+        };
+        for good in ["hosts", "local", "build1", "web1"] {
+            assert!(found(good).is_empty(), "{good}");
+        }
+        assert_eq!(
+            found("buildbox"),
+            ["`build_on` is `buildbox`: not `hosts`, `local`, nor a host the recipe declares"]
+        );
+        assert_eq!(found("-local").len(), 1);
     }
 
     #[test]

@@ -91,7 +91,14 @@ fn finished(run: &Run) -> serde_json::Value {
 
 /// `zdd releases --json`: (host, release, artifact) of each release.
 fn releases(sandbox: &Sandbox) -> Vec<(String, String, Option<String>)> {
-    let run = sandbox.run(&["releases", "app.rhai", "--json"]);
+    releases_with(sandbox, &[])
+}
+
+/// [`releases`] with more arguments (`--roles web`).
+fn releases_with(sandbox: &Sandbox, args: &[&str]) -> Vec<(String, String, Option<String>)> {
+    let mut all = vec!["releases", "app.rhai", "--json"];
+    all.extend_from_slice(args);
+    let run = sandbox.run(&all);
     run.success();
     run.json_lines()
         .into_iter()
@@ -510,4 +517,168 @@ fn a_local_host_gets_the_build_too() {
     assert_eq!(sandbox.read("app/current/vendor/built.txt"), "built-v1\n");
     let listed = releases(&sandbox);
     assert!(listed[0].2.is_some(), "{listed:?}");
+}
+
+/// `recipes/laravel.rhai` built once (`-o build_on=local`) for three hosts with real php-fpm
+/// and nginx, whose PATH has `git`, `composer` and `npm` that fail: each serves the new
+/// version, from releases with one artifact hash, and no host ran a denied program.
+#[test]
+fn the_laravel_recipe_built_once_serves_the_new_version_on_three_hosts() {
+    use crate::laravel_support::{fixture_repo, shared_env, Stack, StackOptions};
+
+    let sandbox = Sandbox::new();
+    let login = Login {
+        path: Some(denied_path(&sandbox)),
+        ..Login::default()
+    };
+    let hosts = SshHosts::start_with(&sandbox, 3, &login);
+    let fixture = fixture_repo(&sandbox, "repo");
+    let stacks: Vec<Stack> = (1..=3)
+        .map(|i| {
+            shared_env(&sandbox, hosts.deploy_path(i));
+            Stack::start(
+                &sandbox,
+                hosts.deploy_path(i),
+                StackOptions {
+                    process_control_timeout: Some(10),
+                    document_root: false,
+                },
+            )
+        })
+        .collect();
+    let mut lines = String::new();
+    for (i, stack) in (1..=3).zip(&stacks) {
+        lines.push_str(&format!(
+            "{}.set(\"roles\", [\"web\"]).set(\"health_url\", {}).set(\"fpm_pid_file\", {}).set(\"fpm_socket\", {});\n",
+            hosts.recipe_host(i),
+            rhai_string(&stack.url("/health")),
+            rhai_string(&stack.fpm_pid_file.display().to_string()),
+            rhai_string(&stack.fpm_socket.display().to_string()),
+        ));
+    }
+    let recipe = format!("{}/recipes/laravel", env!("CARGO_MANIFEST_DIR"));
+    sandbox.write(
+        "app.rhai",
+        &format!(
+            "import {};\nset(\"repository\", {});\nset(\"build_on\", \"local\");\n{lines}",
+            rhai_string(&recipe),
+            rhai_string(&fixture.str())
+        ),
+    );
+    let run = |branch: &str| {
+        let run = sandbox.run(&[
+            "run",
+            "app.rhai",
+            "--roles",
+            "web",
+            "-o",
+            &format!("branch={branch}"),
+            "-o",
+            "health_checks=2",
+            "-o",
+            "health_interval=0.1",
+            "-o",
+            "health_expect_release=true",
+            "-o",
+            "audit_offline=warn",
+        ]);
+        run.success();
+        run
+    };
+    run("v1");
+    let second = run("v2");
+    assert_eq!(denied_calls(&sandbox), "", "{}", second.stderr);
+    assert!(
+        second.stderr.contains("[build] deploy:vendors"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        !second.stderr.contains("[web1] deploy:vendors"),
+        "{}",
+        second.stderr
+    );
+    let release = sandbox.current(&hosts.deploy_rel(1)).unwrap();
+    let listed = releases_with(&sandbox, &["--roles", "web"]);
+    let hashes: Vec<Option<String>> = listed
+        .iter()
+        .filter(|(_, r, _)| *r == release)
+        .map(|(_, _, a)| a.clone())
+        .collect();
+    assert_eq!(hashes.len(), 3, "{listed:?}");
+    assert!(hashes[0].is_some(), "{listed:?}");
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{listed:?}");
+    for (i, stack) in (1..=3).zip(&stacks) {
+        assert_eq!(sandbox.current(&hosts.deploy_rel(i)).unwrap(), release);
+        let current = hosts.deploy_path(i).join("current");
+        assert!(
+            current.join("vendor/autoload.php").is_file(),
+            "built vendor/"
+        );
+        assert_eq!(
+            read(&current.join("REVISION")),
+            format!("{}\n", fixture.commit_of("v2"))
+        );
+        let (_, _, body) = stack.get("/version");
+        assert_eq!(body.trim(), format!("v2 {release}"), "host {i}");
+    }
+}
+
+/// `build_on` naming a host of the recipe: the build runs there over SSH (git and composer
+/// are on that host, not on the others), comes back to zdd's machine, and is shipped to the
+/// hosts deployed to; the build directory on the build host is removed afterwards.
+#[test]
+fn a_named_build_host_builds_for_the_others() {
+    let sandbox = Sandbox::new();
+    let login = Login {
+        path: Some(denied_path(&sandbox)),
+        ..Login::default()
+    };
+    let hosts = SshHosts::start_with(&sandbox, 2, &login);
+    let builder_sandbox = Sandbox::new();
+    let builder = SshHosts::start(&builder_sandbox, 1);
+    let builder_line = builder
+        .recipe_host(1)
+        .replacen("host(\"web1\")", "host(\"builder\")", 1);
+    assert!(
+        builder_line.starts_with("host(\"builder\")"),
+        "{builder_line}"
+    );
+    let repo = repo_with_version(&sandbox, "v1");
+    let lines = format!(
+        "{}{builder_line};\nset(\"build_on\", \"builder\");\n",
+        hosts.recipe_hosts()
+    );
+    sandbox.write("app.rhai", &recipe(&repo, &lines, ""));
+    let run = deploy(&sandbox, &["--hosts", "web1,web2"]);
+    run.success();
+    assert_eq!(denied_calls(&sandbox), "", "{}", run.stdout);
+    let built: Vec<String> = run
+        .json_lines()
+        .into_iter()
+        .filter(|e| e["event"] == "task_finished" && e["task"] == "app:build")
+        .map(|e| e["host"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(built, vec!["builder".to_string()], "{}", run.stdout);
+    let listed = releases_with(&sandbox, &["--hosts", "web1,web2"]);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(
+        listed[0].2.is_some() && listed[0].2 == listed[1].2,
+        "{listed:?}"
+    );
+    for i in 1..=2 {
+        assert_eq!(
+            read(&hosts.deploy_path(i).join("current/vendor/built.txt")),
+            "built-v1\n"
+        );
+    }
+    // Only the build host's repository cache stays there; nothing was deployed to it.
+    let build_dir = builder.deploy_path(1).join(".zdd/build");
+    let left: Vec<String> = std::fs::read_dir(&build_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["repo.git".to_string()], "{}", run.stdout);
+    assert!(!builder.deploy_path(1).join("current").exists());
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -30,6 +30,7 @@ pub fn unpack(archive: &Path, destination: &Path) -> anyhow::Result<()> {
         destination,
         links: HashSet::new(),
         directories: Vec::new(),
+        buffer: vec![0; BUFFER],
     };
     for entry in archive.entries().map_err(broken)? {
         let mut entry = entry.map_err(broken)?;
@@ -40,7 +41,7 @@ pub fn unpack(archive: &Path, destination: &Path) -> anyhow::Result<()> {
     }
     // What follows the end of the tar stream must decode too: the gzip trailer's CRC and
     // length are checked only when the stream is read to its end.
-    let _ = archive.into_inner();
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(broken)?;
     unpacking.finish_directories()
 }
 
@@ -64,6 +65,8 @@ struct Unpacking<'a> {
     /// that what is made inside them does not change their mtime and a read-only mode does
     /// not stop their contents.
     directories: Vec<(PathBuf, u32, SystemTime)>,
+    /// What files' bytes are copied through.
+    buffer: Vec<u8>,
 }
 
 impl Unpacking<'_> {
@@ -111,21 +114,19 @@ impl Unpacking<'_> {
                 self.directories.push((target, mode, time));
             }
             EntryType::Regular => {
-                let file = OpenOptions::new()
+                let mut file = OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
                     .open(&target)
                     .map_err(|e| twice(e, &shown))?;
-                let mut writer = BufWriter::with_capacity(BUFFER, file);
-                let copied = copy(entry, &mut writer, &shown)?;
+                let copied = copy(entry, &mut file, &mut self.buffer, &shown)?;
                 if copied != size {
                     return Err(Failure::Archive(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         format!("`{shown}` ends after {copied} of its {size} bytes"),
                     )));
                 }
-                let file = writer.into_inner().map_err(|e| made(e.into_error()))?;
                 file.set_times(FileTimes::new().set_accessed(time).set_modified(time))
                     .map_err(made)?;
                 file.set_permissions(Permissions::from_mode(mode))
@@ -206,11 +207,15 @@ impl Unpacking<'_> {
 
 /// Copy an entry's bytes into `writer`: an error reading is the archive's, one writing is
 /// the disk's.
-fn copy<R: Read, W: Write>(entry: &mut R, writer: &mut W, shown: &str) -> Result<u64, Failure> {
-    let mut buffer = vec![0; BUFFER];
+fn copy<R: Read, W: Write>(
+    entry: &mut R,
+    writer: &mut W,
+    buffer: &mut [u8],
+    shown: &str,
+) -> Result<u64, Failure> {
     let mut copied = 0;
     loop {
-        let read = match entry.read(&mut buffer) {
+        let read = match entry.read(buffer) {
             Ok(0) => return Ok(copied),
             Ok(read) => read,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -31,7 +31,7 @@ pub fn verify_tree(
     let mut found = found.into_iter().peekable();
     for (path, sha256) in &expected {
         // Files there that sort before this one are not in the manifest.
-        while let Some(extra) = found.next_if(|there| there < path) {
+        if let Some(extra) = found.next_if(|there| there < path) {
             anyhow::bail!("`./{extra}` is there, and not in the build's manifest");
         }
         if found.next_if(|there| there == path).is_none() {

@@ -256,6 +256,12 @@ fn validate_settings(
     let run = RunSettings {
         config: &global,
         tasks: recipe.registry.tasks.keys().map(String::as_str).collect(),
+        hosts: recipe
+            .registry
+            .hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect(),
     };
     settings::validate(&run, &hosts, task, &plan).map_err(|problems| {
         Error::Settings(

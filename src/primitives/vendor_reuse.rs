@@ -24,8 +24,7 @@ use crate::output::failure::Failure;
 use crate::primitives::host_context::HostContext;
 use crate::values::quote::{word, QuoteError};
 
-/// The setting, and the words it takes.
-pub const SETTING: &str = "vendor_reuse";
+/// The words `vendor_reuse` takes.
 pub const WORDS: [&str; 4] = ["hardlink", "copy", "true", "false"];
 
 /// The first word of the line [`prelude`] prints: no tool prints it, and it is taken out of
@@ -55,20 +54,21 @@ impl Reuse {
     }
 }
 
-/// `vendor_reuse` on this host (`hardlink` when unset); a value zdd does not know is refused,
-/// named, before anything runs on the host.
+/// `vendor_reuse` on this host (`hardlink` when unset). `settings::validate` refuses a value
+/// zdd does not know before the run starts; this refuses it again, named, before the tool runs
+/// (a value set inside a task).
 pub fn setting(ctx: &HostContext) -> Result<Reuse, Failure> {
-    let value = ctx.text_or(SETTING, "hardlink")?;
+    let value = ctx.text_or("vendor_reuse", "hardlink")?;
     Reuse::parse(&value).ok_or_else(|| {
         Failure::message(format!(
-            "`{SETTING}` is `{}`: it must be one of {}",
+            "`vendor_reuse` is `{}`: it must be one of {}",
             value.escape_debug(),
             WORDS.join(", ")
         ))
-        .with_hint(format!(
-            "`-o {SETTING}=copy` copies the previous release's vendor/ whole; \
-             `-o {SETTING}=false` installs from scratch"
-        ))
+        .with_hint(
+            "`-o vendor_reuse=copy` copies the previous release's vendor/ whole; \
+             `-o vendor_reuse=false` installs from scratch",
+        )
     })
 }
 

@@ -27,6 +27,7 @@ use crate::plan::Step;
 use crate::primitives::host_context::{Deployment, HostContext, ReleaseState};
 use crate::primitives::ship::{self, Artifact};
 use crate::primitives::update_code;
+use crate::registry::Registry;
 use crate::system::interrupt;
 use crate::transport::{git, Local, Transport};
 use crate::values::config;
@@ -45,12 +46,17 @@ pub enum BuildOn {
     Hosts,
     /// Once, on zdd's machine.
     Local,
+    /// Once, on this host of the recipe (over SSH), and brought back to zdd's machine to pack.
+    Host(String),
 }
 
 impl BuildOn {
     /// `build_on` from the run's settings (checked before the run: `settings`); an error
     /// names the value.
-    pub fn read(config: &BTreeMap<String, Dynamic>) -> Result<BuildOn, String> {
+    pub fn read(
+        config: &BTreeMap<String, Dynamic>,
+        registry: &Registry,
+    ) -> Result<BuildOn, String> {
         let Some(value) = config.get("build_on") else {
             return Ok(BuildOn::Hosts);
         };
@@ -58,8 +64,11 @@ impl BuildOn {
         match text.as_str() {
             "hosts" => Ok(BuildOn::Hosts),
             "local" => Ok(BuildOn::Local),
+            name if registry.hosts.iter().any(|h| h.name == name) => {
+                Ok(BuildOn::Host(name.to_string()))
+            }
             other => Err(format!(
-                "`build_on` must be `hosts` (each host builds its release) or `local` (built once, on this machine), not `{other}`"
+                "`build_on` is `{other}`: not `hosts`, `local`, nor a host the recipe declares"
             )),
         }
     }
@@ -85,9 +94,11 @@ pub fn cache_root() -> Option<PathBuf> {
         .map(|cache| cache.join("zdd"))
 }
 
-/// Build once on zdd's machine: check the commit out, run `steps` there, pack the result.
-pub fn build_local(
+/// Build once (`on`: zdd's machine or a named host): check the commit out into a clean
+/// directory, run `steps` there, pack the result on zdd's machine.
+pub fn build(
     recipe: &dyn StepCaller,
+    on: &BuildOn,
     steps: &[Step],
     deployment: &Arc<Deployment>,
     reporter: &Arc<Reporter>,
@@ -100,57 +111,180 @@ pub fn build_local(
         std::fs::create_dir_all(root.join(dir))
             .map_err(|e| setup(format!("cannot create `{}`: {e}", root.join(dir).display())))?;
     }
+    // A clean directory on zdd's machine: the local build's, or where a host's build comes back.
     let work = tempfile::Builder::new()
         .prefix("build-")
         .tempdir_in(root.join("build"))
         .map_err(|e| setup(format!("cannot create a build directory: {e}")))?;
-    let mut config = host_setup::merged_config(recipe, None);
-    config.insert(
-        "deploy_path".into(),
-        Dynamic::from(work.path().display().to_string()),
+    let place = Place::open(recipe, on, &root, work.path(), deployment, reporter)?;
+    let result = build_in(
+        recipe,
+        &place,
+        steps,
+        &root,
+        work.path(),
+        deployment,
+        reporter,
     );
-    let transport: Arc<dyn Transport> =
-        Arc::new(Local::new().map_err(|e| setup(format!("{e:#}")))?);
-    let mut ctx = HostContext::new(
-        BUILD_HOST.to_string(),
-        transport,
-        config.clone(),
-        deployment.clone(),
-        reporter.clone(),
-    );
-    ctx.release = Some(ReleaseState {
-        name: "build".into(),
-        ..Default::default()
-    });
-    let slot = Slot::new(BUILD_HOST, ctx);
+    place.close();
+    result
+}
+
+/// Where a build runs: its host's slot (`build`, or the named host's), its repository cache.
+struct Place {
+    slot: Slot,
+    /// The repository's bare cache there.
+    cache: String,
+    /// The build's directory on a named host, removed when the build is over.
+    remote: Option<(String, Arc<crate::transport::Ssh>, tempfile::TempDir)>,
+}
+
+impl Place {
+    fn open(
+        recipe: &dyn StepCaller,
+        on: &BuildOn,
+        root: &Path,
+        work: &Path,
+        deployment: &Arc<Deployment>,
+        reporter: &Arc<Reporter>,
+    ) -> Result<Place, RunError> {
+        let setup = |message: String| RunError::Setup(vec![message]);
+        let release = || ReleaseState {
+            name: "build".into(),
+            ..Default::default()
+        };
+        match on {
+            BuildOn::Host(name) => {
+                let host = recipe
+                    .registry()
+                    .hosts
+                    .iter()
+                    .find(|h| &h.name == name)
+                    .ok_or_else(|| setup(format!("`build_on`: no host `{name}`")))?;
+                let control = crate::transport::ssh::control_directory()
+                    .map_err(|e| setup(format!("{e:#}")))?;
+                let connected = host_setup::connect(
+                    recipe,
+                    host,
+                    0,
+                    control.path(),
+                    reporter.clone(),
+                    deployment.clone(),
+                    true,
+                )
+                .map_err(|e| setup(format!("the build host `{name}`: {e}")))?;
+                let mut ctx = connected.context;
+                let home = ctx.deploy_path().map_err(|e| {
+                    setup(format!(
+                        "the build host `{name}` needs a `deploy_path` (its builds go under `.zdd/build` there): {e}"
+                    ))
+                })?;
+                let unique = work
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "build".into());
+                let dir = format!("{home}/.zdd/build/{unique}");
+                ctx.config
+                    .insert("deploy_path".into(), Dynamic::from(dir.clone()));
+                ctx.release = Some(release());
+                let ssh = connected.ssh.ok_or_else(|| {
+                    setup(format!(
+                        "the build host `{name}` is this machine: use `build_on = \"local\"`"
+                    ))
+                })?;
+                Ok(Place {
+                    slot: Slot::new(name, ctx),
+                    cache: format!("{home}/.zdd/build/repo.git"),
+                    remote: Some((dir, ssh, control)),
+                })
+            }
+            _ => {
+                let mut config = host_setup::merged_config(recipe, None);
+                config.insert(
+                    "deploy_path".into(),
+                    Dynamic::from(work.display().to_string()),
+                );
+                let transport: Arc<dyn Transport> =
+                    Arc::new(Local::new().map_err(|e| setup(format!("{e:#}")))?);
+                let mut ctx = HostContext::new(
+                    BUILD_HOST.to_string(),
+                    transport,
+                    config,
+                    deployment.clone(),
+                    reporter.clone(),
+                );
+                ctx.release = Some(release());
+                let cache = {
+                    let repository = ctx
+                        .expand(&ctx.text("repository").unwrap_or_default(), Mode::Plain)
+                        .unwrap_or_default();
+                    let name = hex(&Sha256::digest(repository.as_bytes()))[..16].to_string();
+                    root.join("repos").join(format!("{name}.git"))
+                };
+                Ok(Place {
+                    slot: Slot::new(BUILD_HOST, ctx),
+                    cache: cache.display().to_string(),
+                    remote: None,
+                })
+            }
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.slot.name
+    }
+
+    /// The build is over: a host's build directory goes, its connection closes.
+    fn close(self) {
+        if let Some((dir, ssh, _control)) = &self.remote {
+            let ctx = self.slot.context.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = ctx.transport.remove_dir_all(dir);
+            drop(ctx);
+            ssh.close();
+        }
+    }
+}
+
+fn build_in(
+    recipe: &dyn StepCaller,
+    place: &Place,
+    steps: &[Step],
+    root: &Path,
+    work: &Path,
+    deployment: &Arc<Deployment>,
+    reporter: &Arc<Reporter>,
+) -> Result<Arc<Artifact>, RunError> {
+    let slot = &place.slot;
     let fail = |task: &str, failure: Failure| {
         RunError::Step(Box::new(Slot::failure_outside_steps(
-            BUILD_HOST, task, recipe, failure,
+            place.name(),
+            task,
+            recipe,
+            failure,
         )))
     };
-    let checked_out = {
+    let (commit, reference, release_path) = {
         let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
-        check_out(&mut ctx, &root).map_err(|failure| fail(CHECKOUT, failure))?
+        check_out(&mut ctx, &place.cache).map_err(|failure| fail(CHECKOUT, failure))?
     };
-    let (commit, reference, release_path) = checked_out;
     *deployment.commit.lock().unwrap_or_else(|e| e.into_inner()) = Some(commit.clone());
-
-    let excludes = {
+    let (excludes, config) = {
         let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
-        excludes(&ctx).map_err(|failure| fail(PACK, failure))?
+        let excludes = excludes(&ctx).map_err(|failure| fail(PACK, failure))?;
+        (excludes, ctx.config.clone())
     };
-    let key = cache_key(recipe, steps, &config, &commit, &excludes);
+    let key = cache_key(recipe, place.name(), steps, &config, &commit, &excludes);
     let archive = root.join("artifacts").join(format!("{key}.tar.gz"));
-    if let Some(packed) = cached(&root, &key) {
-        reporter.event(crate::output::reporter::Event::Message {
-            host: BUILD_HOST,
-            level: "info",
-            text: &format!(
+    if let Some(packed) = cached(root, &key) {
+        say(
+            reporter,
+            place.name(),
+            &format!(
                 "commit {} was built before: artifact {} reused, nothing built",
                 &commit[..12.min(commit.len())],
                 &packed.sha256[..12]
             ),
-        });
+        );
         return Ok(Arc::new(Artifact {
             archive,
             packed,
@@ -165,41 +299,47 @@ pub fn build_local(
                 Failure::message("interrupted before the build was done"),
             ));
         }
-        run_step(recipe, step, &slot, reporter).map_err(RunError::Step)?;
+        run_step(recipe, step, slot, reporter).map_err(RunError::Step)?;
     }
-    let mtime = {
+    // What the steps sent without waiting is done (or its failure is the step's).
+    super::runner::settle(slot, reporter).map_err(RunError::Step)?;
+    let (tree, mtime) = {
         let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
-        let cache = repository_cache(&root, &ctx).map_err(|failure| fail(PACK, failure))?;
-        git::commit_time(&cache, &commit)
-            .map(|t| t.max(0) as u64)
-            .map_err(|e| fail(PACK, Failure::from(e)))?
+        match &place.remote {
+            None => {
+                let mtime = git::commit_time(Path::new(&place.cache), &commit)
+                    .map_err(|e| fail(PACK, Failure::from(e)))?;
+                (PathBuf::from(&release_path), mtime)
+            }
+            Some((dir, _, _)) => fetch_tree(&ctx, dir, &release_path, &place.cache, &commit, work)
+                .map_err(|e| fail(PACK, Failure::from(e)))?,
+        }
     };
     let partial = root
         .join("artifacts")
         .join(format!(".{key}.tar.gz.partial"));
-    let packed =
-        artifact::pack(Path::new(&release_path), &excludes, mtime, &partial).map_err(|e| {
-            let _ = std::fs::remove_file(&partial);
-            fail(PACK, Failure::from(e))
-        })?;
+    let packed = artifact::pack(&tree, &excludes, mtime.max(0) as u64, &partial).map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        fail(PACK, Failure::from(e))
+    })?;
     std::fs::rename(&partial, &archive).map_err(|e| {
         fail(
             PACK,
             Failure::message(format!("cannot keep the archive: {e}")),
         )
     })?;
-    remember(&root, &key, &packed);
+    remember(root, &key, &packed);
     prune(&root.join("artifacts"));
-    reporter.event(crate::output::reporter::Event::Message {
-        host: BUILD_HOST,
-        level: "info",
-        text: &format!(
+    say(
+        reporter,
+        place.name(),
+        &format!(
             "packed {} files, {}: artifact {}",
             packed.files,
             ship::size(packed.bytes),
             &packed.sha256[..12]
         ),
-    });
+    );
     Ok(Arc::new(Artifact {
         archive,
         packed,
@@ -208,13 +348,61 @@ pub fn build_local(
     }))
 }
 
+/// A build host's result brought to zdd's machine: its release directory as one tar.gz made
+/// there, read back over the connection, unpacked into `work/tree`; and the commit's time.
+fn fetch_tree(
+    ctx: &HostContext,
+    dir: &str,
+    release_path: &str,
+    cache: &str,
+    commit: &str,
+    work: &Path,
+) -> anyhow::Result<(PathBuf, i64)> {
+    let tarball = format!("{dir}/tree.tar.gz");
+    let pack = crate::values::quote::command(&["tar", "-czf", &tarball, "-C", release_path, "."])?;
+    ctx.transport
+        .exec(&pack, None, "pack the build on the build host", None)?;
+    let time = crate::values::quote::command(&[
+        "git",
+        "--git-dir",
+        cache,
+        "show",
+        "-s",
+        "--format=%ct",
+        commit,
+    ])?;
+    let time: i64 = ctx
+        .transport
+        .exec(&time, None, "read the commit's time", None)?
+        .stdout
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("cannot read the time of commit {commit}"))?;
+    let local = work.join("tree.tar.gz");
+    ctx.transport.download(&tarball, &local)?;
+    let tree = work.join("tree");
+    std::fs::create_dir_all(&tree)?;
+    artifact::unpack(&local, &tree)?;
+    let _ = std::fs::remove_file(&local);
+    Ok((tree, time))
+}
+
+fn say(reporter: &Reporter, host: &str, text: &str) {
+    reporter.event(crate::output::reporter::Event::Message {
+        host,
+        level: "info",
+        text,
+    });
+}
+
 /// The names failures outside the build's tasks go by.
 const CHECKOUT: &str = "build:checkout";
 const PACK: &str = "build:pack";
 
-/// The commit the deploy asked for (a catch-up's, else `branch`), checked out into the build's
-/// release directory with its `REVISION`: (commit, reference, that directory).
-fn check_out(ctx: &mut HostContext, root: &Path) -> Result<(String, String, String), Failure> {
+/// The commit the deploy asked for (a catch-up's, else `branch`), checked out from the
+/// repository cache `cache` into the build's release directory with its `REVISION`: (commit,
+/// reference, that directory).
+fn check_out(ctx: &mut HostContext, cache: &str) -> Result<(String, String, String), Failure> {
     let repository = ctx.expand(&ctx.text("repository")?, Mode::Plain)?;
     let catch_up = ctx
         .deployment
@@ -226,15 +414,13 @@ fn check_out(ctx: &mut HostContext, root: &Path) -> Result<(String, String, Stri
         Some(commit) => commit,
         None => ctx.expand(&ctx.text("branch")?, Mode::Plain)?,
     };
-    let cache = repository_cache(root, ctx)?;
-    let cache = cache.display().to_string();
     let commit = ctx
         .transport
-        .resolve(&repository, &cache, &reference)
+        .resolve(&repository, cache, &reference)
         .map_err(|e| update_code::ref_failure(e, &repository))?;
     let release_path = ctx.release_path()?;
     ctx.transport.create_dir_all(&release_path)?;
-    ctx.transport.export(&cache, &commit, &release_path)?;
+    ctx.transport.export(cache, &commit, &release_path)?;
     ctx.transport
         .write_file(&format!("{release_path}/REVISION"), &format!("{commit}\n"))?;
     ctx.info(&format!(
@@ -242,13 +428,6 @@ fn check_out(ctx: &mut HostContext, root: &Path) -> Result<(String, String, Stri
         &commit[..commit.len().min(12)]
     ));
     Ok((commit, reference, release_path))
-}
-
-/// The local bare cache of the recipe's repository (one per repository URL).
-fn repository_cache(root: &Path, ctx: &HostContext) -> Result<PathBuf, Failure> {
-    let repository = ctx.expand(&ctx.text("repository")?, Mode::Plain)?;
-    let name = hex(&Sha256::digest(repository.as_bytes()))[..16].to_string();
-    Ok(root.join("repos").join(format!("{name}.git")))
 }
 
 /// What the archive leaves out: the shared paths (each host links its own), and
@@ -261,11 +440,12 @@ fn excludes(ctx: &HostContext) -> Result<Vec<String>, Failure> {
     Ok(excludes)
 }
 
-/// What names a build: zdd's version, the commit, the build's steps (task and where each was
+/// What names a build: zdd's version, where it ran, the commit, the build's steps (task and where each was
 /// declared), the settings, the excludes and the recipe's text. Anything else differs, it is
 /// built again.
 fn cache_key(
     recipe: &dyn StepCaller,
+    place: &str,
     steps: &[Step],
     config: &BTreeMap<String, Dynamic>,
     commit: &str,
@@ -277,6 +457,7 @@ fn cache_key(
         hasher.update(text.as_bytes());
     };
     add(env!("CARGO_PKG_VERSION"));
+    add(place);
     add(commit);
     for step in steps {
         add(&format!(

@@ -195,11 +195,12 @@ pub fn run(
     let catch_up = catch_up(recipe, task, hosts, &deployment, &reporter);
     // Built once (`build_on`), before any host is reached: the hosts skip the build's steps
     // and ship its archive instead of checking the repository out.
-    let build_on = BuildOn::read(&global).map_err(|e| RunError::Setup(vec![e]))?;
+    let build_on =
+        BuildOn::read(&global, recipe.registry()).map_err(|e| RunError::Setup(vec![e]))?;
     let (build_steps, host_steps) = build::split(steps);
-    let built = build_on == BuildOn::Local && steps.iter().any(|s| s.task == CHECKOUT_TASK);
+    let built = build_on != BuildOn::Hosts && steps.iter().any(|s| s.task == CHECKOUT_TASK);
     let steps: &[Step] = if built {
-        let artifact = build::build_local(recipe, &build_steps, &deployment, &reporter)?;
+        let artifact = build::build(recipe, &build_on, &build_steps, &deployment, &reporter)?;
         *deployment
             .artifact
             .lock()
@@ -1087,6 +1088,19 @@ fn step_failure_of(slot: &Slot, deferred: Deferred, reporter: &Reporter) -> Box<
         aftermath: Vec::new(),
         outcomes: Vec::new(),
     })
+}
+
+/// Wait until `slot`'s host has answered everything sent: a request sent without waiting that
+/// failed is the failure of the step that sent it.
+pub(super) fn settle(slot: &Slot, reporter: &Reporter) -> Result<(), Box<StepFailure>> {
+    let synced = {
+        let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
+        ctx.transport.sync()
+    };
+    if let Some(failure) = deferred_failure(slot, reporter) {
+        return Err(failure);
+    }
+    synced.map_err(|e| lost_host(slot, &e))
 }
 
 /// A wait failed without a request to blame: the connection went.

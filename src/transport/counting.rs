@@ -349,6 +349,10 @@ impl Transport for Counting {
         self.call(|local| local.has_artifact(path, sha256))
     }
 
+    fn download(&self, source: &str, destination: &std::path::Path) -> anyhow::Result<u64> {
+        self.call(|local| local.download(source, destination))
+    }
+
     fn export(&self, cache: &str, commit: &str, destination: &str) -> anyhow::Result<()> {
         self.one(Op::Export {
             cache: cache.into(),

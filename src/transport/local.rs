@@ -265,6 +265,11 @@ impl Transport for Local {
             .context("the release does not match the build's manifest")
     }
 
+    fn download(&self, source: &str, destination: &Path) -> anyhow::Result<u64> {
+        std::fs::copy(source, destination)
+            .with_context(|| format!("cannot copy `{source}` to `{}`", destination.display()))
+    }
+
     fn has_artifact(&self, path: &str, sha256: &str) -> anyhow::Result<bool> {
         match artifact::sha256_file(Path::new(path)) {
             Ok(found) => Ok(found == sha256),

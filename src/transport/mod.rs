@@ -114,6 +114,9 @@ pub trait Transport: Send + Sync {
     ) -> anyhow::Result<()>;
     /// Whether `path` is a file whose sha256 is `sha256` ([`Op::HasArtifact`]).
     fn has_artifact(&self, path: &str, sha256: &str) -> anyhow::Result<bool>;
+    /// Copy the host's file `source` to `destination` on zdd's machine (a build host's
+    /// result), over the connection zdd has; returns its size.
+    fn download(&self, source: &str, destination: &std::path::Path) -> anyhow::Result<u64>;
 
     /// Run `op` after everything sent before, without waiting for its answer. When it fails,
     /// every request after it is skipped, the next wait returns an [`EarlierFailure`], and

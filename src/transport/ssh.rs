@@ -22,6 +22,11 @@ use crate::values::quote::word;
 
 /// Status the helper scripts below use for "not there" (not an error).
 const ABSENT: i32 = 100;
+/// The bytes of a host's file read by one request of [`Transport::download`] (a third more
+/// as base64), and how many such requests go in one wait.
+const DOWNLOAD_PIECE: u64 = 768 * 1024;
+const DOWNLOAD_BATCH: usize = 16;
+
 /// Status of the fetch script when the host has no `git`.
 const NO_GIT: i32 = 101;
 
@@ -1172,6 +1177,59 @@ impl Transport for Ssh {
 
     fn bytes_sent(&self) -> u64 {
         self.pipe().shell.bytes_written()
+    }
+
+    fn download(&self, source: &str, destination: &Path) -> anyhow::Result<u64> {
+        use base64::Engine;
+        use std::io::Write;
+        let s = word(source)?;
+        let exec = |script: String| Op::Exec {
+            display: format!("read `{source}`"),
+            script,
+            cwd: None,
+        };
+        let size: u64 = match self.one(exec(format!("wc -c < {s}")))? {
+            Answer::Output(output) => output
+                .stdout
+                .trim()
+                .parse()
+                .with_context(|| format!("cannot measure `{source}` on `{}`", self.label))?,
+            _ => bail!("cannot measure `{source}` on `{}`", self.label),
+        };
+        let mut file = std::fs::File::create(destination)
+            .with_context(|| format!("cannot write `{}`", destination.display()))?;
+        let mut offset = 0u64;
+        while offset < size {
+            // A batch of pieces per wait: each a request answered with base64.
+            let mut ops = Vec::new();
+            let mut next = offset;
+            while next < size && ops.len() < DOWNLOAD_BATCH {
+                let length = (size - next).min(DOWNLOAD_PIECE);
+                ops.push(exec(format!(
+                    "tail -c +{} {s} | head -c {length} | base64 -w 0",
+                    next + 1
+                )));
+                next += length;
+            }
+            for answer in self.query(ops)? {
+                let Answer::Output(output) = answer else {
+                    bail!("cannot read `{source}` on `{}`", self.label);
+                };
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(output.stdout.trim())
+                    .with_context(|| format!("`{source}` on `{}` came back damaged", self.label))?;
+                file.write_all(&bytes)
+                    .with_context(|| format!("cannot write `{}`", destination.display()))?;
+                offset += bytes.len() as u64;
+            }
+            anyhow::ensure!(
+                offset == next,
+                "`{source}` on `{}` came back short: {offset} bytes of {size}",
+                self.label
+            );
+        }
+        file.flush()?;
+        Ok(size)
     }
 
     fn export(&self, cache: &str, commit: &str, destination: &str) -> anyhow::Result<()> {
