@@ -40,7 +40,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("transport", &["transport"]),
     // What every layer may use: values and quoting, child processes, Ctrl-C, the environment,
     // the HTTP client, progress, secrets, failures.
-    ("base", &["values", "system", "output"]),
+    ("base", &["values", "system", "output", "artifact"]),
 ];
 
 /// Imports that go up today, each with the reason it is allowed for now. An entry that no

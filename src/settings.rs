@@ -573,6 +573,12 @@ pub const SETTINGS: &[Setting] = &[
         "whether npm builds assets (auto: when there is a package.json)",
     ),
     setting(
+        "vendor_reuse",
+        Kind::OneOf(&["hardlink", "copy", "true", "false"]),
+        "hardlink",
+        "how composer install and npm ci start from the previous release's vendor/ and node_modules/",
+    ),
+    setting(
         "storage_link",
         Kind::Flag,
         "true",
