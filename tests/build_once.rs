@@ -682,3 +682,35 @@ fn a_named_build_host_builds_for_the_others() {
     assert_eq!(left, vec!["repo.git".to_string()], "{}", run.stdout);
     assert!(!builder.deploy_path(1).join("current").exists());
 }
+
+/// `--plan` shows the build's steps apart: once, under `build`, and not on the hosts.
+#[test]
+fn the_plan_shows_the_build_apart_from_the_hosts() {
+    let sandbox = Sandbox::new();
+    let repo = repo_with_version(&sandbox, "v1");
+    let host = format!(
+        "localhost(\"web1\").set(\"deploy_path\", {});\nlocalhost(\"web2\").set(\"deploy_path\", {});\n",
+        rhai_string(&sandbox.str("app1")),
+        rhai_string(&sandbox.str("app2"))
+    );
+    sandbox.write("app.rhai", &recipe(&repo, &host, ""));
+    let run = sandbox.run(&["run", "app.rhai", "--plan"]);
+    run.success();
+    let text = &run.stdout;
+    assert!(
+        text.starts_with("build (built once, shipped to every host)\n   1. app:build"),
+        "{text}"
+    );
+    assert_eq!(text.matches("app:build").count(), 1, "{text}");
+    assert!(text.contains("web1\n"), "{text}");
+    assert!(text.contains("web2\n"), "{text}");
+    let hosts_built = sandbox.run(&["run", "app.rhai", "--plan", "-o", "build_on=hosts"]);
+    hosts_built.success();
+    assert_eq!(
+        hosts_built.stdout.matches("app:build").count(),
+        2,
+        "each host builds: {}",
+        hosts_built.stdout
+    );
+    assert!(!sandbox.path("app1").exists());
+}

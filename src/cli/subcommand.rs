@@ -370,21 +370,57 @@ fn print_plan(recipe: &Recipe, task: &str, common: &Common) -> Result<(), Error>
     let steps = plan::steps(&recipe.registry, task).map_err(Error::Plan)?;
     let hosts = select_hosts(recipe, common)?;
     validate_settings(recipe, &hosts, Some((task, &steps)))?;
-    for (index, host) in hosts.iter().enumerate() {
-        let steps: Vec<&plan::Step> = steps.iter().filter(|s| !s.once || index == 0).collect();
+    // Built once (`build_on`): the build's steps run once, where it says, not on the hosts.
+    let global = host_setup::merged_config(recipe, None);
+    let build_on = crate::run::build::BuildOn::read(&global, &recipe.registry)
+        .unwrap_or(crate::run::build::BuildOn::Hosts);
+    let built = build_on != crate::run::build::BuildOn::Hosts
+        && steps.iter().any(|s| s.task == "deploy:update_code");
+    let (build_steps, steps): (Vec<plan::Step>, Vec<plan::Step>) = if built {
+        crate::run::build::split(&steps)
+    } else {
+        (Vec::new(), steps)
+    };
+    let place = match &build_on {
+        crate::run::build::BuildOn::Host(name) => name.clone(),
+        _ => crate::run::build::BUILD_HOST.to_string(),
+    };
+    let planned = if built {
+        vec![(place.as_str(), build_steps.iter().collect::<Vec<_>>())]
+    } else {
+        Vec::new()
+    };
+    let hosts_planned = hosts.iter().enumerate().map(|(index, host)| {
+        (
+            host.name.as_str(),
+            steps
+                .iter()
+                .filter(|s| !s.once || index == 0)
+                .collect::<Vec<&plan::Step>>(),
+        )
+    });
+    for (name, steps) in planned.into_iter().chain(hosts_planned) {
+        let is_build = built && name == place && steps.iter().all(|s| s.build);
         if common.json {
             #[derive(Serialize)]
             struct PlannedStep<'a> {
                 task: &'a str,
                 declared: String,
             }
-            let line = serde_json::json!({
-                "host": host.name,
+            let mut line = serde_json::json!({
+                "host": name,
                 "steps": steps.iter().map(|s| PlannedStep { task: &s.task, declared: s.origin.to_string() }).collect::<Vec<_>>(),
             });
+            if is_build {
+                line["build"] = serde_json::Value::Bool(true);
+            }
             println!("{line}");
         } else {
-            println!("{}", host.name);
+            if is_build {
+                println!("{name} (built once, shipped to every host)");
+            } else {
+                println!("{name}");
+            }
             let width = steps.iter().map(|s| s.task.len()).max().unwrap_or(0);
             for (number, step) in steps.iter().enumerate() {
                 println!(
