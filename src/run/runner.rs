@@ -199,16 +199,7 @@ pub fn run(
         BuildOn::read(&global, recipe.registry()).map_err(|e| RunError::Setup(vec![e]))?;
     let (build_steps, host_steps) = build::split(steps);
     let built = build_on != BuildOn::Hosts && steps.iter().any(|s| s.task == CHECKOUT_TASK);
-    let steps: &[Step] = if built {
-        let artifact = build::build(recipe, &build_on, &build_steps, &deployment, &reporter)?;
-        *deployment
-            .artifact
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(artifact);
-        &host_steps
-    } else {
-        steps
-    };
+    let steps: &[Step] = if built { &host_steps } else { steps };
     let cutover = steps.iter().position(|s| s.task == rollout.cutover_task);
     let control = crate::transport::ssh::control_directory()
         .map_err(|e| RunError::Setup(vec![format!("{e:#}")]))?;
@@ -229,15 +220,52 @@ pub fn run(
         }
         RunError::Setup(messages)
     };
-    let (slots, unreachable) = match connect_all(
-        recipe,
-        hosts,
-        control.path(),
-        &reporter,
-        &deployment,
-        rollout.starts,
-        allowed,
-    ) {
+    // The build runs while the hosts are connected (a connection changes nothing there): a
+    // build that fails closes them before anything was sent.
+    let (connected, artifact) = std::thread::scope(|scope| {
+        let building = built.then(|| {
+            scope.spawn(|| build::build(recipe, &build_on, &build_steps, &deployment, &reporter))
+        });
+        let connected = connect_all(
+            recipe,
+            hosts,
+            control.path(),
+            &reporter,
+            &deployment,
+            Connecting {
+                starts: rollout.starts,
+                allowed,
+                wait: built,
+            },
+        );
+        let artifact = building.map(|building| {
+            building.join().unwrap_or_else(|_| {
+                Err(RunError::Setup(vec![
+                    "the build stopped unexpectedly".to_string()
+                ]))
+            })
+        });
+        (connected, artifact)
+    });
+    match artifact {
+        Some(Err(error)) => {
+            if let Ok((slots, _)) = &connected {
+                close_all(slots);
+            }
+            return Err(match error {
+                RunError::Setup(messages) => setup_failed(messages),
+                error => error,
+            });
+        }
+        Some(Ok(artifact)) => {
+            *deployment
+                .artifact
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(artifact);
+        }
+        None => {}
+    }
+    let (slots, unreachable) = match connected {
         Ok(connected) => connected,
         Err(RunError::Setup(messages)) => return Err(setup_failed(messages)),
         Err(error) => return Err(error),
@@ -779,9 +807,13 @@ fn connect_all(
     control: &std::path::Path,
     reporter: &Arc<Reporter>,
     deployment: &Arc<Deployment>,
-    starts: usize,
-    allowed: usize,
+    how: Connecting,
 ) -> Result<(Vec<Slot>, Vec<LeftBehind>), RunError> {
+    let Connecting {
+        starts,
+        allowed,
+        wait,
+    } = how;
     let results: Vec<Mutex<Option<Result<host_setup::Connected, String>>>> =
         hosts.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
@@ -794,7 +826,8 @@ fn connect_all(
                 let endpoint = endpoint(recipe, host);
                 let _entered = endpoint.as_deref().map(|key| gate.enter(key));
                 // With one host, its first answer waits for the connection: nothing can change
-                // anywhere before it. With several, all are waited for before anything runs.
+                // anywhere before it. With several, all are waited for before anything runs;
+                // and with a build going on (`wait`), which the connection overlaps.
                 let connected = host_setup::connect(
                     recipe,
                     host,
@@ -802,7 +835,7 @@ fn connect_all(
                     control,
                     reporter.clone(),
                     deployment.clone(),
-                    hosts.len() > 1,
+                    wait || hosts.len() > 1,
                 );
                 *results[index].lock().unwrap_or_else(|e| e.into_inner()) = Some(connected);
             });
@@ -854,6 +887,15 @@ fn connect_all(
         ));
     }
     Err(RunError::Setup(messages))
+}
+
+/// How [`connect_all`] connects: how many connections start at once (`max_concurrent_starts`),
+/// how many hosts may be unreachable (`max_fail`), and whether even one host's connection is
+/// waited for (a build runs meanwhile).
+struct Connecting {
+    starts: usize,
+    allowed: usize,
+    wait: bool,
 }
 
 /// sshd's `MaxStartups` (10 by default) drops connections beyond 10 that are not logged in
