@@ -714,3 +714,63 @@ fn the_plan_shows_the_build_apart_from_the_hosts() {
     );
     assert!(!sandbox.path("app1").exists());
 }
+
+/// The local build starts from the last build of the same recipe, as a host's release starts
+/// from the previous release (`vendor_reuse`): the second build's `composer install` begins
+/// with the first build's `vendor/` (hard links), and only the last build is kept.
+#[test]
+fn the_local_build_starts_from_the_last_build() {
+    use crate::laravel_support::{fixture_repo, shared_env};
+
+    let sandbox = Sandbox::new();
+    let fixture = fixture_repo(&sandbox, "repo");
+    shared_env(&sandbox, "app");
+    let recipe = format!("{}/recipes/laravel", env!("CARGO_MANIFEST_DIR"));
+    sandbox.write(
+        "app.rhai",
+        &format!(
+            "import {};\nset(\"repository\", {});\nset(\"deploy_path\", {});\nset(\"build_on\", \"local\");\n",
+            rhai_string(&recipe),
+            rhai_string(&fixture.str()),
+            rhai_string(&sandbox.str("app")),
+        ),
+    );
+    let run = |branch: &str| {
+        let run = sandbox.run(&[
+            "run",
+            "app.rhai",
+            "-v",
+            "-o",
+            &format!("branch={branch}"),
+            "-o",
+            "fpm_reload=none",
+            "-o",
+            "audit_offline=warn",
+        ]);
+        run.success();
+        run
+    };
+    let first = run("v1");
+    assert!(
+        !first.stderr.contains("composer: vendor/ from"),
+        "{}",
+        first.stderr
+    );
+    let second = run("v2");
+    assert!(
+        second
+            .stderr
+            .contains("[build] composer: vendor/ from releases/previous (hard links)"),
+        "{}",
+        second.stderr
+    );
+    assert!(sandbox.path("app/current/vendor/autoload.php").is_file());
+    // One finished build is kept per recipe, to start the next from.
+    let groups: Vec<_> = std::fs::read_dir(sandbox.path(".cache/zdd/build"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(groups.len(), 1);
+    let builds = std::fs::read_dir(groups[0].path()).unwrap().count();
+    assert_eq!(builds, 1, "only the last build is kept");
+}

@@ -5,7 +5,14 @@
 //! `/abs/packages/pkg`) is packed as what it points at, so the host gets real files. A link to
 //! nothing is an error, unless its target is excluded (`public/storage -> ../storage/app/public`
 //! with `storage` shared: the host provides it).
+//!
+//! A symlink the commit itself holds ([`Links::committed`]) is never followed: it is packed as
+//! the commit has it, as a checkout on the host would have it. Otherwise a link in the
+//! repository to `/etc/passwd` or to the deployer's `~/.ssh` would ship zdd's machine's files
+//! into every release. A target holding a newline or a carriage return is refused: a host
+//! reads a link back with `readlink` in `$(...)`, which drops trailing newlines.
 
+use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::Context;
@@ -18,6 +25,26 @@ use super::exclude::Excludes;
 pub struct Roots {
     pub given: PathBuf,
     pub canonical: PathBuf,
+}
+
+/// What the walk does with symlinks that leave the build directory.
+#[derive(Debug, Clone)]
+pub struct Links {
+    /// The symlinks of the commit (`public/x`, from the build directory): packed as they are.
+    pub committed: BTreeSet<String>,
+    /// Whether a link the build made that leaves the build directory is packed as what it
+    /// points at (the build ran on this machine); otherwise it is an error (the build ran on
+    /// another host: what it points at is there, not here).
+    pub follow_outside: bool,
+}
+
+impl Default for Links {
+    fn default() -> Links {
+        Links {
+            committed: BTreeSet::new(),
+            follow_outside: true,
+        }
+    }
 }
 
 /// A symlink's fate.
@@ -38,6 +65,7 @@ pub fn fate(
     mirrored: bool,
     roots: &Roots,
     excludes: &Excludes,
+    links: &Links,
 ) -> anyhow::Result<Fate> {
     let target = std::fs::read_link(link)
         .with_context(|| format!("cannot read the symlink `{relative}`"))?;
@@ -47,6 +75,18 @@ pub fn fate(
             target.display()
         );
     };
+    for (character, called) in [('\n', "a newline"), ('\r', "a carriage return")] {
+        if stored.contains(character) {
+            anyhow::bail!(
+                "cannot pack `{relative}`: it is a symlink whose target `{}` holds {called}, \
+                 which a host cannot read back to check it",
+                stored.escape_debug()
+            );
+        }
+    }
+    if mirrored && links.committed.contains(relative) {
+        return Ok(Fate::Keep(stored.to_string()));
+    }
     let parent: Vec<&str> = match relative.rsplit_once('/') {
         Some((parent, _)) => parent.split('/').collect(),
         None => Vec::new(),
@@ -81,7 +121,11 @@ pub fn fate(
                 .collect();
             Ok(Fate::Keep(relative_from(&parent, &inside)))
         }
-        Err(_) => Ok(Fate::Follow(resolved)),
+        Err(_) if links.follow_outside => Ok(Fate::Follow(resolved)),
+        Err(_) => anyhow::bail!(
+            "cannot pack `{relative}`: the build made it a symlink to `{stored}`, outside the \
+             build directory on the build host, which zdd cannot follow from its own machine"
+        ),
     }
 }
 
@@ -191,14 +235,23 @@ mod tests {
                 "public/storage",
                 true,
                 &roots,
-                &none
+                &none,
+                &Links::default()
             )
             .unwrap(),
             Fate::Keep("../storage/app/public".into())
         );
         symlink(root.join("storage/app"), root.join("public/app")).unwrap();
         assert_eq!(
-            fate(&root.join("public/app"), "public/app", true, &roots, &none).unwrap(),
+            fate(
+                &root.join("public/app"),
+                "public/app",
+                true,
+                &roots,
+                &none,
+                &Links::default()
+            )
+            .unwrap(),
             Fate::Keep("../storage/app".into())
         );
         // Climbs out and back in: resolved on disk, then made relative.
@@ -209,7 +262,8 @@ mod tests {
                 "public/back",
                 true,
                 &roots,
-                &none
+                &none,
+                &Links::default()
             )
             .unwrap(),
             Fate::Keep("../storage".into())
@@ -228,7 +282,8 @@ mod tests {
                 "public/uploads",
                 true,
                 &roots,
-                &shared
+                &shared,
+                &Links::default()
             )
             .unwrap(),
             Fate::Keep("../shared/uploads".into())
@@ -240,7 +295,8 @@ mod tests {
                 "public/uploads",
                 true,
                 &roots,
-                &none
+                &none,
+                &Links::default()
             )
             .unwrap_err()
             .to_string(),
@@ -257,7 +313,15 @@ mod tests {
         std::fs::create_dir_all(&outside).unwrap();
         symlink(&outside, root.join("pkg")).unwrap();
         assert_eq!(
-            fate(&root.join("pkg"), "pkg", true, &roots, &Excludes::default()).unwrap(),
+            fate(
+                &root.join("pkg"),
+                "pkg",
+                true,
+                &roots,
+                &Excludes::default(),
+                &Links::default()
+            )
+            .unwrap(),
             Fate::Follow(std::fs::canonicalize(&outside).unwrap())
         );
     }

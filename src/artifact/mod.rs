@@ -9,8 +9,11 @@
 //! - [`pack`]: the archive itself, byte for byte the same for the same tree.
 //! - [`manifest`]: sha256 of files and the manifest's lines.
 //! - [`unpack`] and [`verify`]: the archive back into a directory, and the check of the result.
+//! - [`inspect`]: what an archive holds, read back from its bytes (a cached archive is checked
+//!   against what its build said before it is shipped again).
 
 mod exclude;
+mod inspect;
 mod link;
 mod manifest;
 mod pack;
@@ -22,8 +25,10 @@ mod verify;
 mod tests;
 
 pub use exclude::check_excludes;
+pub use inspect::inspect;
+pub use link::Links;
 pub use manifest::sha256_file;
-pub use pack::{pack, DEFAULT_LEVEL};
+pub use pack::{pack, pack_build, DEFAULT_LEVEL};
 pub use unpack::unpack;
 pub use verify::verify_tree;
 

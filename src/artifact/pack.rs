@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
 use super::exclude::Excludes;
+use super::link::Links;
 use super::manifest::{self, BUFFER};
 use super::tree::{self, Entry, Kind};
 use super::Packed;
@@ -44,8 +45,21 @@ pub fn pack_with_level(
     archive: &Path,
     level: u32,
 ) -> anyhow::Result<Packed> {
+    pack_build(root, excludes, mtime, archive, level, &Links::default())
+}
+
+/// [`pack_with_level`], with `links` saying what becomes of the links that leave the build
+/// directory (the commit's own are packed as links; see [`Links`]).
+pub fn pack_build(
+    root: &Path,
+    excludes: &[String],
+    mtime: u64,
+    archive: &Path,
+    level: u32,
+    links: &Links,
+) -> anyhow::Result<Packed> {
     let excludes = Excludes::parse(excludes)?;
-    let entries = tree::walk(root, &excludes)?;
+    let entries = tree::walk(root, &excludes, links)?;
     let packed = write(&entries, mtime, archive, level);
     if packed.is_err() {
         let _ = std::fs::remove_file(archive);

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::exclude::Excludes;
-use super::link::{self, Fate, Roots};
+use super::link::{self, Fate, Links, Roots};
 
 /// One entry of the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +36,9 @@ pub enum Kind {
     },
 }
 
-/// Every entry under `root`, sorted by path. The root itself is not an entry.
-pub fn walk(root: &Path, excludes: &Excludes) -> anyhow::Result<Vec<Entry>> {
+/// Every entry under `root`, sorted by path, `links` saying what becomes of the symlinks that
+/// leave it. The root itself is not an entry.
+pub fn walk(root: &Path, excludes: &Excludes, links: &Links) -> anyhow::Result<Vec<Entry>> {
     let canonical = fs::canonicalize(root)
         .with_context(|| format!("cannot read the build directory `{}`", root.display()))?;
     let metadata = fs::metadata(&canonical)
@@ -56,6 +57,7 @@ pub fn walk(root: &Path, excludes: &Excludes) -> anyhow::Result<Vec<Entry>> {
             canonical: canonical.clone(),
         },
         excludes,
+        links,
         entries: Vec::new(),
         ancestors: vec![(metadata.dev(), metadata.ino())],
     };
@@ -68,6 +70,7 @@ pub fn walk(root: &Path, excludes: &Excludes) -> anyhow::Result<Vec<Entry>> {
 struct Walk<'a> {
     roots: Roots,
     excludes: &'a Excludes,
+    links: &'a Links,
     entries: Vec<Entry>,
     /// (device, inode) of the directories being walked, from the root down: a followed link
     /// to one of them is a cycle.
@@ -117,7 +120,14 @@ impl Walk<'_> {
         mirrored: bool,
     ) -> anyhow::Result<()> {
         if file_type.is_symlink() {
-            return match link::fate(real, &relative, mirrored, &self.roots, self.excludes)? {
+            return match link::fate(
+                real,
+                &relative,
+                mirrored,
+                &self.roots,
+                self.excludes,
+                self.links,
+            )? {
                 Fate::Keep(target) => {
                     self.entries.push(Entry {
                         path: relative,
@@ -288,7 +298,7 @@ mod tests {
         fs::write(root.join("a-c"), "x").unwrap();
         fs::write(root.join("a/b/f"), "x").unwrap();
         fs::write(root.join("B"), "x").unwrap();
-        let entries = walk(root, &Excludes::default()).unwrap();
+        let entries = walk(root, &Excludes::default(), &Links::default()).unwrap();
         assert_eq!(
             paths(&entries),
             [
@@ -318,7 +328,10 @@ mod tests {
         fs::write(root.join("node_modules/x/i.js"), "x").unwrap();
         fs::write(root.join("keep"), "x").unwrap();
         let excludes = Excludes::parse(&["storage".into(), "node_modules".into()]).unwrap();
-        assert_eq!(paths(&walk(root, &excludes).unwrap()), ["keep"]);
+        assert_eq!(
+            paths(&walk(root, &excludes, &Links::default()).unwrap()),
+            ["keep"]
+        );
     }
 
     #[test]
@@ -336,7 +349,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             fs::create_dir(dir.path().join("dir")).unwrap();
             fs::write(dir.path().join("dir").join(name), "x").unwrap();
-            let error = walk(dir.path(), &Excludes::default())
+            let error = walk(dir.path(), &Excludes::default(), &Links::default())
                 .unwrap_err()
                 .to_string();
             assert_eq!(
@@ -347,7 +360,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(OsStr::from_bytes(b"caf\xe9.php")), "x").unwrap();
         assert_eq!(
-            walk(dir.path(), &Excludes::default())
+            walk(dir.path(), &Excludes::default(), &Links::default())
                 .unwrap_err()
                 .to_string(),
             "cannot pack `caf\u{fffd}.php`: its name is not UTF-8, which a sha256sum manifest \
@@ -362,7 +375,7 @@ mod tests {
         let _listener =
             std::os::unix::net::UnixListener::bind(dir.path().join("run/php.sock")).unwrap();
         assert_eq!(
-            walk(dir.path(), &Excludes::default())
+            walk(dir.path(), &Excludes::default(), &Links::default())
                 .unwrap_err()
                 .to_string(),
             "cannot pack `run/php.sock`: it is a socket; an archive holds files, directories \
@@ -376,7 +389,9 @@ mod tests {
         let root = dir.path().join("build");
         fs::create_dir(&root).unwrap();
         symlink(dir.path(), root.join("up")).unwrap();
-        let error = walk(&root, &Excludes::default()).unwrap_err().to_string();
+        let error = walk(&root, &Excludes::default(), &Links::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             error.starts_with("cannot pack `up/build`: it leads to `"),
             "{error}"
@@ -396,7 +411,9 @@ mod tests {
         fs::create_dir_all(outside.join("src")).unwrap();
         symlink(&outside, outside.join("src/again")).unwrap();
         symlink(&outside, root.join("pkg")).unwrap();
-        let error = walk(&root, &Excludes::default()).unwrap_err().to_string();
+        let error = walk(&root, &Excludes::default(), &Links::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             error.starts_with("cannot pack `pkg/src/again`: it leads to `"),
             "{error}"

@@ -4,7 +4,10 @@
 //! against the build's manifest. The host needs neither git nor network access to the
 //! repository.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::lock;
 use super::release_log::{self, Entry};
@@ -20,7 +23,12 @@ pub const ARTIFACTS: &str = ".zdd/artifacts";
 /// One deploy's build: the archive on zdd's machine, what it holds, and what it was built from.
 #[derive(Debug, Clone)]
 pub struct Artifact {
+    /// Where the archive is kept (`~/.cache/zdd/artifacts/KEY.tar.gz`).
     pub archive: PathBuf,
+    /// The archive as this run opened it, checked against `packed`: what ships, whatever
+    /// another run does meanwhile with the file of the same name (builds the same commit
+    /// again, prunes the cache).
+    pub file: Arc<File>,
     pub packed: Packed,
     pub commit: String,
     /// The reference asked for (`branch`), for the release log.
@@ -28,6 +36,17 @@ pub struct Artifact {
 }
 
 impl Artifact {
+    /// Where the transports read the archive: the file this run opened (`/proc/self/fd/N`),
+    /// else its path.
+    pub fn source(&self) -> String {
+        let opened = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+        if Path::new(&opened).exists() {
+            opened
+        } else {
+            self.archive.display().to_string()
+        }
+    }
+
     /// The hash as shown: its first 12 characters.
     pub fn short(&self) -> &str {
         &self.packed.sha256[..self.packed.sha256.len().min(12)]
@@ -73,7 +92,7 @@ pub fn ship(ctx: &mut HostContext, artifact: &Artifact) -> Result<(), Failure> {
             size(artifact.packed.bytes)
         ));
         ctx.send(Op::Upload {
-            source: artifact.archive.display().to_string(),
+            source: artifact.source(),
             destination: archive.clone(),
             sha256: sha256.clone(),
             for_release: release_path.clone(),

@@ -6,13 +6,18 @@
 //! deploy before any host is reached.
 //!
 //! The archive is kept in `$XDG_CACHE_HOME/zdd/artifacts/` (else `~/.cache/zdd/`), named by
-//! what it was built from (the commit, the build's tasks and settings, the recipe): deploying
-//! that again (a rollback forward, hosts brought up to date later) reuses it, with the same
-//! hash, and a host that has it already is sent nothing.
+//! what it was built from (the commit, the build's tasks and settings, the recipe and the
+//! files it imports): deploying that again (a rollback forward, hosts brought up to date
+//! later) reuses it, with the same hash, once it is checked against what its build recorded,
+//! and a host that has it already is sent nothing. That cache holds the repository and its
+//! builds: it is readable by its owner only. Runs building the same commit at once each
+//! write their own file, and each ships the file it opened.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use rhai::Dynamic;
 use sha2::{Digest, Sha256};
@@ -20,7 +25,7 @@ use sha2::{Digest, Sha256};
 use super::host_setup;
 use super::runner::{run_step, RunError, Slot};
 use super::step_caller::StepCaller;
-use crate::artifact::{self, Packed};
+use crate::artifact::{self, Links, Packed};
 use crate::output::failure::Failure;
 use crate::output::reporter::Reporter;
 use crate::plan::Step;
@@ -95,7 +100,7 @@ pub fn cache_root() -> Option<PathBuf> {
 }
 
 /// Build once (`on`: zdd's machine or a named host): check the commit out into a clean
-/// directory, run `steps` there, pack the result on zdd's machine.
+/// directory, run `steps` there, pack the result on zdd's machine. Returns the artifact.
 pub fn build(
     recipe: &dyn StepCaller,
     on: &BuildOn,
@@ -107,14 +112,21 @@ pub fn build(
     let root = cache_root().ok_or_else(|| {
         setup("the build needs a cache directory: set HOME or XDG_CACHE_HOME".to_string())
     })?;
+    private_directory(&root)
+        .map_err(|e| setup(format!("cannot create `{}`: {e}", root.display())))?;
     for dir in ["build", "artifacts", "repos"] {
         std::fs::create_dir_all(root.join(dir))
             .map_err(|e| setup(format!("cannot create `{}`: {e}", root.join(dir).display())))?;
     }
-    // A clean directory on zdd's machine: the local build's, or where a host's build comes back.
+    // A clean directory on zdd's machine: the local build's, or where a host's build comes
+    // back; beside the last build of the same recipe and repository, whose `vendor/` and
+    // `node_modules/` the local build starts from (`vendor_reuse`), as a host's release does.
+    let group = root.join("build").join(group_of(recipe));
+    std::fs::create_dir_all(&group)
+        .map_err(|e| setup(format!("cannot create `{}`: {e}", group.display())))?;
     let work = tempfile::Builder::new()
         .prefix("build-")
-        .tempdir_in(root.join("build"))
+        .tempdir_in(&group)
         .map_err(|e| setup(format!("cannot create a build directory: {e}")))?;
     let place = Place::open(recipe, on, &root, work.path(), deployment, reporter)?;
     let result = build_in(
@@ -127,7 +139,100 @@ pub fn build(
         reporter,
     );
     place.close();
-    result
+    let (artifact, fresh) = match result {
+        Ok(built) => built,
+        Err(e) => {
+            remove_build_directory(work, reporter);
+            return Err(e);
+        }
+    };
+    if fresh && place_is_local(on) {
+        keep_as_last(work);
+    } else {
+        remove_build_directory(work, reporter);
+    }
+    Ok(artifact)
+}
+
+/// Remove a build directory that is not kept; one that cannot be removed is a warning (a
+/// process a build task left running may still be writing there).
+fn remove_build_directory(work: tempfile::TempDir, reporter: &Reporter) {
+    let shown = work.path().display().to_string();
+    if let Err(e) = work.close() {
+        reporter.event(crate::output::reporter::Event::Message {
+            host: BUILD_HOST,
+            level: "warning",
+            text: &format!(
+                "the build directory `{shown}` was not removed ({e}): a process the build \
+                 started may still be writing there"
+            ),
+        });
+    }
+}
+
+/// `root`, made if missing, readable by its owner only (it holds the repository and its
+/// builds); an existing one is made so too.
+fn private_directory(root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)?;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+}
+
+fn place_is_local(on: &BuildOn) -> bool {
+    matches!(on, BuildOn::Local)
+}
+
+/// Marks a local build directory whose build succeeded: the next build starts from it.
+const COMPLETE: &str = "complete";
+
+/// The builds of one recipe and repository share a directory (a hash of both).
+fn group_of(recipe: &dyn StepCaller) -> String {
+    let repository = host_setup::merged_config(recipe, None)
+        .get("repository")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let path = std::fs::canonicalize(recipe.path())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| recipe.path().to_string());
+    hex(&Sha256::digest(format!("{path}\n{repository}").as_bytes()))[..16].to_string()
+}
+
+/// The newest finished build beside `work` (its release directory), if any.
+fn last_build(work: &Path) -> Option<PathBuf> {
+    let group = work.parent()?;
+    std::fs::read_dir(group)
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|dir| dir != work)
+        .filter_map(|dir| {
+            let done = dir.join(COMPLETE).metadata().ok()?.modified().ok()?;
+            Some((done, dir))
+        })
+        .max()
+        .map(|(_, dir)| dir.join("releases/build"))
+        .filter(|release| release.is_dir())
+}
+
+/// Keep this build's directory for the next build to start from, and remove the older ones.
+fn keep_as_last(work: tempfile::TempDir) {
+    let work = work.keep();
+    if std::fs::write(work.join(COMPLETE), "").is_err() {
+        let _ = std::fs::remove_dir_all(&work);
+        return;
+    }
+    let Some(group) = work.parent() else {
+        return;
+    };
+    for entry in std::fs::read_dir(group).into_iter().flatten().flatten() {
+        let dir = entry.path();
+        if dir != work && dir.join(COMPLETE).exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }
 
 /// Where a build runs: its host's slot (`build`, or the named host's), its repository cache.
@@ -214,6 +319,17 @@ impl Place {
                     reporter.clone(),
                 );
                 ctx.release = Some(release());
+                // The last build, as this build's previous release (`releases/previous`).
+                if let Some(last) = last_build(work) {
+                    let link = work.join("releases/previous");
+                    let linked = std::fs::create_dir_all(work.join("releases"))
+                        .and_then(|()| std::os::unix::fs::symlink(&last, &link));
+                    if linked.is_ok() {
+                        if let Some(release) = ctx.release.as_mut() {
+                            release.previous = Some("previous".into());
+                        }
+                    }
+                }
                 let cache = {
                     let repository = ctx
                         .expand(&ctx.text("repository").unwrap_or_default(), Mode::Plain)
@@ -253,7 +369,7 @@ fn build_in(
     work: &Path,
     deployment: &Arc<Deployment>,
     reporter: &Arc<Reporter>,
-) -> Result<Arc<Artifact>, RunError> {
+) -> Result<(Arc<Artifact>, bool), RunError> {
     let slot = &place.slot;
     let fail = |task: &str, failure: Failure| {
         RunError::Step(Box::new(Slot::failure_outside_steps(
@@ -263,9 +379,13 @@ fn build_in(
             failure,
         )))
     };
-    let (commit, reference, release_path) = {
+    let (commit, reference, release_path, committed) = {
         let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
-        check_out(&mut ctx, &place.cache).map_err(|failure| fail(CHECKOUT, failure))?
+        let (commit, reference, release_path) =
+            check_out(&mut ctx, &place.cache).map_err(|failure| fail(CHECKOUT, failure))?;
+        let committed =
+            committed_links(&ctx, &release_path).map_err(|failure| fail(CHECKOUT, failure))?;
+        (commit, reference, release_path, committed)
     };
     *deployment.commit.lock().unwrap_or_else(|e| e.into_inner()) = Some(commit.clone());
     let (excludes, config) = {
@@ -274,35 +394,58 @@ fn build_in(
         (excludes, ctx.config.clone())
     };
     let key = cache_key(recipe, place.name(), steps, &config, &commit, &excludes);
-    let archive = root.join("artifacts").join(format!("{key}.tar.gz"));
-    if let Some(packed) = cached(root, &key) {
-        say(
-            reporter,
-            place.name(),
-            &format!(
-                "commit {} was built before: artifact {} reused, nothing built",
+    let artifacts = root.join("artifacts");
+    let archive = artifacts.join(format!("{key}.tar.gz"));
+    match cached(root, &key) {
+        Cached::Found(packed, file) => {
+            say(
+                reporter,
+                place.name(),
+                &format!(
+                    "commit {} was built before: artifact {} reused, nothing built",
+                    &commit[..12.min(commit.len())],
+                    &packed.sha256[..12]
+                ),
+            );
+            return Ok((
+                Arc::new(Artifact {
+                    archive,
+                    file: Arc::new(file),
+                    packed,
+                    commit,
+                    reference,
+                }),
+                false,
+            ));
+        }
+        Cached::Damaged(why) => reporter.event(crate::output::reporter::Event::Message {
+            host: place.name(),
+            level: "warning",
+            text: &format!(
+                "the build of commit {} kept in `{}` is damaged ({why}): built again",
                 &commit[..12.min(commit.len())],
-                &packed.sha256[..12]
+                archive.display()
             ),
-        );
-        return Ok(Arc::new(Artifact {
-            archive,
-            packed,
-            commit,
-            reference,
-        }));
+        }),
+        Cached::Missing => {}
     }
+    let interrupted = |task: &str, when: &str| {
+        fail(
+            task,
+            Failure::message(format!("interrupted {when}: no host was touched")),
+        )
+    };
     for step in steps {
         if interrupt::should_stop() {
-            return Err(fail(
-                &step.task,
-                Failure::message("interrupted before the build was done"),
-            ));
+            return Err(interrupted(&step.task, "before the build was done"));
         }
         run_step(recipe, step, slot, reporter).map_err(RunError::Step)?;
     }
     // What the steps sent without waiting is done (or its failure is the step's).
     super::runner::settle(slot, reporter).map_err(RunError::Step)?;
+    if interrupt::should_stop() {
+        return Err(interrupted(PACK, "before the build was packed"));
+    }
     let (tree, mtime) = {
         let ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
         match &place.remote {
@@ -315,21 +458,64 @@ fn build_in(
                 .map_err(|e| fail(PACK, Failure::from(e)))?,
         }
     };
-    let partial = root
-        .join("artifacts")
-        .join(format!(".{key}.tar.gz.partial"));
-    let packed = artifact::pack(&tree, &excludes, mtime.max(0) as u64, &partial).map_err(|e| {
-        let _ = std::fs::remove_file(&partial);
-        fail(PACK, Failure::from(e))
-    })?;
-    std::fs::rename(&partial, &archive).map_err(|e| {
+    // This run's own file: another run packing the same key at once writes its own.
+    let partial = tempfile::Builder::new()
+        .prefix(&format!(".{key}."))
+        .suffix(PARTIAL)
+        .tempfile_in(&artifacts)
+        .map_err(|e| {
+            fail(
+                PACK,
+                Failure::message(format!(
+                    "cannot create the archive in `{}`: {e}",
+                    artifacts.display()
+                )),
+            )
+        })?
+        .into_temp_path();
+    let links = Links {
+        committed,
+        // What a link of a build host's points at is there, not on this machine.
+        follow_outside: place.remote.is_none(),
+    };
+    let packed = artifact::pack_build(
+        &tree,
+        &excludes,
+        mtime.max(0) as u64,
+        &partial,
+        artifact::DEFAULT_LEVEL,
+        &links,
+    )
+    .map_err(|e| fail(PACK, Failure::from(e)))?;
+    if packed.files == 0 {
+        return Err(fail(
+            PACK,
+            Failure::message(
+                "the build's archive would hold no file: the shared paths and `build_exclude` \
+                 leave out everything the build made",
+            )
+            .with_hint(
+                "`build_exclude` names what stays out (`node_modules`, `tests`), not what goes in",
+            ),
+        ));
+    }
+    if interrupt::should_stop() {
+        return Err(interrupted(PACK, "once the build was packed"));
+    }
+    let kept = |e: std::io::Error| {
         fail(
             PACK,
-            Failure::message(format!("cannot keep the archive: {e}")),
+            Failure::message(format!(
+                "cannot keep the archive `{}`: {e}",
+                archive.display()
+            )),
         )
-    })?;
+    };
+    // Opened before it takes its name: what this run ships is what it packed.
+    let file = File::open(&partial).map_err(kept)?;
+    partial.persist(&archive).map_err(|e| kept(e.error))?;
     remember(root, &key, &packed);
-    prune(&root.join("artifacts"));
+    prune(&artifacts);
     say(
         reporter,
         place.name(),
@@ -340,12 +526,34 @@ fn build_in(
             &packed.sha256[..12]
         ),
     );
-    Ok(Arc::new(Artifact {
-        archive,
-        packed,
-        commit,
-        reference,
-    }))
+    Ok((
+        Arc::new(Artifact {
+            archive,
+            file: Arc::new(file),
+            packed,
+            commit,
+            reference,
+        }),
+        true,
+    ))
+}
+
+/// The symlinks of the commit as checked out at `release_path` (before any build step ran):
+/// they are packed as links, never followed.
+fn committed_links(ctx: &HostContext, release_path: &str) -> Result<BTreeSet<String>, Failure> {
+    let find = crate::values::quote::command(&["find", ".", "-type", "l", "-print0"])?;
+    let output = ctx.transport.exec(
+        &find,
+        Some(release_path),
+        "list the symlinks of the commit",
+        None,
+    )?;
+    Ok(output
+        .stdout
+        .split('\0')
+        .filter(|path| !path.is_empty())
+        .map(|path| path.strip_prefix("./").unwrap_or(path).to_string())
+        .collect())
 }
 
 /// A build host's result brought to zdd's machine: its release directory as one tar.gz made
@@ -440,9 +648,9 @@ fn excludes(ctx: &HostContext) -> Result<Vec<String>, Failure> {
     Ok(excludes)
 }
 
-/// What names a build: zdd's version, where it ran, the commit, the build's steps (task and where each was
-/// declared), the settings, the excludes and the recipe's text. Anything else differs, it is
-/// built again.
+/// What names a build: zdd's version, where it ran, the commit, the build's steps (task and
+/// where each was declared), the settings, the excludes, and the text of the recipe and of the
+/// files that declare its tasks. Anything else differs, it is built again.
 fn cache_key(
     recipe: &dyn StepCaller,
     place: &str,
@@ -475,6 +683,18 @@ fn cache_key(
         add(exclude);
     }
     add(&std::fs::read_to_string(recipe.path()).unwrap_or_default());
+    // The files the recipe imports (where its tasks are declared): a build task changed
+    // there is a new build.
+    let sources: BTreeSet<&str> = recipe
+        .registry()
+        .tasks
+        .values()
+        .map(|task| task.origin.source.as_str())
+        .collect();
+    for source in sources {
+        add(source);
+        add(&std::fs::read_to_string(source).unwrap_or_default());
+    }
     hex(&hasher.finalize())[..32].to_string()
 }
 
@@ -482,13 +702,41 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The archive built earlier under `key`, when it is there whole (its hash checked).
-fn cached(root: &Path, key: &str) -> Option<Packed> {
+/// The ending of the files a run is writing in the cache (a run killed meanwhile leaves one).
+const PARTIAL: &str = ".partial";
+
+/// What the cache holds for a key.
+enum Cached {
+    Missing,
+    /// Its archive and its record disagree (said why): it is built again.
+    Damaged(String),
+    /// The archive, opened and read back whole, holds what its build recorded.
+    Found(Packed, File),
+}
+
+/// The archive built earlier under `key`, when it is there and holds what its build recorded
+/// (its hash, size, files and links, read back from its bytes).
+fn cached(root: &Path, key: &str) -> Cached {
     let artifacts = root.join("artifacts");
-    let text = std::fs::read_to_string(artifacts.join(format!("{key}.json"))).ok()?;
-    let packed: Packed = serde_json::from_str(&text).ok()?;
-    let found = artifact::sha256_file(&artifacts.join(format!("{key}.tar.gz"))).ok()?;
-    (found == packed.sha256).then_some(packed)
+    let (Ok(text), Ok(mut file)) = (
+        std::fs::read_to_string(artifacts.join(format!("{key}.json"))),
+        File::open(artifacts.join(format!("{key}.tar.gz"))),
+    ) else {
+        return Cached::Missing;
+    };
+    let recorded: Packed = match serde_json::from_str(&text) {
+        Ok(packed) => packed,
+        Err(e) => return Cached::Damaged(format!("its record cannot be read: {e}")),
+    };
+    match artifact::inspect(&mut file) {
+        Ok(found) if found == recorded => Cached::Found(recorded, file),
+        Ok(found) if found.sha256 != recorded.sha256 => Cached::Damaged(format!(
+            "its sha256 is {}, its build recorded {}",
+            found.sha256, recorded.sha256
+        )),
+        Ok(_) => Cached::Damaged("it holds other files than its build recorded".to_string()),
+        Err(e) => Cached::Damaged(format!("{e:#}")),
+    }
 }
 
 /// Keep what `key` packed beside its archive (for [`cached`]); losing it only costs a build.
@@ -497,9 +745,15 @@ fn remember(root: &Path, key: &str, packed: &Packed) {
     let Ok(text) = serde_json::to_string(packed) else {
         return;
     };
-    let temp = artifacts.join(format!(".{key}.json.partial"));
-    if std::fs::write(&temp, text).is_ok() {
-        let _ = std::fs::rename(&temp, artifacts.join(format!("{key}.json")));
+    let Ok(mut temp) = tempfile::Builder::new()
+        .prefix(&format!(".{key}."))
+        .suffix(PARTIAL)
+        .tempfile_in(&artifacts)
+    else {
+        return;
+    };
+    if std::io::Write::write_all(&mut temp, text.as_bytes()).is_ok() {
+        let _ = temp.persist(artifacts.join(format!("{key}.json")));
     }
 }
 
@@ -508,9 +762,24 @@ fn prune(artifacts: &Path) {
     let Ok(entries) = std::fs::read_dir(artifacts) else {
         return;
     };
-    let mut archives: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .flatten()
-        .map(|e| e.path())
+    let paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    // What runs killed while they wrote left, a day on.
+    let day_ago = SystemTime::now() - Duration::from_secs(24 * 3600);
+    for path in &paths {
+        let stale = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.') && n.ends_with(PARTIAL))
+            && path
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < day_ago);
+        if stale {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let mut archives: Vec<(SystemTime, PathBuf)> = paths
+        .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "gz"))
         .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
         .collect();
