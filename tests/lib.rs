@@ -14,6 +14,7 @@ mod fleet;
 mod fleet_attacks;
 
 mod bad_input;
+mod build_attacks;
 mod build_once;
 mod cli;
 mod concurrency;

@@ -380,6 +380,12 @@ fn build_in(
         )))
     };
     let (commit, reference, release_path, committed) = {
+        // The repository cache on this machine is shared by the runs of every recipe that
+        // deploys the repository: one run at a time fetches into it.
+        let _cache = match &place.remote {
+            None => Some(lock_cache(&place.cache).map_err(|failure| fail(CHECKOUT, failure))?),
+            Some(_) => None,
+        };
         let mut ctx = slot.context.lock().unwrap_or_else(|e| e.into_inner());
         let (commit, reference, release_path) =
             check_out(&mut ctx, &place.cache).map_err(|failure| fail(CHECKOUT, failure))?;
@@ -536,6 +542,35 @@ fn build_in(
         }),
         true,
     ))
+}
+
+/// Hold the local repository cache `cache` for this run: `cache.lock` locked (released when
+/// the file returned is dropped). Two runs fetching into one cache at once would both write
+/// it, and git's own lock files would fail one of them.
+fn lock_cache(cache: &str) -> Result<File, Failure> {
+    let path = format!("{cache}.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Failure::message(format!("cannot open `{path}`: {e}")))?;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if interrupt::should_stop() {
+                    return Err(Failure::message(format!(
+                        "interrupted while another run held the repository cache (`{path}`)"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Failure::message(format!("cannot lock `{path}`: {e}")))
+            }
+        }
+    }
 }
 
 /// The symlinks of the commit as checked out at `release_path` (before any build step ran):
