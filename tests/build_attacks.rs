@@ -237,33 +237,39 @@ fn names_a_host_cannot_check_are_refused_before_any_host_is_touched() {
     shared_env(&hosts);
     let repo = repository(&sandbox);
     sandbox.write("app.rhai", &recipe(&repo, &hosts.recipe_hosts(), ""));
-    let cases: Vec<(Box<dyn Fn(&Repo)>, Box<dyn Fn(&Repo)>, &str)> = vec![
+    // Each case makes its bad entry in the work tree and says where it is.
+    type Make = fn(&Repo) -> PathBuf;
+    let cases: [(Make, &str); 3] = [
         (
-            Box::new(|repo: &Repo| std::fs::write(repo.path.join("new\nline.php"), "x").unwrap()),
-            Box::new(|repo: &Repo| std::fs::remove_file(repo.path.join("new\nline.php")).unwrap()),
+            |repo| {
+                let path = repo.path.join("new\nline.php");
+                std::fs::write(&path, "x").unwrap();
+                path
+            },
             "cannot pack `new\\nline.php`: its name holds a newline, which a sha256sum \
              manifest cannot carry",
         ),
         (
-            Box::new(|repo: &Repo| {
-                std::fs::write(repo.path.join(OsStr::from_bytes(b"caf\xe9.php")), "x").unwrap()
-            }),
-            Box::new(|repo: &Repo| {
-                std::fs::remove_file(repo.path.join(OsStr::from_bytes(b"caf\xe9.php"))).unwrap()
-            }),
+            |repo| {
+                let path = repo.path.join(OsStr::from_bytes(b"caf\xe9.php"));
+                std::fs::write(&path, "x").unwrap();
+                path
+            },
             "cannot pack `caf\u{fffd}.php`: its name is not UTF-8, which a sha256sum manifest \
              cannot carry",
         ),
         (
             // Under a shared path: never resolved, packed as a link.
-            Box::new(|repo: &Repo| link(repo, "public/up", "../storage/x\n")),
-            Box::new(|repo: &Repo| std::fs::remove_file(repo.path.join("public/up")).unwrap()),
+            |repo| {
+                link(repo, "public/up", "../storage/x\n");
+                repo.path.join("public/up")
+            },
             "cannot pack `public/up`: it is a symlink whose target `../storage/x\\n` holds a \
              newline, which a host cannot read back to check it",
         ),
     ];
-    for (make, unmake, said) in cases {
-        make(&repo);
+    for (make, said) in cases {
+        let bad = make(&repo);
         repo.commit(&[], "bad name");
         let run = deploy(&sandbox, &[]);
         run.expect(1);
@@ -275,7 +281,7 @@ fn names_a_host_cannot_check_are_refused_before_any_host_is_touched() {
         );
         assert!(run.stderr.contains(said), "{said}\n{}", run.stderr);
         untouched(&hosts, 1, &run.stderr);
-        unmake(&repo);
+        std::fs::remove_file(bad).unwrap();
         repo.commit(&[], "fixed");
     }
     // Once the names are gone, the same recipe deploys.
@@ -462,9 +468,9 @@ fn a_damaged_cache_is_built_again_never_shipped() {
     let again = deploy(&sandbox, &[]);
     again.success();
     assert!(
-        again.stderr.contains(&format!(
-            "is damaged (it holds other files than its build recorded): built again"
-        )),
+        again
+            .stderr
+            .contains("is damaged (it holds other files than its build recorded): built again"),
         "{}",
         again.stderr
     );
@@ -693,7 +699,6 @@ fn a_disk_that_fills_during_the_transfer_leaves_nothing() {
 /// deploy left (the half-filled release and the archive it shipped) is removed before the
 /// failure is recorded, so the release log stays whole and the next deploy finds the space.
 #[test]
-#[ignore = "needs the change to `Op::Unpack` (src/transport/ssh.rs) proposed in the issue 13 attack report"]
 fn a_disk_that_fills_while_unpacking_leaves_nothing() {
     let sandbox = Sandbox::new();
     let hosts = SshHosts::start(&sandbox, 1);
@@ -703,8 +708,8 @@ fn a_disk_that_fills_while_unpacking_leaves_nothing() {
     deploy(&sandbox, &[]).success();
     let live = sandbox.current(&hosts.deploy_rel(1)).unwrap();
     let before = names(&hosts.deploy_path(1).join(".zdd/artifacts"));
-    // 1.6 MB of archive, 1.6 MB of files: one fits in 3 MB, both do not.
-    repo.commit(&[("noise.txt", &noise(1_600_000))], "fits once");
+    // 1.7 MB of archive, 2 MB of files: one fits in 3 MB, both do not.
+    repo.commit(&[("noise.txt", &noise(2_000_000))], "fits once");
     for attempt in 1..=2 {
         let full = deploy(&sandbox, &[]);
         full.expect(1);
@@ -809,7 +814,6 @@ fn ctrl_c_during_the_transfer_releases_the_lock_and_leaves_nothing() {
 /// Ctrl-C while a big archive is on its way stops sending it: what goes up after the signal
 /// is bounded (the pieces already written), not the rest of the archive.
 #[test]
-#[ignore = "needs the change to `RemoteShell::write_file_data` (src/transport/remote_shell.rs) proposed in the issue 13 attack report"]
 fn ctrl_c_during_the_transfer_stops_sending() {
     let sandbox = Sandbox::new();
     let hosts = SshHosts::start(&sandbox, 1);
@@ -919,4 +923,85 @@ fn an_unreachable_build_host_stops_before_any_host_is_touched() {
     );
     assert!(started.elapsed() < Duration::from_secs(20));
     untouched(&hosts, 1, &run.stderr);
+}
+
+/// `vendor_reuse` (hard links, the default) when the previous release's `vendor/` is on
+/// another filesystem (a mount): hard links cannot cross it, so the tree is copied whole
+/// (and said so), the deploy goes through, and the new `vendor/` shares nothing with the old.
+#[test]
+fn vendor_reuse_from_another_filesystem_copies_the_tree() {
+    use std::os::unix::fs::MetadataExt;
+
+    let sandbox = Sandbox::new();
+    let fixture = crate::laravel_support::fixture_repo(&sandbox, "repo");
+    crate::laravel_support::shared_env(&sandbox, "app");
+    let laravel = format!("{}/recipes/laravel.rhai", env!("CARGO_MANIFEST_DIR"));
+    let run = || {
+        let repository = format!("repository={}", fixture.str());
+        let deploy_path = format!("deploy_path={}", sandbox.str("app"));
+        let mut args = vec!["run", laravel.as_str()];
+        for option in [
+            repository.as_str(),
+            deploy_path.as_str(),
+            "fpm_reload=none",
+            "health_url=",
+            "audit=false",
+        ] {
+            args.extend(["-o", option]);
+        }
+        sandbox.run(&args)
+    };
+    run().success();
+    let first = sandbox.releases("app").pop().unwrap();
+    let vendor = sandbox.path(&format!("app/releases/{first}/vendor"));
+    let aside = sandbox.path("vendor-aside");
+    std::fs::rename(&vendor, &aside).unwrap();
+    let _mount = MountGuard::tmpfs(&vendor, "64m");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(aside.join("."))
+        .arg(&vendor)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    fixture.version("second", &[("second.txt", "2\n")]);
+    let second = run();
+    second.success();
+    assert!(
+        second.stderr.contains(&format!(
+            "composer: vendor/ from releases/{first} (copied: no hard links possible there)"
+        )),
+        "{}",
+        second.stderr
+    );
+    let newest = sandbox.releases("app").pop().unwrap();
+    let new_vendor = sandbox.path(&format!("app/releases/{newest}/vendor"));
+    assert!(new_vendor.join("autoload.php").is_file());
+    assert!(!new_vendor.join("../.zdd-reuse-vendor").exists());
+    let device = |path: &Path| std::fs::metadata(path).unwrap().dev();
+    assert_ne!(device(&new_vendor), device(&vendor));
+}
+
+/// `build()` naming a task the recipe does not declare: a recipe error at its line, exit 2,
+/// before anything is built or any host reached.
+#[test]
+fn build_naming_an_unknown_task_is_a_recipe_error() {
+    let sandbox = Sandbox::new();
+    let repo = repository(&sandbox);
+    let host = format!(
+        "localhost().set(\"deploy_path\", {});\n",
+        rhai_string(&sandbox.str("app"))
+    );
+    sandbox.write("app.rhai", &recipe(&repo, &host, "build(\"app:nope\");"));
+    let run = deploy(&sandbox, &[]);
+    run.expect(2);
+    assert!(
+        run.stderr
+            .contains("`build` names task `app:nope`, which is not defined yet"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("app.rhai:6:1"), "{}", run.stderr);
+    assert!(!sandbox.path("app").exists());
+    assert!(!sandbox.path(".cache/zdd/artifacts").exists());
 }

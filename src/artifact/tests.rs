@@ -683,3 +683,133 @@ fn reading_the_archive_back_gives_each_file_its_bytes() {
         }
     }
 }
+
+#[test]
+fn inspect_reads_back_what_pack_said_and_nothing_else_passes() {
+    let (dir, _root, archive, packed) = packed();
+    let mut file = File::open(&archive).unwrap();
+    assert_eq!(inspect(&mut file).unwrap(), packed);
+    // Read again from wherever the file was left.
+    assert_eq!(inspect(&mut file).unwrap(), packed);
+    let bytes = fs::read(&archive).unwrap();
+    let length = bytes.len();
+    for at in [length / 3, length / 2, length - 6] {
+        let mut altered = bytes.clone();
+        altered[at] ^= 0x10;
+        let altered_archive = dir.path().join(format!("altered-{at}.tar.gz"));
+        fs::write(&altered_archive, &altered).unwrap();
+        let found = inspect(&mut File::open(&altered_archive).unwrap());
+        assert!(
+            found.as_ref().map_or(true, |found| *found != packed),
+            "a byte flipped at {at} of {length}"
+        );
+    }
+    let cut = dir.path().join("cut.tar.gz");
+    fs::write(&cut, &bytes[..length / 2]).unwrap();
+    assert_eq!(
+        inspect(&mut File::open(&cut).unwrap())
+            .unwrap_err()
+            .to_string(),
+        "the archive is damaged or cut short"
+    );
+    // Bytes after the gzip stream are part of what ships: the hash says so.
+    let trailing = dir.path().join("trailing.tar.gz");
+    fs::write(&trailing, [bytes.as_slice(), b"x"].concat()).unwrap();
+    let found = inspect(&mut File::open(&trailing).unwrap());
+    assert!(found.map_or(true, |found| found.sha256 != packed.sha256));
+}
+
+#[test]
+fn links_of_the_commit_are_packed_as_they_are_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("build");
+    write(&root, "public/index.php", b"<?php\n");
+    let secret = dir.path().join("home/.ssh");
+    write(&secret, "id_ed25519", b"PRIVATE\n");
+    let package = dir.path().join("packages/pkg");
+    write(&package, "src/Service.php", b"<?php // service\n");
+    symlink(&secret, root.join("public/keys")).unwrap();
+    symlink("../../home/.ssh/id_ed25519", root.join("public/key.txt")).unwrap();
+    symlink("../nothing/there", root.join("public/dangling")).unwrap();
+    fs::create_dir_all(root.join("vendor")).unwrap();
+    symlink(&package, root.join("vendor/pkg")).unwrap();
+    let committed: std::collections::BTreeSet<String> =
+        ["public/keys", "public/key.txt", "public/dangling"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    let links = Links {
+        committed: committed.clone(),
+        follow_outside: true,
+    };
+    let archive = dir.path().join("a.tar.gz");
+    let packed = pack_build(&root, &[], MTIME, &archive, DEFAULT_LEVEL, &links).unwrap();
+    assert_eq!(
+        packed.links,
+        [
+            (
+                "./public/dangling".to_string(),
+                "../nothing/there".to_string()
+            ),
+            (
+                "./public/key.txt".to_string(),
+                "../../home/.ssh/id_ed25519".to_string()
+            ),
+            ("./public/keys".to_string(), secret.display().to_string()),
+        ]
+    );
+    assert!(!packed.manifest.contains("PRIVATE"));
+    assert!(!packed.manifest.contains("./public/keys/"));
+    // The build's own link out is still packed as what it points at.
+    assert!(packed.manifest.contains("  ./vendor/pkg/src/Service.php\n"));
+    assert!(!contains_bytes(&gunzip(&archive), b"PRIVATE"));
+    // A build made on another host: its own links out cannot be followed from here.
+    let elsewhere = Links {
+        committed,
+        follow_outside: false,
+    };
+    let error = pack_build(&root, &[], MTIME, &archive, DEFAULT_LEVEL, &elsewhere)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "cannot pack `vendor/pkg`: the build made it a symlink to `{}`, outside the build \
+             directory on the build host, which zdd cannot follow from its own machine",
+            package.display()
+        )
+    );
+}
+
+#[test]
+fn a_link_target_a_host_cannot_read_back_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("build");
+    write(&root, "public/index.php", b"<?php\n");
+    symlink("../storage/x\n", root.join("public/s")).unwrap();
+    let error = pack(
+        &root,
+        &["storage".into()],
+        MTIME,
+        &dir.path().join("a.tar.gz"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        error,
+        "cannot pack `public/s`: it is a symlink whose target `../storage/x\\n` holds a \
+         newline, which a host cannot read back to check it"
+    );
+}
+
+fn gunzip(archive: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(File::open(archive).unwrap())
+        .read_to_end(&mut bytes)
+        .unwrap();
+    bytes
+}
+
+fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -152,7 +152,8 @@ fn forget_artifacts(ctx: &mut HostContext, doomed: &[String]) {
     let Ok(dir) = ctx.path(super::ship::ARTIFACTS) else {
         return;
     };
-    if let Ok(script) = crate::values::quote::remove_all_but(&dir, &keep) {
+    if let Ok(script) = crate::values::quote::remove_all_but(&dir, &[".tar.gz", ".manifest"], &keep)
+    {
         let _ = ctx.send(Op::Exec {
             display: "remove the build archives no release uses".to_string(),
             script,

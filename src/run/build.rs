@@ -547,28 +547,28 @@ fn build_in(
 /// Hold the local repository cache `cache` for this run: `cache.lock` locked (released when
 /// the file returned is dropped). Two runs fetching into one cache at once would both write
 /// it, and git's own lock files would fail one of them.
-fn lock_cache(cache: &str) -> Result<File, Failure> {
+fn lock_cache(cache: &str) -> Result<nix::fcntl::Flock<File>, Failure> {
+    use nix::fcntl::{Flock, FlockArg};
     let path = format!("{cache}.lock");
-    let file = File::options()
+    let mut file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
         .map_err(|e| Failure::message(format!("cannot open `{path}`: {e}")))?;
     loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => return Ok(locked),
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) => {
                 if interrupt::should_stop() {
                     return Err(Failure::message(format!(
                         "interrupted while another run held the repository cache (`{path}`)"
                     )));
                 }
+                file = back;
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Failure::message(format!("cannot lock `{path}`: {e}")))
-            }
+            Err((_, e)) => return Err(Failure::message(format!("cannot lock `{path}`: {e}"))),
         }
     }
 }

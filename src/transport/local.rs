@@ -256,13 +256,24 @@ impl Transport for Local {
         files: usize,
         links: &[(String, String)],
     ) -> anyhow::Result<()> {
-        let manifest = std::fs::read_to_string(manifest)
+        let manifest_text = std::fs::read_to_string(manifest)
             .with_context(|| format!("cannot read the build's manifest `{manifest}`"))?;
-        std::fs::create_dir_all(destination)
-            .with_context(|| format!("cannot create directory `{destination}`"))?;
-        artifact::unpack(Path::new(archive), Path::new(destination))?;
-        artifact::verify_tree(Path::new(destination), &manifest, files, links)
-            .context("the release does not match the build's manifest")
+        let unpacked = std::fs::create_dir_all(destination)
+            .with_context(|| format!("cannot create directory `{destination}`"))
+            .and_then(|()| artifact::unpack(Path::new(archive), Path::new(destination)))
+            .and_then(|()| {
+                artifact::verify_tree(Path::new(destination), &manifest_text, files, links)
+                    .context("the release does not match the build's manifest")
+            });
+        if unpacked.is_err() {
+            // As over SSH: what was unpacked, the archive and its manifest go (a full disk
+            // gets its space back; the next deploy ships the archive again).
+            let _ = std::fs::remove_dir_all(destination);
+            let _ = std::fs::remove_file(archive);
+            let _ = std::fs::remove_file(manifest);
+            let _ = std::fs::create_dir_all(destination);
+        }
+        unpacked
     }
 
     fn download(&self, source: &str, destination: &Path) -> anyhow::Result<u64> {

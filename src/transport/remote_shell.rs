@@ -243,6 +243,9 @@ impl RemoteShell {
         let mut line = String::with_capacity(UPLOAD_PIECE / 3 * 4 + 256);
         let mut sent = 0u64;
         loop {
+            if crate::system::interrupt::should_stop() {
+                bail!("interrupted while the build's archive was being sent");
+            }
             let mut filled = 0;
             while filled < buffer.len() {
                 let n = file

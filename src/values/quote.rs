@@ -126,16 +126,21 @@ pub fn remove_under_any(dir: &str, rests: &[String]) -> Result<String, QuoteErro
     Ok(line)
 }
 
-/// `rm -f` of every file in `dir` whose name is not one of `keep` (matched literally); a
-/// file that cannot be removed is left, and the command still succeeds.
-pub fn remove_all_but(dir: &str, keep: &[String]) -> Result<String, QuoteError> {
+/// `rm -f` of every file in `dir` named `*SUFFIX` for one of `suffixes` whose name is not one
+/// of `keep` (matched literally); nothing else there is touched; a file that cannot be removed
+/// is left, and the command still succeeds.
+pub fn remove_all_but(dir: &str, suffixes: &[&str], keep: &[String]) -> Result<String, QuoteError> {
     let mut patterns = vec!["''".to_string()];
     for name in keep {
         patterns.push(word(name)?);
     }
+    let mut globs = Vec::new();
+    for suffix in suffixes {
+        globs.push(format!("{}/*{}", word(dir)?, word(suffix)?));
+    }
     Ok(format!(
-        "for zdd_e in {}/*; do case \"${{zdd_e##*/}}\" in {}) ;; *) [ ! -f \"$zdd_e\" ] || rm -f -- \"$zdd_e\" 2>/dev/null;; esac; done; :",
-        word(dir)?,
+        "for zdd_e in {}; do case \"${{zdd_e##*/}}\" in {}) ;; *) [ ! -f \"$zdd_e\" ] || [ -L \"$zdd_e\" ] || rm -f -- \"$zdd_e\" 2>/dev/null;; esac; done; :",
+        globs.join(" "),
         patterns.join("|")
     ))
 }
@@ -200,6 +205,50 @@ pub fn join<S: AsRef<str>>(commands: &[S], joiner: Joiner) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remove_all_but_removes_only_the_named_kinds_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("it's artifacts");
+        std::fs::create_dir(&d).unwrap();
+        for name in [
+            "a.tar.gz",
+            "a.manifest",
+            "b.tar.gz",
+            "b.manifest",
+            "notes.txt",
+        ] {
+            std::fs::write(d.join(name), "x").unwrap();
+        }
+        let script = remove_all_but(
+            &d.display().to_string(),
+            &[".tar.gz", ".manifest"],
+            &["a.tar.gz".to_string(), "a.manifest".to_string()],
+        )
+        .unwrap();
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut left: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a.manifest", "a.tar.gz", "notes.txt"]);
+        // An empty directory, and one that is not there: nothing to do, still a success.
+        let empty = dir.path().join("none");
+        let script = remove_all_but(&empty.display().to_string(), &[".tar.gz"], &[]).unwrap();
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
     use std::process::Command;
 
     fn echo_back(value: &str) -> String {
