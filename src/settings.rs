@@ -429,6 +429,12 @@ pub const SETTINGS: &[Setting] = &[
         "node_modules",
         "paths the build's archive leaves out (`*` and `?` inside a name)",
     ),
+    setting(
+        "build_cache",
+        Kind::Boolean,
+        "false",
+        "whether a build of the same commit, tasks and settings kept on this machine is reused (its build tasks, `gate:audit` too, not run again)",
+    ),
     // The rollout.
     setting(
         "parallel",
@@ -681,6 +687,7 @@ pub fn find(name: &str) -> Option<&'static Setting> {
 pub const RUN_SETTINGS: &[&str] = &[
     "build_on",
     "build_exclude",
+    "build_cache",
     "parallel",
     "rollout_batch",
     "rollout_stagger",

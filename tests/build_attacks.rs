@@ -595,6 +595,36 @@ fn a_build_task_changed_in_an_imported_file_is_built_again() {
     );
 }
 
+/// A module that declares no task, only a function a build task calls, changed: built
+/// again too (every module the recipe loaded is in the build's name).
+#[test]
+fn a_helper_changed_in_an_imported_module_is_built_again() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    shared_env(&hosts);
+    let repo = repository(&sandbox);
+    let task = r#"import "helpers";
+task("app:build", || { run("echo " + word() + " > {{release_path}}/built.txt"); });
+build("app:build");
+after("deploy:update_code", "app:build");"#;
+    sandbox.write("app.rhai", &recipe(&repo, &hosts.recipe_hosts(), task));
+    let helper =
+        |word: &str| sandbox.write("helpers.rhai", &format!("fn word() {{ \"{word}\" }}\n"));
+    let built = || std::fs::read_to_string(hosts.deploy_path(1).join("current/built.txt")).unwrap();
+    helper("one");
+    deploy(&sandbox, &[]).success();
+    assert_eq!(built(), "one\n");
+    helper("two");
+    let again = deploy(&sandbox, &[]);
+    again.success();
+    assert!(
+        !again.stderr.contains("was built before"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(built(), "two\n");
+}
+
 /// Two runs build the same commit with the same recipe at once (for two hosts, `--hosts`):
 /// both pack at the same time, and both deploy.
 #[test]
@@ -687,8 +717,9 @@ fn a_disk_that_fills_during_the_transfer_leaves_nothing() {
     assert!(full.stderr.contains("on `web1`"), "{}", full.stderr);
     assert_eq!(sandbox.current(&hosts.deploy_rel(1)).unwrap(), live);
     assert_eq!(sandbox.releases(&hosts.deploy_rel(1)), vec![live.clone()]);
+    // The first deploy's archive, manifest and link list, nothing of the second.
     let artifacts = names(&hosts.deploy_path(1).join(".zdd/artifacts"));
-    assert_eq!(artifacts.len(), 2, "{artifacts:?}");
+    assert_eq!(artifacts.len(), 3, "{artifacts:?}");
     assert!(!hosts.deploy_path(1).join(".zdd/lock").exists());
     sandbox.log(&hosts.deploy_rel(1));
     repo.commit(&[("noise.txt", "small again\n")], "fits");
@@ -867,7 +898,7 @@ fn cleanup_keeps_the_archives_of_the_releases_kept_and_rollback_works() {
             .json_lines()
             .into_iter()
             .filter_map(|line| line["artifact"].as_str().map(str::to_string))
-            .flat_map(|hash| [format!("{hash}.manifest"), format!("{hash}.tar.gz")])
+            .flat_map(|hash| [".links", ".manifest", ".tar.gz"].map(|kind| format!("{hash}{kind}")))
             .collect();
         kept.sort();
         kept.dedup();
@@ -883,7 +914,7 @@ fn cleanup_keeps_the_archives_of_the_releases_kept_and_rollback_works() {
     }
     assert_eq!(sandbox.releases(&hosts.deploy_rel(1)).len(), 2);
     assert_eq!(names(&artifacts), expected(&sandbox));
-    assert_eq!(names(&artifacts).len(), 4);
+    assert_eq!(names(&artifacts).len(), 6);
     sandbox.run(&["rollback", "app.rhai"]).success();
     let index =
         || std::fs::read_to_string(hosts.deploy_path(1).join("current/public/index.php")).unwrap();
@@ -892,7 +923,7 @@ fn cleanup_keeps_the_archives_of_the_releases_kept_and_rollback_works() {
     deploy(&sandbox, &[]).success();
     assert_eq!(index(), "<?php echo 'v5';\n");
     assert_eq!(names(&artifacts), expected(&sandbox));
-    assert_eq!(names(&artifacts).len(), 4);
+    assert_eq!(names(&artifacts).len(), 6);
 }
 
 /// `build_on` naming a host that cannot be reached: the run fails naming it, and no host

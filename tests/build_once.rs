@@ -272,6 +272,27 @@ fn a_commit_deployed_again_is_neither_built_nor_shipped_again() {
     assert_ne!(hashes[0], hashes[1], "{listed:?}");
     let current = hosts.deploy_path(1).join("current");
     assert_eq!(read(&current.join("vendor/built.txt")), "built-v1\n");
+    // `build_cache=false`: built again (its tasks run, an audit would), into the same bytes
+    // (the archive is deterministic), so the host still has it.
+    let rebuilt = deploy(
+        &sandbox,
+        &["-o", &format!("branch={v1}"), "-o", "build_cache=false"],
+    );
+    rebuilt.success();
+    assert!(
+        rebuilt.stdout.contains("\"task\":\"app:build\""),
+        "not built again: {}",
+        rebuilt.stdout
+    );
+    assert!(
+        rebuilt
+            .stdout
+            .contains("on the host already, nothing shipped"),
+        "{}",
+        rebuilt.stdout
+    );
+    let listed = releases(&sandbox);
+    assert_eq!(listed.last().unwrap().2, hashes[0], "{listed:?}");
 }
 
 /// The build fails: nothing on any host was touched (no deploy path made, no lock), and the
@@ -773,4 +794,156 @@ fn the_local_build_starts_from_the_last_build() {
     assert_eq!(groups.len(), 1);
     let builds = std::fs::read_dir(groups[0].path()).unwrap().count();
     assert_eq!(builds, 1, "only the last build is kept");
+}
+
+/// A host whose `tar` unpacks something other than the archive (run on the host's PATH ahead
+/// of the real one: it unpacks, then changes what `tamper-mode` says): the release is checked
+/// against the build's manifest and link list, refused, and nothing is left of it; once the
+/// host's tar is honest again, the same build ships again and deploys. 3 000 links of the
+/// build are checked in one pass, not one process per link.
+#[test]
+fn a_release_unlike_the_build_is_refused_by_the_manifest_and_the_link_list() {
+    let sandbox = Sandbox::new();
+    let bin = sandbox.path("tamper-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let mode = sandbox.path("tamper-mode");
+    std::fs::write(&mode, "none").unwrap();
+    // Called as `tar -xzf ARCHIVE -C RELEASE --no-same-owner`.
+    let tar = bin.join("tar");
+    std::fs::write(
+        &tar,
+        format!(
+            "#!/bin/sh\n/bin/tar \"$@\" || exit $?\ncase \"$(cat '{}')\" in\n\
+             link) ln -sfn ../../../../etc/passwd \"$4/links/7\" ;;\n\
+             file) echo more >> \"$4/vendor/built.txt\" ;;\n\
+             extra) ln -s VERSION \"$4/links/extra\" ;;\nesac\n",
+            mode.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let login = Login {
+        path: Some(format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display())),
+        ..Login::default()
+    };
+    let hosts = SshHosts::start_with(&sandbox, 1, &login);
+    let repo = repo_with_version(&sandbox, "v1");
+    let links = r#"task("app:links", || {
+    run("mkdir -p {{release_path}}/links && cd {{release_path}}/links && for i in $(seq 1 3000); do ln -s ../VERSION $i; done");
+});
+build("app:links");
+after("app:build", "app:links");"#;
+    sandbox.write("app.rhai", &recipe(&repo, &hosts.recipe_hosts(), links));
+    deploy(&sandbox, &[]).success();
+    let deploy_path = hosts.deploy_path(1).to_path_buf();
+    let live = sandbox.current(&hosts.deploy_rel(1)).unwrap();
+    let current = deploy_path.join("current");
+    assert_eq!(
+        std::fs::read_link(current.join("links/3000")).unwrap(),
+        Path::new("../VERSION")
+    );
+    let kept = artifacts(&deploy_path);
+    let list = kept.iter().find(|n| n.ends_with(".links")).unwrap();
+    let list = read(&deploy_path.join(".zdd/artifacts").join(list));
+    assert_eq!(list.lines().count(), 3000);
+    assert!(list.contains("./links/7\\../VERSION\n"), "{list}");
+
+    repo.commit(&[("VERSION", "v2\n")], "v2");
+    for (tamper, words) in [
+        ("link", "its symlinks differ from the build's"),
+        ("extra", "its symlinks differ from the build's"),
+        ("file", "files differ from the build"),
+    ] {
+        std::fs::write(&mode, tamper).unwrap();
+        let refused = deploy(&sandbox, &[]);
+        refused.expect(1);
+        assert!(
+            refused
+                .stderr
+                .contains("does not match the build's archive"),
+            "{tamper}: {}",
+            refused.stderr
+        );
+        assert!(
+            refused.stderr.contains(words),
+            "{tamper}: {}",
+            refused.stderr
+        );
+        assert!(refused.stderr.contains("on `web1`"), "{}", refused.stderr);
+        assert_eq!(sandbox.current(&hosts.deploy_rel(1)).unwrap(), live);
+        assert_eq!(sandbox.releases(&hosts.deploy_rel(1)), vec![live.clone()]);
+        assert!(!deploy_path.join(".zdd/lock").exists(), "{tamper}");
+        // Only the live release's build is kept on the host: the refused one's archive,
+        // manifest and link list went with it.
+        assert_eq!(artifacts(&deploy_path), kept, "{tamper}");
+    }
+    std::fs::write(&mode, "none").unwrap();
+    let honest = deploy(&sandbox, &[]);
+    honest.success();
+    assert!(honest.stdout.contains("shipping"), "{}", honest.stdout);
+    assert_eq!(read(&current.join("vendor/built.txt")), "built-v2\n");
+}
+
+/// A host that has the build already (its archive, manifest and link list, checked by their
+/// hashes) is sent none of them again; one whose manifest was changed by hand gets it again.
+#[test]
+fn a_host_with_the_build_is_sent_only_what_it_lacks() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let repo = repo_with_version(&sandbox, "v1");
+    // Many files: the manifest is bigger than the archive.
+    let files: Vec<(String, String)> = (0..400)
+        .map(|i| (format!("app/F{i:03}.php"), format!("<?php // {i}\n")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    repo.commit(&refs, "many files");
+    let v1 = repo_commit(&repo);
+    sandbox.write("app.rhai", &recipe(&repo, &hosts.recipe_hosts(), ""));
+    let first = deploy(&sandbox, &[]);
+    first.success();
+    let first_sent = finished(&first)["bytes_sent"].as_u64().unwrap();
+    repo.commit(&[("VERSION", "v2\n")], "v2");
+    deploy(&sandbox, &[]).success();
+    let again = deploy(&sandbox, &["-o", &format!("branch={v1}")]);
+    again.success();
+    let again_sent = finished(&again)["bytes_sent"].as_u64().unwrap();
+    // The manifest changed on the host: sent again (and the release checked against the
+    // build's own), the archive not.
+    let deploy_path = hosts.deploy_path(1);
+    let manifest = artifacts(deploy_path)
+        .into_iter()
+        .find(|n| {
+            n.ends_with(".manifest") && {
+                read(&deploy_path.join(".zdd/artifacts").join(n)).contains("./app/F000.php")
+            }
+        })
+        .unwrap();
+    let manifest = deploy_path.join(".zdd/artifacts").join(manifest);
+    let good = read(&manifest);
+    // Neither the archive nor the manifest went again (the rest of a deploy's requests did).
+    assert!(
+        first_sent - again_sent > good.len() as u64,
+        "{again_sent} bytes sent again, {first_sent} the first time, the manifest is {}",
+        good.len()
+    );
+    std::fs::write(
+        &manifest,
+        good.replace("./app/F000.php\n", "./app/F001.php\n"),
+    )
+    .unwrap();
+    deploy(&sandbox, &[]).success();
+    let repaired = deploy(&sandbox, &["-o", &format!("branch={v1}")]);
+    repaired.success();
+    assert!(
+        repaired
+            .stdout
+            .contains("on the host already, nothing shipped"),
+        "{}",
+        repaired.stdout
+    );
+    assert_eq!(read(&manifest), good);
 }

@@ -27,6 +27,11 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
+/// The sha256 of `text` as lowercase hex (what `sha256sum` says of a file holding it).
+pub fn sha256_text(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -41,6 +46,35 @@ pub fn hex(bytes: &[u8]) -> String {
 /// One line of the manifest for the file at `relative` (`app/X.php`, no `./`).
 pub fn line(sha256: &str, relative: &str) -> String {
     format!("{sha256}  ./{relative}\n")
+}
+
+/// The list a host compares its release's symlinks with: one line `./path\\target` per link,
+/// in byte order, as `find . -type l -printf '%p\\%l\n' | LC_ALL=C sort` prints them. Names
+/// never hold a backslash or a newline, nor targets a newline (the packing refuses them), so
+/// the first backslash of a line ends its path.
+pub fn link_list(links: &[(String, String)]) -> String {
+    let mut lines: Vec<String> = links
+        .iter()
+        .map(|(path, target)| format!("{path}\\{target}"))
+        .collect();
+    // Compared without their newlines, as sort compares them.
+    lines.sort();
+    lines.iter().map(|line| format!("{line}\n")).collect()
+}
+
+/// [`link_list`]'s text read back as (path, target); a line without its backslash is an
+/// error naming its number.
+pub fn parse_link_list(list: &str) -> anyhow::Result<Vec<(String, String)>> {
+    list.lines()
+        .enumerate()
+        .map(|(index, line)| match line.split_once('\\') {
+            Some((path, target)) => Ok((path.to_string(), target.to_string())),
+            None => anyhow::bail!(
+                "line {} of the build's link list is not `path\\target`",
+                index + 1
+            ),
+        })
+        .collect()
 }
 
 /// The manifest's lines as (path without `./`, sha256), sorted by path; a line that is not
@@ -95,6 +129,7 @@ mod tests {
             sha256_file(&big).unwrap(),
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
         );
+        assert_eq!(sha256_text("abc"), sha256_file(&abc).unwrap());
         let missing = sha256_file(&dir.path().join("missing")).unwrap_err();
         assert_eq!(missing.kind(), io::ErrorKind::NotFound);
     }
@@ -118,5 +153,28 @@ mod tests {
         );
         let upper = format!("{}  ./x\n", "A".repeat(64));
         assert!(parse(&upper).is_err());
+    }
+
+    #[test]
+    fn the_link_list_sorts_as_c_sort_does_and_reads_back() {
+        let links = vec![
+            ("./aB".to_string(), "z".to_string()),
+            ("./a".to_string(), "y".to_string()),
+            ("./a b".to_string(), "../x\\y".to_string()),
+            ("./c".to_string(), "t\tu".to_string()),
+            ("./c".to_string(), "t".to_string()),
+        ];
+        let list = link_list(&links);
+        // What `find . -type l -printf '%p\\%l\n' | LC_ALL=C sort` prints for such links (the
+        // two `./c` are one path twice only to show how sort orders a prefix).
+        assert_eq!(list, "./a b\\../x\\y\n./aB\\z\n./a\\y\n./c\\t\n./c\\t\tu\n");
+        let back = parse_link_list(&list).unwrap();
+        assert_eq!(back[0], ("./a b".to_string(), "../x\\y".to_string()));
+        assert_eq!(back.len(), 5);
+        assert_eq!(link_list(&[]), "");
+        assert_eq!(
+            parse_link_list("./a\\y\n./b\n").unwrap_err().to_string(),
+            "line 2 of the build's link list is not `path\\target`"
+        );
     }
 }

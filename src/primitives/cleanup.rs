@@ -145,15 +145,17 @@ fn forget_artifacts(ctx: &mut HostContext, doomed: &[String]) {
     let this_run = ctx.release.as_ref().map(|r| r.name.clone());
     for name in state.releases.iter().chain(this_run.iter()) {
         if let Some(sha256) = artifact_of(name) {
-            keep.push(format!("{sha256}.tar.gz"));
-            keep.push(format!("{sha256}.manifest"));
+            keep.extend(
+                super::ship::KINDS
+                    .iter()
+                    .map(|kind| format!("{sha256}{kind}")),
+            );
         }
     }
     let Ok(dir) = ctx.path(super::ship::ARTIFACTS) else {
         return;
     };
-    if let Ok(script) = crate::values::quote::remove_all_but(&dir, &[".tar.gz", ".manifest"], &keep)
-    {
+    if let Ok(script) = crate::values::quote::remove_all_but(&dir, &super::ship::KINDS, &keep) {
         let _ = ctx.send(Op::Exec {
             display: "remove the build archives no release uses".to_string(),
             script,

@@ -53,34 +53,52 @@ impl Artifact {
     }
 }
 
-/// The archive's path on the host, and its manifest's.
-pub fn paths(ctx: &HostContext, sha256: &str) -> Result<(String, String), Failure> {
-    Ok((
-        ctx.path(&format!("{ARTIFACTS}/{sha256}.tar.gz"))?,
-        ctx.path(&format!("{ARTIFACTS}/{sha256}.manifest"))?,
-    ))
+/// What a host keeps of one build, under [`ARTIFACTS`]: the archive, its manifest and its
+/// link list, each named by the archive's hash.
+pub const KINDS: [&str; 3] = [".tar.gz", ".manifest", ".links"];
+
+/// The host's paths of the archive, its manifest and its link list ([`KINDS`]).
+pub fn paths(ctx: &HostContext, sha256: &str) -> Result<[String; 3], Failure> {
+    let path = |kind: &str| ctx.path(&format!("{ARTIFACTS}/{sha256}{kind}"));
+    Ok([path(KINDS[0])?, path(KINDS[1])?, path(KINDS[2])?])
 }
 
-/// Put `artifact` into this run's release on the host: one wait (is it there already?), then
-/// the transfer, the unpacking and the checks, sent without waiting.
+/// Put `artifact` into this run's release on the host: one wait (which of the archive, its
+/// manifest and its link list are there already, checked by their hashes?), then what is
+/// missing, the unpacking and the checks, sent without waiting. A host that has the build
+/// from an earlier deploy is sent nothing but the unpacking.
 pub fn ship(ctx: &mut HostContext, artifact: &Artifact) -> Result<(), Failure> {
     lock::hold(ctx)?;
     let release_path = ctx.release_path()?;
     let name = ctx.release()?.name.clone();
     let sha256 = artifact.packed.sha256.clone();
-    let (archive, manifest) = paths(ctx, &sha256)?;
-    let there = ctx
+    let [archive, manifest, links] = paths(ctx, &sha256)?;
+    let link_list = crate::artifact::link_list(&artifact.packed.links);
+    let texts = [
+        (manifest.clone(), artifact.packed.manifest.clone()),
+        (links.clone(), link_list),
+    ];
+    let mut questions = vec![
+        Op::CreateDirAll(ctx.path(ARTIFACTS)?),
+        Op::HasArtifact {
+            path: archive.clone(),
+            sha256: sha256.clone(),
+        },
+    ];
+    for (path, text) in &texts {
+        questions.push(Op::HasArtifact {
+            path: path.clone(),
+            sha256: crate::artifact::sha256_text(text),
+        });
+    }
+    let there: Vec<bool> = ctx
         .transport
-        .query(vec![
-            Op::CreateDirAll(ctx.path(ARTIFACTS)?),
-            Op::HasArtifact {
-                path: archive.clone(),
-                sha256: sha256.clone(),
-            },
-        ])?
-        .pop()
-        .is_some_and(|answer| answer.flag());
-    if there {
+        .query(questions)?
+        .into_iter()
+        .skip(1)
+        .map(|answer| answer.flag())
+        .collect();
+    if there.first() == Some(&true) {
         ctx.info(&format!(
             "artifact {}: on the host already, nothing shipped",
             artifact.short()
@@ -98,16 +116,17 @@ pub fn ship(ctx: &mut HostContext, artifact: &Artifact) -> Result<(), Failure> {
             for_release: release_path.clone(),
         })?;
     }
-    ctx.send(Op::WriteFile {
-        path: manifest.clone(),
-        contents: artifact.packed.manifest.clone(),
-    })?;
+    for ((path, contents), there) in texts.into_iter().zip(there.into_iter().skip(1)) {
+        if !there {
+            ctx.send(Op::WriteFile { path, contents })?;
+        }
+    }
     ctx.send(Op::Unpack {
         archive,
         destination: release_path,
         manifest,
         files: artifact.packed.files,
-        links: artifact.packed.links.clone(),
+        links,
     })?;
     if let Some(release) = ctx.release.as_mut() {
         release.commit = Some(artifact.commit.clone());

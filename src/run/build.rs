@@ -402,7 +402,16 @@ fn build_in(
     let key = cache_key(recipe, place.name(), steps, &config, &commit, &excludes);
     let artifacts = root.join("artifacts");
     let archive = artifacts.join(format!("{key}.tar.gz"));
-    match cached(root, &key) {
+    // `build_cache = false`: built again (the audit run again), kept under the same key.
+    let reuse = config
+        .get("build_cache")
+        .is_none_or(|value| config::boolean(value).unwrap_or(true));
+    let found = if reuse {
+        cached(root, &key)
+    } else {
+        Cached::Missing
+    };
+    match found {
         Cached::Found(packed, file) => {
             say(
                 reporter,
@@ -684,8 +693,8 @@ fn excludes(ctx: &HostContext) -> Result<Vec<String>, Failure> {
 }
 
 /// What names a build: zdd's version, where it ran, the commit, the build's steps (task and
-/// where each was declared), the settings, the excludes, and the text of the recipe and of the
-/// files that declare its tasks. Anything else differs, it is built again.
+/// where each was declared), the settings, the excludes, and the text of the recipe and of
+/// every module it imports. Anything else differs, it is built again.
 fn cache_key(
     recipe: &dyn StepCaller,
     place: &str,
@@ -708,27 +717,20 @@ fn cache_key(
             step.task, step.origin.source, step.origin.line, step.origin.column
         ));
     }
-    // `branch` only picks the commit, which is in the key already.
+    // `branch` only picks the commit, which is in the key already; `build_cache` only says
+    // whether the key is looked up.
     for (key, value) in config {
-        if !matches!(key.as_str(), "deploy_path" | "branch") {
+        if !matches!(key.as_str(), "deploy_path" | "branch" | "build_cache") {
             add(&format!("{key}={value:?}"));
         }
     }
     for exclude in excludes {
         add(exclude);
     }
-    add(&std::fs::read_to_string(recipe.path()).unwrap_or_default());
-    // The files the recipe imports (where its tasks are declared): a build task changed
-    // there is a new build.
-    let sources: BTreeSet<&str> = recipe
-        .registry()
-        .tasks
-        .values()
-        .map(|task| task.origin.source.as_str())
-        .collect();
-    for source in sources {
-        add(source);
-        add(&std::fs::read_to_string(source).unwrap_or_default());
+    // The recipe and every module it imports, as they were loaded for this run: a build
+    // task, or a function one calls, changed in any of them is a new build.
+    for text in recipe.source_texts() {
+        add(&text);
     }
     hex(&hasher.finalize())[..32].to_string()
 }

@@ -24,6 +24,9 @@ pub trait StepCaller: Sync {
     /// Whether `origin` is in a module zdd ships, unchanged (its tasks do what zdd's
     /// documentation says).
     fn is_stdlib(&self, origin: &Origin) -> bool;
+    /// The text of the recipe and of every module it imported (stdlib ones too), in the order
+    /// of their names.
+    fn source_texts(&self) -> Vec<std::sync::Arc<str>>;
     /// Call `step`'s body on `host`, on this thread; returns when the body does.
     fn call(&self, step: &Step, host: &Arc<Mutex<HostContext>>) -> Result<(), StepError>;
 }

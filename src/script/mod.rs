@@ -118,6 +118,10 @@ impl StepCaller for Recipe {
         &self.path
     }
 
+    fn source_texts(&self) -> Vec<Arc<str>> {
+        self.runtime.sources.texts()
+    }
+
     fn registry(&self) -> &Registry {
         &self.registry
     }

@@ -340,7 +340,7 @@ impl Transport for Counting {
         destination: &str,
         manifest: &str,
         files: usize,
-        links: &[(String, String)],
+        links: &str,
     ) -> anyhow::Result<()> {
         self.call(|local| local.unpack(archive, destination, manifest, files, links))
     }

@@ -254,15 +254,19 @@ impl Transport for Local {
         destination: &str,
         manifest: &str,
         files: usize,
-        links: &[(String, String)],
+        links: &str,
     ) -> anyhow::Result<()> {
         let manifest_text = std::fs::read_to_string(manifest)
             .with_context(|| format!("cannot read the build's manifest `{manifest}`"))?;
+        let links_file = links;
+        let links = std::fs::read_to_string(links_file)
+            .with_context(|| format!("cannot read the build's link list `{links_file}`"))
+            .and_then(|list| artifact::parse_link_list(&list))?;
         let unpacked = std::fs::create_dir_all(destination)
             .with_context(|| format!("cannot create directory `{destination}`"))
             .and_then(|()| artifact::unpack(Path::new(archive), Path::new(destination)))
             .and_then(|()| {
-                artifact::verify_tree(Path::new(destination), &manifest_text, files, links)
+                artifact::verify_tree(Path::new(destination), &manifest_text, files, &links)
                     .context("the release does not match the build's manifest")
             });
         if unpacked.is_err() {
@@ -271,6 +275,7 @@ impl Transport for Local {
             let _ = std::fs::remove_dir_all(destination);
             let _ = std::fs::remove_file(archive);
             let _ = std::fs::remove_file(manifest);
+            let _ = std::fs::remove_file(links_file);
             let _ = std::fs::create_dir_all(destination);
         }
         unpacked

@@ -110,7 +110,7 @@ pub trait Transport: Send + Sync {
         destination: &str,
         manifest: &str,
         files: usize,
-        links: &[(String, String)],
+        links: &str,
     ) -> anyhow::Result<()>;
     /// Whether `path` is a file whose sha256 is `sha256` ([`Op::HasArtifact`]).
     fn has_artifact(&self, path: &str, sha256: &str) -> anyhow::Result<bool>;

@@ -97,15 +97,15 @@ pub enum Op {
     },
     /// Unpack the archive `archive` into the directory `destination` (the new release, empty)
     /// and check what came out against the build's manifest: every file in `manifest` (a
-    /// `sha256sum` list, a file on the host) with its hash, `files` regular files in all, each
-    /// of `links` (path, target) a symlink to that target. A failure leaves the release to the
-    /// runner to discard.
+    /// `sha256sum` list, a file on the host) with its hash, `files` regular files in all, and
+    /// its symlinks exactly those of `links` (a file on the host, [`crate::artifact::link_list`]).
+    /// A failure leaves the release to the runner to discard.
     Unpack {
         archive: String,
         destination: String,
         manifest: String,
         files: usize,
-        links: Vec<(String, String)>,
+        links: String,
     },
     /// `deploy:shared` in one request: link `entries` into `release` from `shared_root`
     /// (see [`super::link_shared`]); refused with a [`Refusal`] before anything changes.

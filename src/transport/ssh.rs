@@ -768,24 +768,22 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             files,
             links,
         } => {
-            let (a, d, m) = (word(archive)?, word(destination)?, word(manifest)?);
+            let (a, d, m, l) = (
+                word(archive)?,
+                word(destination)?,
+                word(manifest)?,
+                word(links)?,
+            );
             // The checks in a function: when one fails (a full disk while unpacking, a
             // damaged archive), what was unpacked, the archive and its manifest go, so the
             // space comes back and the next deploy ships the archive again.
-            let mut script = format!(
+            let script = format!(
                 "zdd_unpack() {{ mkdir -p -- {d} && tar -xzf {a} -C {d} --no-same-owner && cd -- {d} || return 1; \
                  sha256sum -c --quiet --strict -- {m} >&2 || {{ echo 'files differ from the build (above)' >&2; return 1; }}; \
-                 zdd_c=$(find . -type f | wc -l); [ \"$zdd_c\" -eq {files} ] || {{ printf 'it holds %s files, the build %s\\n' \"$zdd_c\" {files} >&2; return 1; }}"
+                 zdd_c=$(find . -type f | wc -l); [ \"$zdd_c\" -eq {files} ] || {{ printf 'it holds %s files, the build %s\\n' \"$zdd_c\" {files} >&2; return 1; }}; \
+                 find . -type l -printf '%p\\\\%l\\n' | LC_ALL=C sort | cmp -s - {l} || {{ echo 'its symlinks differ from the build'\\''s' >&2; return 1; }}; \
+                 }}; zdd_unpack && exit 0; cd / && rm -rf -- {d} {a} {m} {l}; mkdir -p -- {d}; exit 1"
             );
-            for (path, target) in links {
-                let (p, t) = (word(path)?, word(target)?);
-                script.push_str(&format!(
-                    "; [ -L {p} ] && [ \"$(readlink -- {p})\" = {t} ] || {{ printf 'the link %s is not the build'\\''s\\n' {p} >&2; return 1; }}"
-                ));
-            }
-            script.push_str(&format!(
-                "; }}; zdd_unpack && exit 0; cd / && rm -rf -- {d} {a} {m}; mkdir -p -- {d}; exit 1"
-            ));
             Request::must(
                 script,
                 format!("the release `{destination}` does not match the build's archive"),
@@ -1162,14 +1160,14 @@ impl Transport for Ssh {
         destination: &str,
         manifest: &str,
         files: usize,
-        links: &[(String, String)],
+        links: &str,
     ) -> anyhow::Result<()> {
         self.sent_and_waited(Op::Unpack {
             archive: archive.into(),
             destination: destination.into(),
             manifest: manifest.into(),
             files,
-            links: links.to_vec(),
+            links: links.into(),
         })
     }
 
