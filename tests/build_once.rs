@@ -947,3 +947,85 @@ fn a_host_with_the_build_is_sent_only_what_it_lacks() {
     );
     assert_eq!(read(&manifest), good);
 }
+
+/// Processes that have `path` open (their `/proc/PID/fd` links to it).
+fn holders(path: &Path) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|p| {
+            std::fs::read_dir(p.path().join("fd"))
+                .map(|fds| {
+                    fds.flatten()
+                        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == path))
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+/// A build host's repository cache is fetched by any run that builds there, under no deploy
+/// lock: a run waits while another fetches (holds the cache's fetch lock), and never removes
+/// the git lock files of that fetch as if they were a dead run's; once the other is done, it
+/// fetches and deploys.
+#[test]
+fn a_build_host_fetches_one_run_at_a_time() {
+    let sandbox = Sandbox::new();
+    let hosts = SshHosts::start(&sandbox, 1);
+    let builder_sandbox = Sandbox::new();
+    let builder = SshHosts::start(&builder_sandbox, 1);
+    let builder_line = builder
+        .recipe_host(1)
+        .replacen("host(\"web1\")", "host(\"builder\")", 1);
+    let repo = repo_with_version(&sandbox, "v1");
+    let lines = format!(
+        "{}{builder_line};\nset(\"build_on\", \"builder\");\n",
+        hosts.recipe_hosts()
+    );
+    sandbox.write("app.rhai", &recipe(&repo, &lines, ""));
+    deploy(&sandbox, &["--hosts", "web1"]).success();
+    let cache = builder.deploy_path(1).join(".zdd/build/repo.git");
+    let lock = cache.join("zdd-fetch.lock");
+    assert!(lock.is_file());
+    // Another run, fetching: it holds the lock, and git's lock file of a ref it updates.
+    let planted = cache.join("refs/heads/master.lock");
+    std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+    std::fs::write(&planted, "").unwrap();
+    let release = sandbox.path("release-fetch");
+    let mut other = std::process::Command::new("flock")
+        .arg(&lock)
+        .arg("sh")
+        .arg("-c")
+        .arg(format!(
+            "while [ ! -e '{}' ]; do sleep 0.05; done",
+            release.display()
+        ))
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(10), || holders(&lock) >= 1));
+    repo.commit(&[("VERSION", "v2\n")], "v2");
+    let child = sandbox
+        .zdd(&["run", "app.rhai", "--hosts", "web1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // This run's fetch waits on the lock too (the holder and this run's fetch have it open).
+    let waited = eventually(Duration::from_secs(60), || holders(&lock) >= 3);
+    let untouched = planted.exists();
+    std::fs::remove_file(&planted).unwrap();
+    std::fs::write(&release, "").unwrap();
+    other.wait().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(waited, "the run never waited for the other fetch: {stderr}");
+    assert!(
+        untouched,
+        "the other run's git lock file was removed: {stderr}"
+    );
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        read(&hosts.deploy_path(1).join("current/vendor/built.txt")),
+        "built-v2\n"
+    );
+}

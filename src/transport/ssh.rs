@@ -1473,14 +1473,20 @@ fn export_script(cache: &str, destination: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// The file in a repository cache that one fetch at a time holds (flock).
+const FETCH_LOCK: &str = "zdd-fetch.lock";
+/// Seconds a fetch waits for another run's fetch into the same cache.
+const FETCH_WAIT: u32 = 600;
+
 /// The shell that fetches `repository` into the bare `cache` (created on first use). Exits
 /// [`NO_GIT`] without git, 1 when it fails.
 ///
 /// A fetch that was killed leaves git's own lock files (`refs/**/X.lock`, `packed-refs.lock`,
-/// ...), and every later fetch fails on them; the cache is only fetched under the deploy lock,
-/// so any that exist belong to a run that is gone. When the fetch fails and such files are
-/// there, they are removed and the fetch runs once more; a fetch that succeeds costs no look
-/// for them (two processes less on every deploy).
+/// ...), and every later fetch fails on them; the cache is only fetched holding
+/// [`FETCH_LOCK`] (flock, released when the fetch ends or its process dies; a build host's
+/// cache is fetched by any run that builds there, under no deploy lock), so any that exist
+/// belong to a run that is gone. When the fetch fails and such files are there, they are
+/// removed and the fetch runs once more; a fetch that succeeds costs no look for them.
 fn fetch_only(repository: &str, cache: &str) -> anyhow::Result<String> {
     let c = word(cache)?;
     let fetch = format!(
@@ -1495,9 +1501,12 @@ fn fetch_only(repository: &str, cache: &str) -> anyhow::Result<String> {
     Ok(format!(
         "command -v git >/dev/null || exit {NO_GIT}; \
          [ -d {c} ] || git init -q --bare -- {c} || exit 1; \
+         {{ if command -v flock >/dev/null; then flock -w {FETCH_WAIT} 9 || \
+         {{ echo 'another run has been fetching into this cache for {FETCH_WAIT} s' >&2; exit 1; }}; fi; \
          {fetch} || {{ zdd_l=$(find {} -type f -name '*.lock' -print -exec rm -f {{}} + 2>/dev/null); \
-         [ -n \"$zdd_l\" ] && {fetch}; }} || exit 1",
-        places.join(" ")
+         [ -n \"$zdd_l\" ] && {fetch}; }}; }} 9>>{} || exit 1",
+        places.join(" "),
+        word(&format!("{cache}/{FETCH_LOCK}"))?
     ))
 }
 
