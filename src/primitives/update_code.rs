@@ -18,6 +18,23 @@ use crate::transport::op::{commit_placeholder, PENDING_COMMIT};
 use crate::transport::{Answer, Kept, Op};
 use crate::values::template::Mode;
 
+/// The repository and the reference this deploy checks out: `branch`, or, bringing a host
+/// left behind up to an earlier deploy, that deploy's commit whatever `branch` is now.
+pub fn wanted(ctx: &HostContext) -> Result<(String, String), Failure> {
+    let repository = ctx.expand(&ctx.text("repository")?, Mode::Plain)?;
+    let catch_up = ctx
+        .deployment
+        .catch_up
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let reference = match catch_up {
+        Some(commit) => commit,
+        None => ctx.expand(&ctx.text("branch")?, Mode::Plain)?,
+    };
+    Ok((repository, reference))
+}
+
 pub fn clone(ctx: &mut HostContext) -> Result<(), Failure> {
     lock::hold(ctx)?;
     // Built once for every host: the build's archive, not a checkout.
@@ -30,19 +47,7 @@ pub fn clone(ctx: &mut HostContext) -> Result<(), Failure> {
     if let Some(artifact) = artifact {
         return super::ship::ship(ctx, &artifact);
     }
-    let repository = ctx.expand(&ctx.text("repository")?, Mode::Plain)?;
-    // Bringing a host left behind up to an earlier deploy: that deploy's commit, whatever
-    // `branch` is now.
-    let catch_up = ctx
-        .deployment
-        .catch_up
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let reference = match catch_up {
-        Some(commit) => commit,
-        None => ctx.expand(&ctx.text("branch")?, Mode::Plain)?,
-    };
+    let (repository, reference) = wanted(ctx)?;
     let release_path = ctx.release_path()?;
     let cache = ctx.path("repo.git")?;
     let name = ctx.release()?.name.clone();

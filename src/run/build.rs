@@ -655,17 +655,7 @@ const PACK: &str = "build:pack";
 /// repository cache `cache` into the build's release directory with its `REVISION`: (commit,
 /// reference, that directory).
 fn check_out(ctx: &mut HostContext, cache: &str) -> Result<(String, String, String), Failure> {
-    let repository = ctx.expand(&ctx.text("repository")?, Mode::Plain)?;
-    let catch_up = ctx
-        .deployment
-        .catch_up
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let reference = match catch_up {
-        Some(commit) => commit,
-        None => ctx.expand(&ctx.text("branch")?, Mode::Plain)?,
-    };
+    let (repository, reference) = update_code::wanted(ctx)?;
     let commit = ctx
         .transport
         .resolve(&repository, cache, &reference)
