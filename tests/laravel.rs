@@ -552,6 +552,77 @@ fn symlinks_a_repository_ships_under_zdds_file_names_are_not_written_through() {
     assert!(!record.is_symlink() && std::fs::read_to_string(&record).unwrap().len() == 65);
 }
 
+/// The compiled views of each release, by the release their `ENDPATH` names, in the shared
+/// `storage/framework/views` (the fixture's `view.compiled`).
+fn compiled_views(sandbox: &Sandbox) -> std::collections::BTreeMap<String, usize> {
+    let dir = deploy_dir(sandbox, DEPLOY).join("shared/storage/framework/views");
+    let mut by_release = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        if !entry.file_name().to_string_lossy().ends_with(".php") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let release = text
+            .split("/releases/")
+            .nth(1)
+            .filter(|_| text.contains("ENDPATH"))
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or("(not a release's)")
+            .to_string();
+        *by_release.entry(release).or_insert(0) += 1;
+    }
+    by_release
+}
+
+/// `view:cache` in a new release never clears the compiled views the live release serves from
+/// (Laravel's own clears them all first: the live release's requests in flight failed with
+/// `filemtime(): stat failed`, seen under load); the views of releases neither new nor live go,
+/// and a compiled file that is not a release's stays.
+#[test]
+fn view_cache_keeps_the_live_releases_compiled_views() {
+    let (sandbox, fixture, stack) = setup(StackOptions::default());
+    assert_success(&deploy(&sandbox, &fixture, &stack, "v1", &[]));
+    let first = sandbox.current(DEPLOY).unwrap();
+    let dir = deploy_dir(&sandbox, DEPLOY).join("shared/storage/framework/views");
+    std::fs::write(dir.join("foreign.php"), "<?php // not zdd's\n").unwrap();
+    let views = compiled_views(&sandbox);
+    assert!(views.get(&first).copied().unwrap_or(0) >= 2, "{views:?}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_success(&deploy(&sandbox, &fixture, &stack, "v2", &[]));
+    let second = sandbox.current(DEPLOY).unwrap();
+    let views = compiled_views(&sandbox);
+    assert!(
+        views.get(&first).copied().unwrap_or(0) >= 2,
+        "the live release's views went: {views:?}"
+    );
+    assert!(views.get(&second).copied().unwrap_or(0) >= 2, "{views:?}");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_success(&deploy(&sandbox, &fixture, &stack, "v1", &[]));
+    let third = sandbox.current(DEPLOY).unwrap();
+    let views = compiled_views(&sandbox);
+    assert!(!views.contains_key(&first), "{views:?}");
+    assert!(views.get(&second).copied().unwrap_or(0) >= 2, "{views:?}");
+    assert!(views.get(&third).copied().unwrap_or(0) >= 2, "{views:?}");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        views.get("(not a release's)"),
+        Some(&1),
+        "{views:?} {names:?}"
+    );
+    assert!(dir.join("foreign.php").exists());
+    // No private directory of the compile is left.
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".zdd"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// Octane and Horizon are not packaged here: fixture commands named `octane:status`,
 /// `octane:reload` and `horizon:terminate` stand in for them and record their calls.
 #[test]

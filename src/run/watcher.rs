@@ -71,6 +71,8 @@ impl Watcher {
                 .map_err(|e| format!("watch {}: {}", url.url, e.cause))?;
             agents.push(agent);
         }
+        // Before the first request can be sent: the window holds every sample.
+        let started_ms = origin.elapsed().as_millis() as u64;
         let mut threads = Vec::new();
         for (index, (url, agent)) in watched.iter().zip(agents).enumerate() {
             let url = url.url.clone();
@@ -90,7 +92,7 @@ impl Watcher {
             watched,
             pace,
             origin,
-            started_ms: origin.elapsed().as_millis() as u64,
+            started_ms,
             stop,
             seen,
             threads,
