@@ -27,7 +27,7 @@ mod tests;
 pub use exclude::check_excludes;
 pub use inspect::inspect;
 pub use link::Links;
-pub use manifest::{link_list, parse_link_list, sha256_file, sha256_text};
+pub use manifest::{hex, link_list, parse_link_list, sha256_file, sha256_text};
 pub use pack::{pack, pack_build, DEFAULT_LEVEL};
 pub use unpack::unpack;
 pub use verify::verify_tree;

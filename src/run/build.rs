@@ -197,7 +197,7 @@ fn group_of(recipe: &dyn StepCaller) -> String {
     let path = std::fs::canonicalize(recipe.path())
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| recipe.path().to_string());
-    hex(&Sha256::digest(format!("{path}\n{repository}").as_bytes()))[..16].to_string()
+    artifact::sha256_text(&format!("{path}\n{repository}"))[..16].to_string()
 }
 
 /// The newest finished build beside `work` (its release directory), if any.
@@ -334,7 +334,7 @@ impl Place {
                     let repository = ctx
                         .expand(&ctx.text("repository").unwrap_or_default(), Mode::Plain)
                         .unwrap_or_default();
-                    let name = hex(&Sha256::digest(repository.as_bytes()))[..16].to_string();
+                    let name = artifact::sha256_text(&repository)[..16].to_string();
                     root.join("repos").join(format!("{name}.git"))
                 };
                 Ok(Place {
@@ -722,11 +722,7 @@ fn cache_key(
     for text in recipe.source_texts() {
         add(&text);
     }
-    hex(&hasher.finalize())[..32].to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    artifact::hex(&hasher.finalize())[..32].to_string()
 }
 
 /// The ending of the files a run is writing in the cache (a run killed meanwhile leaves one).

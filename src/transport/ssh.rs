@@ -22,13 +22,12 @@ use crate::values::quote::word;
 
 /// Status the helper scripts below use for "not there" (not an error).
 const ABSENT: i32 = 100;
+/// Status of the fetch script when the host has no `git`.
+const NO_GIT: i32 = 101;
 /// The bytes of a host's file read by one request of [`Transport::download`] (a third more
 /// as base64), and how many such requests go in one wait.
 const DOWNLOAD_PIECE: u64 = 768 * 1024;
 const DOWNLOAD_BATCH: usize = 16;
-
-/// Status of the fetch script when the host has no `git`.
-const NO_GIT: i32 = 101;
 
 /// How to reach a host, from its settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
