@@ -19,6 +19,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("cli", &["main", "lib", "cli", "doctor", "layers"]),
     // The Rhai engine: the recipe API, the bindings, modules, and a script's errors in words.
     ("script", &["script"]),
+    // Shared recipes: import strings read, repositories fetched into the cache on this
+    // machine and every file checked, `zdd.lock`. The module resolver uses them.
+    ("recipes", &["recipes"]),
     // Runs a plan on hosts. Calls steps through `StepCaller`, which the script implements.
     ("runner", &["run"]),
     // The settings zdd reads, checked before anything runs.
@@ -31,10 +34,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("registry", &["registry"]),
     // One host during a run and the typed operations on it.
     ("primitives", &["primitives"]),
-    // Pure: what a release and a lock file say.
+    // Pure: what a release and a lock file say, and what other tools left on a deploy path.
     (
         "state",
-        &["primitives::release_state", "primitives::lock_state"],
+        &[
+            "primitives::release_state",
+            "primitives::lock_state",
+            "primitives::foreign_layout",
+        ],
     ),
     // Where commands and file operations happen, git included.
     ("transport", &["transport"]),

@@ -10,6 +10,7 @@ mod layers;
 mod output;
 mod plan;
 mod primitives;
+mod recipes;
 mod registry;
 mod run;
 mod script;

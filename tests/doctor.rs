@@ -92,6 +92,7 @@ fn line_of(file: &Path, needle: &str) -> usize {
 const WELL_KEPT: &str = "  ok       shared files exist in `[SANDBOX]/app/shared`: `.env`
   ok       writable dirs are writable in the current release: `storage`
   ok       [SIZE] free under `[SANDBOX]/app` (the current release takes [SIZE])
+  ok       zdd's layout
   ok       the deploy lock is free
 ";
 
@@ -143,6 +144,7 @@ fn doctor_passes_a_good_stack_found_from_its_masters_or_from_settings() {
             "shared_files",
             "writable_dirs",
             "disk",
+            "layout",
             "lock"
         ]
     );
@@ -390,6 +392,7 @@ fn doctor_over_ssh_reports_an_unreachable_host_and_checks_the_others() {
   ok       no shared_files are set
   ok       no writable_dirs are set
   ok       [SIZE] free under `[SANDBOX]/host1/app` (no current release to compare with)
+  ok       no releases yet
   ok       the deploy lock is free
 web2
   problem  cannot reach host `web2`: [THEIRS] (ssh root@127.0.0.1:{port2})

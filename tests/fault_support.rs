@@ -205,7 +205,12 @@ impl Site {
                     })
                     .cloned();
                 let mut protected = BTreeSet::new();
-                if current_complete {
+                // A live release of `releases/` (a `current` elsewhere is no release there).
+                let in_releases = current.as_ref().is_some_and(|t| {
+                    let t = t.display().to_string();
+                    t.starts_with("releases/") || t.contains("/releases/")
+                });
+                if current_complete && in_releases {
                     protected.extend(live);
                 }
                 protected.extend(target);

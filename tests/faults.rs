@@ -1341,6 +1341,15 @@ fn current_outside_releases() -> Vec<String> {
     let outside = site.sandbox.path("outside-site");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("index.html"), "by hand\n").unwrap();
+    // A whole checkout, as a deploy tool leaves it (the checker's "complete"): since issue 14
+    // a rollback after zdd's next deploy returns here, the `current` zdd adopted.
+    sh(&format!(
+        "git -C {} archive HEAD | tar -x -C {}",
+        quote(&repo.path),
+        quote(&outside)
+    ));
+    let revision = crate::support::git(&repo.path, &["rev-parse", "HEAD"]);
+    std::fs::write(outside.join("REVISION"), format!("{}\n", revision.trim())).unwrap();
     let link = site.deploy_path(0).join("current");
     std::fs::remove_file(&link).unwrap();
     std::os::unix::fs::symlink(&outside, &link).unwrap();

@@ -389,6 +389,9 @@ pub struct Login {
     pub force_command: Option<String>,
     /// More `NAME="value"` pairs for sshd's `SetEnv` (the sessions' environment).
     pub environment: Vec<(String, String)>,
+    /// sshd's `KexAlgorithms` instead of curve25519 alone (Ruby's net-ssh, which Capistrano
+    /// uses, has no curve25519 without the `x25519` gem: it needs `ecdh-sha2-nistp256`).
+    pub kex_algorithms: Option<String>,
 }
 
 fn sshd_config(
@@ -405,6 +408,10 @@ fn sshd_config(
     for (name, value) in &login.environment {
         environment.push_str(&format!(" {name}=\"{value}\""));
     }
+    let kex = login
+        .kex_algorithms
+        .as_deref()
+        .unwrap_or("curve25519-sha256,curve25519-sha256@libssh.org");
     let force = match &login.force_command {
         Some(command) => format!("ForceCommand {command}\n"),
         None => String::new(),
@@ -435,7 +442,7 @@ AllowTcpForwarding yes
 LogLevel ERROR
 # The default post-quantum key exchange (sntrup761x25519) costs 0.1-0.25 s of CPU per
 # connection on these machines; curve25519 keeps a new connection cheap for the tests.
-KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org
+KexAlgorithms {kex}
 # Bash started by sshd reads $HOME/.bashrc: point HOME at an empty test home so root's slow
 # /root/.bashrc is not read (SetEnv is applied after sshd's own HOME).
 SetEnv {environment}

@@ -106,11 +106,37 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Pin the shared recipes a recipe imports by branch or tag, in `zdd.lock` beside it
+    Recipes {
+        #[command(subcommand)]
+        command: RecipesCommand,
+    },
     /// Check, per host, what zero downtime needs (nginx, php-fpm, OPcache, shared files,
     /// writable dirs, disk, lock, SSH) and say how to fix it; changes nothing. Exits 1 when
     /// any check finds a problem
     Doctor {
         recipe: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `zdd recipes ...`: the lock file of shared recipes (`import "git+URL@REF/NAME"`).
+#[derive(Debug, Subcommand)]
+pub enum RecipesCommand {
+    /// Pin each branch or tag import that `zdd.lock` lacks to the commit it names now
+    /// (fetched), and write the lock file; pinned ones stay as they are
+    Lock {
+        recipe: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Move the pinned imports (all, or NAME's) to the commit their branch or tag names now,
+    /// and print the diff of the recipe files they bring in
+    Update {
+        recipe: PathBuf,
+        /// A repository's name (`recipes` for `.../recipes.git`) or URL
+        name: Option<String>,
         #[command(flatten)]
         common: Common,
     },
@@ -143,4 +169,7 @@ pub struct Common {
     /// Machine-readable output on stdout: one JSON object per line
     #[arg(long, env = environment::JSON)]
     pub json: bool,
+    /// Never fetch a shared recipe: an import the recipe cache lacks is an error
+    #[arg(long, env = environment::OFFLINE)]
+    pub offline: bool,
 }

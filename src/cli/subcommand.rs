@@ -17,6 +17,7 @@ use crate::primitives::{lock, release_log};
 use crate::registry::{Host, TaskBody};
 use crate::run::host_setup;
 use crate::run::runner::{self, RunError};
+use crate::script::shared_imports::{self, Pins};
 use crate::script::{self, LoadError, Recipe};
 use crate::settings::{self, HostSettings, OverrideProblem, RunSettings};
 use crate::system::interrupt;
@@ -112,6 +113,7 @@ pub fn execute(command: Command, sources: &Sources, secrets: &Arc<Secrets>) -> R
             let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
             unlock(&recipe, &common, force)
         }
+        Command::Recipes { command } => crate::cli::recipes::execute(command, sources, secrets),
         Command::Doctor { recipe, common } => {
             let recipe = load(&recipe, &common, Vec::new(), sources, secrets)?;
             let hosts = select_hosts(&recipe, &common)?;
@@ -141,6 +143,18 @@ fn load(
     sources: &Sources,
     secrets: &Arc<Secrets>,
 ) -> Result<Recipe, Error> {
+    load_pinned(path, common, extra, sources, secrets, Pins::Locked)
+}
+
+/// [`load`], with the pins of branch and tag imports read as `pins` says (`zdd recipes`).
+pub(crate) fn load_pinned(
+    path: &std::path::Path,
+    common: &Common,
+    extra: Vec<(String, Dynamic)>,
+    sources: &Sources,
+    secrets: &Arc<Secrets>,
+    pins: Pins,
+) -> Result<Recipe, Error> {
     let mut overrides = BTreeMap::new();
     for option in &common.options {
         let (key, value) = config::parse_override(option).map_err(|message| Error::Usage {
@@ -150,14 +164,24 @@ fn load(
         overrides.insert(key, value);
     }
     overrides.extend(extra);
-    let mut recipe = script::load(path, overrides, reporter(common, secrets), sources.clone())
-        .map_err(|e| match e {
-            LoadError::Read { path, error } => Error::Read { path, error },
-            LoadError::Script(error) => Error::Script {
-                error,
-                source: path.display().to_string(),
-            },
-        })?;
+    let imports = shared_imports::Options {
+        offline: common.offline,
+        pins,
+    };
+    let mut recipe = script::load(
+        path,
+        overrides,
+        reporter(common, secrets),
+        sources.clone(),
+        imports,
+    )
+    .map_err(|e| match e {
+        LoadError::Read { path, error } => Error::Read { path, error },
+        LoadError::Script(error) => Error::Script {
+            error,
+            source: path.display().to_string(),
+        },
+    })?;
     // `-i`: the inventories' hosts are the fleet, instead of the recipe's (as in Ansible).
     if !common.inventory.is_empty() {
         let inventory = crate::inventory::load_all(&common.inventory, std::path::Path::new(""))
@@ -577,6 +601,7 @@ fn releases(recipe: &Recipe, common: &Common) -> Result<(), Error> {
                     "user": release.user,
                     "time": release.time,
                     "current": current.as_deref() == Some(release.name.as_str()),
+                    "made_by": release.made_by,
                     "watch": watched(&release.name),
                 });
                 println!("{line}");
@@ -595,10 +620,21 @@ fn releases(recipe: &Recipe, common: &Common) -> Result<(), Error> {
                 String::new()
             }
         };
+        // Another tool's releases (an adopted deploy path): who made each.
+        let adopted = list.iter().any(|r| r.made_by != "zdd");
+        let made_by_column = |text: &str| {
+            if adopted {
+                format!("{text:<12} ")
+            } else {
+                String::new()
+            }
+        };
+        let width = list.iter().map(|r| r.name.len()).max().unwrap_or(0).max(18);
         println!(
-            "  {:<18} {:<12} {:<16} {:<12} {}{:<20} USER",
+            "  {:<width$} {:<12} {}{:<16} {:<12} {}{:<20} USER",
             "RELEASE",
             "STATUS",
+            made_by_column("MADE BY"),
             "REF",
             "COMMIT",
             artifact_column("ARTIFACT"),
@@ -612,9 +648,10 @@ fn releases(recipe: &Recipe, common: &Common) -> Result<(), Error> {
             };
             let commit = release.commit.as_deref().unwrap_or("-");
             println!(
-                "{marker} {:<18} {:<12} {:<16} {:<12} {}{:<20} {}",
+                "{marker} {:<width$} {:<12} {}{:<16} {:<12} {}{:<20} {}",
                 release.name,
                 release.status.as_str(),
+                made_by_column(release.made_by),
                 short_ref(release.reference.as_deref().unwrap_or("-")),
                 &commit[..commit.len().min(12)],
                 artifact_column(artifact(&release.name).as_deref().unwrap_or("-")),
@@ -649,6 +686,15 @@ fn tasks(recipe: &Recipe) {
                 TaskBody::Group(members) => members.join(", "),
                 TaskBody::Closure(_) => String::new(),
             });
+        // A task of a shared recipe says which one, at which commit (`URL@COMMIT/PATH:LINE`).
+        if crate::recipes::import::is_shared(&task.origin.source) {
+            let from = format!("from {}:{}", task.origin.source, task.origin.line);
+            match description.is_empty() {
+                true => println!("{:<width$}  {from}", task.name),
+                false => println!("{:<width$}  {description} ({from})", task.name),
+            }
+            continue;
+        }
         println!("{:<width$}  {description}", task.name);
     }
 }

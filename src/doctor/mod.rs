@@ -15,6 +15,7 @@ mod disk;
 mod finding;
 mod fpm_config;
 mod include_files;
+mod layout;
 mod lock;
 mod nginx;
 mod nginx_config;
@@ -163,6 +164,7 @@ fn checks(ctx: &HostContext) -> Vec<Finding> {
     findings.extend(guarded("shared_files", shared_files::check(ctx)));
     findings.extend(guarded("writable_dirs", writable_dirs::check(ctx)));
     findings.extend(guarded("disk", disk::check(ctx)));
+    findings.extend(guarded("layout", layout::check(ctx)));
     findings.extend(guarded("lock", lock::check(ctx)));
     findings
 }

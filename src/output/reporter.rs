@@ -308,12 +308,19 @@ impl Reporter {
             } if v >= Verbosity::Commands => {
                 Some(format!("[{host}] removed releases/{release} ({reason})"))
             }
-            Event::RolledBack { host, from, to } if v >= Verbosity::Quiet => Some(match from {
-                Some(from) => {
-                    format!("[{host}] rolled back: current -> releases/{to} (was {from})")
-                }
-                None => format!("[{host}] rolled back: current -> releases/{to}"),
-            }),
+            Event::RolledBack { host, from, to } if v >= Verbosity::Quiet => {
+                // `before-NAME`: what `current` was before zdd's first deploy, no directory
+                // of `releases/` (`primitives::foreign_layout::BEFORE`).
+                let to = if to.starts_with("before-") {
+                    format!("{to} (what `current` was before zdd)")
+                } else {
+                    format!("releases/{to}")
+                };
+                Some(match from {
+                    Some(from) => format!("[{host}] rolled back: current -> {to} (was {from})"),
+                    None => format!("[{host}] rolled back: current -> {to}"),
+                })
+            }
             Event::Wave { number, of, hosts } if v >= Verbosity::Normal => {
                 let names = match hosts {
                     [one] => one.clone(),

@@ -32,6 +32,8 @@ pub fn cleanup(ctx: &mut HostContext) -> Result<Vec<String>, Failure> {
     let current = ctx.current_release()?;
     let this_run = ctx.release.as_ref().map(|r| r.name.clone());
     let previous = ctx.release.as_ref().and_then(|r| r.previous.clone());
+    // What another tool's pointer names stays (Deployer's `release` link, ...).
+    let layout = release_log::layout(ctx)?;
     let doomed = release_state::to_remove(
         &releases,
         keep_count as usize,
@@ -39,6 +41,11 @@ pub fn cleanup(ctx: &mut HostContext) -> Result<Vec<String>, Failure> {
             current: current.as_deref(),
             this_run: this_run.as_deref(),
             previous: previous.as_deref(),
+            pointed: layout
+                .pointers
+                .iter()
+                .map(|(_, name)| name.as_str())
+                .collect(),
         },
     );
     let mut doomed = doomed;
@@ -199,12 +206,33 @@ fn remove_one(
         ..Default::default()
     };
     release_log::record(ctx, entry("removing"))?;
-    let aside = format!("{removing}/{name}");
-    ctx.send(Op::Rename {
-        from: format!("{releases}/{name}"),
-        to: aside.clone(),
-    })?;
-    ctx.send(Op::RemoveDirAll(aside))?;
+    // A release adopted from a `current` outside `releases/`: its directory, when it was one
+    // (`.zdd/adopted/NAME`), goes like a release's; a link elsewhere named something zdd
+    // never made, which stays where it is (only the record goes).
+    let adopted = name.starts_with(super::foreign_layout::BEFORE);
+    let from = match ctx.state.as_ref().and_then(|state| {
+        state
+            .log
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.event == "adopted" && e.release == name)
+            .cloned()
+    }) {
+        Some(entry) if adopted => release_log::adopted_directory(&entry)
+            .map(|dir| ctx.path(&dir))
+            .transpose()?,
+        _ if adopted => None,
+        _ => Some(format!("{releases}/{name}")),
+    };
+    if let Some(from) = from {
+        let aside = format!("{removing}/{name}");
+        ctx.send(Op::Rename {
+            from,
+            to: aside.clone(),
+        })?;
+        ctx.send(Op::RemoveDirAll(aside))?;
+    }
     // The watcher's recording of it goes with it.
     let recording = ctx.path(&crate::output::watch::recording_path(name))?;
     ctx.send(Op::RemoveFile(recording))?;

@@ -14,6 +14,7 @@ use crate::output::reporter::{Event, Reporter};
 use crate::output::suggest;
 use crate::output::watch::{Swap, WatchSummary};
 use crate::primitives::host_state::{Current, HostState};
+use crate::primitives::release_log;
 use crate::system::process::{LineSink, Output, Stream};
 use crate::transport::{Kept, Op, Transport};
 use crate::values::config;
@@ -122,6 +123,9 @@ pub struct ReleaseState {
     pub swapped: bool,
     /// The artisan commands that signalled the workers at the swap (`swap_signalling`).
     pub signalled: Vec<String>,
+    /// `current` was a directory, which this run moved to `.zdd/adopted/NAME` with a link to
+    /// it in its place (`release::adopt`): NAME, so that a failed run puts it back.
+    pub adopted_directory: Option<String>,
 }
 
 /// A change worth reporting (a progress line, a JSON event) that is only true once the host
@@ -426,8 +430,21 @@ impl HostContext {
 
     /// The release `current` points at now (its name under `releases/`), if any.
     pub fn current_release(&self) -> Result<Option<String>, Failure> {
-        let target = self.current_target()?;
-        Ok(target.and_then(|target| release_of_target(&target, &self.deploy_path().ok()?)))
+        let Some(target) = self.current_target()? else {
+            return Ok(None);
+        };
+        if let Some(name) = release_of_target(&target, &self.deploy_path()?) {
+            return Ok(Some(name));
+        }
+        // A link elsewhere: the release zdd adopted from it, if any (`release::adopt`).
+        let entries = match &self.state {
+            Some(state) => state.log.entries.clone(),
+            None => match self.transport.read_file(&self.path(release_log::LOG)?)? {
+                Some(text) => release_log::parse(&text).entries,
+                None => Vec::new(),
+            },
+        };
+        Ok(release_log::adopted_by_target(&entries, &target))
     }
 
     /// Exactly where the `current` link points, if it is a link.

@@ -4,6 +4,7 @@
 //! here and update them here as they change the host (a swap, a release created, recorded or
 //! removed); the host is told in requests sent without waiting.
 
+use super::foreign_layout::{self, Files};
 use super::next_deploy;
 use super::release_log::{self, Entry, Log};
 use crate::output::failure::Failure;
@@ -24,6 +25,10 @@ pub struct HostState {
     pub zdd_names: Vec<String>,
     /// Names in `.zdd/removing/` (releases whose deletion an earlier run did not finish).
     pub removing: Vec<String>,
+    /// What other deploy tools left on the deploy path (`foreign_layout`).
+    pub foreign: Files,
+    /// Names in `.zdd/adopted/` (in-place trees zdd adopted: `release::adopt`).
+    pub adopted: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,7 +37,9 @@ pub enum Current {
     Missing,
     /// A symlink, and exactly where it points.
     Link(String),
-    /// A directory or a file: not something zdd swaps.
+    /// A directory: an in-place deploy, adopted by zdd's first deploy (`release::adopt`).
+    Directory,
+    /// A file or anything else: not something zdd swaps.
     Other,
 }
 
@@ -111,6 +118,7 @@ pub fn take_lock_and_read(
         Op::ListDir(ctx.path(".zdd")?),
         Op::ListDir(ctx.path(super::cleanup::REMOVING)?),
     ];
+    ops.extend(foreign_ops(ctx)?);
     let mut ahead = Vec::new();
     if let Some(deploy) = &deploy {
         // After the reads, which say what the host had before it; before the fetch starts
@@ -149,15 +157,23 @@ pub fn take_lock_and_read(
     let current = match (kind, link) {
         (Some(FileType::Symlink), Some(target)) => Current::Link(target),
         (None, _) => Current::Missing,
+        (Some(FileType::Directory), _) => Current::Directory,
         _ => Current::Other,
     };
+    let releases = next().names();
+    let root_names = next().names();
+    let zdd_names = next().names();
+    let removing = next().names();
+    let (foreign, adopted) = foreign_answers(&mut next);
     let state = HostState {
         current,
         log,
-        releases: next().names(),
-        root_names: next().names(),
-        zdd_names: next().names(),
-        removing: next().names(),
+        releases,
+        root_names,
+        zdd_names,
+        removing,
+        foreign,
+        adopted,
     };
     let checked = deploy.as_ref().map(|_| next().text());
     if prefetching {
@@ -186,4 +202,40 @@ pub fn take_lock_and_read(
         planned,
         deploying,
     })
+}
+
+/// The reads of what other tools left (`foreign_layout`) and of `.zdd/adopted/`: part of the
+/// request that takes the lock, or a request of their own ([`foreign`]).
+fn foreign_ops(ctx: &HostContext) -> Result<Vec<Op>, Failure> {
+    Ok(vec![
+        Op::ReadIfReadable(ctx.path(foreign_layout::DEPLOYER_LOG)?),
+        Op::ReadIfReadable(ctx.path(foreign_layout::DEPLOYER_LATEST)?),
+        Op::ReadLink(ctx.path(foreign_layout::DEPLOYER_RELEASE_LINK)?),
+        Op::ReadIfReadable(ctx.path(foreign_layout::CAPISTRANO_LOG)?),
+        Op::ReadIfReadable(ctx.path(foreign_layout::MINA_LAST_VERSION)?),
+        Op::ListDir(ctx.path(foreign_layout::ADOPTED)?),
+    ])
+}
+
+fn foreign_answers(next: &mut impl FnMut() -> Answer) -> (Files, Vec<String>) {
+    let files = Files {
+        deployer_log: next().text(),
+        deployer_latest: next().text(),
+        release_link: next().text(),
+        capistrano_log: next().text(),
+        mina_last_version: next().text(),
+    };
+    (files, next().names())
+}
+
+/// What other tools left on the deploy path and the names in `.zdd/adopted/`: from the state
+/// when the lock was taken, else read now (one request).
+pub fn foreign(ctx: &HostContext) -> Result<(Files, Vec<String>), Failure> {
+    if let Some(state) = &ctx.state {
+        return Ok((state.foreign.clone(), state.adopted.clone()));
+    }
+    let answers = ctx.transport.query(foreign_ops(ctx)?)?;
+    let mut answers = answers.into_iter();
+    let mut next = || answers.next().unwrap_or(Answer::Done);
+    Ok(foreign_answers(&mut next))
 }

@@ -7,6 +7,7 @@ pub mod app_php;
 pub mod artisan;
 pub mod cleanup;
 pub mod command;
+pub mod foreign_layout;
 pub mod gates;
 pub mod health;
 pub mod host_context;

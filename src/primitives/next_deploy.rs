@@ -98,7 +98,11 @@ pub fn request(
     let Ok(keep) = ctx.count("keep_releases", 5) else {
         return Ok(None);
     };
-    let name = release::next_name(OffsetDateTime::now_utc(), &[]);
+    let name = release::next_name(
+        OffsetDateTime::now_utc(),
+        &[],
+        &super::foreign_layout::Layout::default(),
+    );
     let release_path = ctx.path(&format!("releases/{name}"))?;
     let Ok(shared) = shared::request(ctx, &release_path) else {
         return Ok(None);

@@ -28,7 +28,7 @@
 //! `deploy:cleanup`, for deploys that each add a release sorting after every other one; a
 //! release made by step N is `~NNN` in the lines after it until the host puts its name there.
 
-use super::release_log;
+use super::{foreign_layout, release_log};
 use crate::output::failure::Failure;
 use crate::primitives::host_context::HostContext;
 use crate::primitives::host_state::Current;
@@ -105,9 +105,16 @@ fn plan(ctx: &mut HostContext) -> Result<Option<(String, String)>, Failure> {
     let Current::Link(link) = &state.current else {
         return Ok(None);
     };
+    // The plan's host-side checks order releases by name: only zdd's names sort that way. A
+    // deploy path another tool made (its names, its pointers, an adopted `current`) is asked.
     let clean = !state.log.missing
         && state.log.damaged.is_empty()
         && state.releases.iter().all(|name| plain(name))
+        && foreign_layout::zdd_ordered(&state.releases)
+        && !foreign_layout::read(&state.foreign, &ctx.deploy_path()?)
+            .pointers
+            .iter()
+            .any(|(_, name)| state.releases.contains(name))
         && !link.contains('\n');
     if !clean {
         return Ok(None);
@@ -127,6 +134,12 @@ fn plan(ctx: &mut HostContext) -> Result<Option<(String, String)>, Failure> {
         return Ok(None);
     }
     let releases = release_log::on_disk(ctx)?;
+    if releases
+        .iter()
+        .any(|r| r.name.starts_with(foreign_layout::BEFORE))
+    {
+        return Ok(None);
+    }
     let to = match release_state::rollback_target(&releases, Some(&from)) {
         Some(Target::Good(to)) if plain(&to) => to,
         _ => String::new(),
@@ -175,6 +188,7 @@ pub fn deploys(
                 current: Some(&made),
                 this_run: Some(&made),
                 previous: Some(&current),
+                pointed: Vec::new(),
             },
         );
         list.retain(|r| !doomed.contains(&r.name));

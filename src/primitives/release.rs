@@ -4,10 +4,12 @@
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
+use super::foreign_layout::{Layout, ADOPTED, BEFORE};
 use super::host_state::Current;
 use super::lock;
 use super::programs::PHP_FILE_CACHE;
 use super::release_log::{self, Entry};
+use super::release_state::Status;
 use crate::output::failure::Failure;
 use crate::output::reporter::Event;
 use crate::output::watch;
@@ -21,9 +23,14 @@ const NAME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
 pub fn prepare(ctx: &mut HostContext) -> Result<(), Failure> {
     lock::hold(ctx)?;
     let current = ctx.path("current")?;
+    // A directory (an in-place deploy) is adopted by the release's creation (`adopt`).
     let not_a_link = match &ctx.state {
         Some(state) => state.current == Current::Other,
-        None => ctx.transport.exists(&current)? && ctx.transport.read_link(&current)?.is_none(),
+        None => {
+            ctx.transport.exists(&current)?
+                && ctx.transport.read_link(&current)?.is_none()
+                && !ctx.transport.is_dir(&current)?
+        }
     };
     // `.zdd/opcache` makes `.zdd` too: PHP's file cache (see `programs::php`).
     for dir in ["releases", "shared", PHP_FILE_CACHE] {
@@ -31,19 +38,30 @@ pub fn prepare(ctx: &mut HostContext) -> Result<(), Failure> {
         ctx.send(Op::CreateDirAll(path))?;
     }
     if not_a_link {
-        return Err(
-            Failure::message(format!("`{current}` exists and is not a symlink")).with_hint(
-                "zdd swaps `current` as a symlink: move the directory away, then deploy",
-            ),
-        );
+        return Err(Failure::message(format!(
+            "`{current}` exists and is neither a symlink nor a directory"
+        ))
+        .with_hint("zdd swaps `current` as a symlink: move the file away, then deploy"));
     }
     Ok(())
 }
 
-/// The UTC name for a release made at `now` that sorts after every name in `existing`.
-pub fn next_name(now: OffsetDateTime, existing: &[String]) -> String {
+/// The UTC name for a release made at `now` that sorts after every name in `existing`, in
+/// deploy order (`layout`: the time another tool's log gives a release counts as its name's).
+pub fn next_name(now: OffsetDateTime, existing: &[String], layout: &Layout) -> String {
     let mut candidate = now.to_offset(time::UtcOffset::UTC);
-    if let Some(latest) = existing.iter().filter_map(|n| parse_name(n)).max() {
+    // Every name that says a time (zdd's, Capistrano's, Ansistrano's), every time another
+    // tool's log says (a server's clock ahead of this machine's): the new one after it.
+    let latest = existing
+        .iter()
+        .flat_map(|n| {
+            let named = super::foreign_layout::time_of_name(n).map(|(seconds, _)| seconds);
+            [named, layout.times.get(n).copied()]
+        })
+        .flatten()
+        .max()
+        .and_then(|seconds| OffsetDateTime::from_unix_timestamp(seconds).ok());
+    if let Some(latest) = latest {
         if latest >= candidate.replace_nanosecond(0).unwrap_or(candidate) {
             candidate = latest + time::Duration::seconds(1);
         }
@@ -78,6 +96,10 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
             .into_iter()
             .map(|e| e.release),
     );
+    // Deploy order, not name order: another tool's names (Deployer's `9`) sort by their own
+    // rule (`foreign_layout`).
+    let layout = release_log::layout(ctx)?;
+    let before = |k: &String, name: &String| layout.key(k) < layout.key(name);
     let name = {
         let mut shared = ctx
             .deployment
@@ -91,12 +113,12 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
             .unwrap_or_else(|e| e.into_inner())
             .is_some();
         match shared.as_ref() {
-            Some(name) if known.iter().all(|k| k < name) => name.clone(),
+            Some(name) if known.iter().all(|k| before(k, name)) => name.clone(),
             // The name of the deploy that left this host behind: it may have made (and
             // removed) a release of that name here; it must still sort after every other.
             Some(name)
                 if catching_up
-                    && known.iter().all(|k| k <= name)
+                    && known.iter().all(|k| k == name || before(k, name))
                     && !ctx
                         .state
                         .as_ref()
@@ -105,7 +127,7 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
                 name.clone()
             }
             Some(name) if catching_up => {
-                let newer = known.iter().filter(|k| *k >= name).max().cloned();
+                let newer = known.iter().filter(|k| !before(k, name)).max().cloned();
                 return Err(Failure::message(format!(
                     "cannot bring `{}` up to release {name}: it has release {} already",
                     ctx.host,
@@ -118,7 +140,7 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
             // here, named. Named within the last minute (deploys in quick succession, each
             // a second after the last): a name of its own, said, as the hosts after it get.
             Some(name) => {
-                let newer = known.iter().filter(|k| *k >= name).max().cloned();
+                let newer = known.iter().filter(|k| !before(k, name)).max().cloned();
                 let now = OffsetDateTime::now_utc();
                 let near = newer
                     .as_deref()
@@ -134,7 +156,7 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
                         "a release named in the future (a clock ahead, made by hand) must go before this host can take the deploy's name",
                     ));
                 }
-                let own = next_name(now, &known);
+                let own = next_name(now, &known, &layout);
                 ctx.warn(&format!(
                     "release {own} here, not {name} as on the hosts before it: it has release {} already (a deploy moments ago)",
                     newer.unwrap_or_default()
@@ -143,7 +165,7 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
                 own
             }
             None => {
-                let name = next_name(OffsetDateTime::now_utc(), &known);
+                let name = next_name(OffsetDateTime::now_utc(), &known, &layout);
                 *shared = Some(name.clone());
                 name
             }
@@ -159,6 +181,7 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
         }
     }
     let path = format!("{releases_dir}/{name}");
+    let adopted_directory = adopt(ctx, &name)?;
     let previous_target = ctx.current_target()?;
     let previous = ctx.current_release()?;
     let reference = ctx.text("branch")?;
@@ -177,6 +200,7 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
         name: name.clone(),
         previous,
         previous_target,
+        adopted_directory,
         ..Default::default()
     });
     ctx.send(Op::CreateDirAll(path))?;
@@ -189,6 +213,99 @@ pub fn create(ctx: &mut HostContext) -> Result<String, Failure> {
         release: &name,
     });
     Ok(name)
+}
+
+/// The first zdd deploy to a deploy path another tool made (or a script, or an in-place
+/// deploy) records what was live as `adopted`: as good as a finished release, so a rollback
+/// goes back to it and cleanup counts it. A release in `releases/` zdd's log does not know is
+/// adopted by its name. A `current` that is no release there is adopted as `before-NAME`
+/// (`NAME` the release this run makes) with exactly what `current` was: a link elsewhere is
+/// kept as its text; a directory is moved to `.zdd/adopted/before-NAME` and a link to it put
+/// in its place in one renameat2(2) exchange (no moment without `current`, the same files
+/// served). A rollback to it puts back exactly that (`rollback`); a failed run puts the
+/// directory back (`discard`). Returns the adopted directory's name, when there was one.
+fn adopt(ctx: &mut HostContext, name: &str) -> Result<Option<String>, Failure> {
+    let Some(state) = &ctx.state else {
+        return Ok(None);
+    };
+    let entry = |release: &str, target: Option<String>| Entry {
+        event: "adopted".into(),
+        release: release.to_string(),
+        target,
+        ..Default::default()
+    };
+    let known = release_log::releases(&state.log.entries);
+    let pseudo = format!("{BEFORE}{name}");
+    match state.current.clone() {
+        Current::Link(target) => {
+            if let Some(live) = ctx.current_release()? {
+                let unknown = known
+                    .get(&live)
+                    .is_none_or(|info| info.status == Status::Unknown);
+                if unknown && state.releases.contains(&live) {
+                    // Read as the rest of the run reads them: a missing log is said (before
+                    // this record makes one).
+                    release_log::on_disk(ctx)?;
+                    ctx.info(&format!(
+                        "adopting releases/{live}, live before zdd's first deploy here: a rollback goes back to it"
+                    ));
+                    release_log::record(ctx, entry(&live, None))?;
+                }
+                return Ok(None);
+            }
+            ctx.info(&format!(
+                "adopting `current` -> {target} (outside releases/) as release {pseudo}: a rollback puts that link back"
+            ));
+            release_log::record(ctx, entry(&pseudo, Some(target)))?;
+            Ok(None)
+        }
+        Current::Directory => {
+            let text = format!("{ADOPTED}/{pseudo}");
+            let kept = ctx.path(&text)?;
+            let current = ctx.path("current")?;
+            ctx.info(&format!(
+                "`current` is a directory (an in-place deploy): moved to {text} as release {pseudo}, with `current` a link to it (one atomic exchange); a rollback puts the directory back"
+            ));
+            release_log::record(ctx, entry(&pseudo, Some(text.clone())))?;
+            ctx.send(Op::CreateDirAll(ctx.path(ADOPTED)?))?;
+            ctx.send(Op::Symlink {
+                target: text.clone(),
+                link: kept.clone(),
+            })?;
+            ctx.send(Op::Exchange {
+                a: kept,
+                b: current,
+            })?;
+            ctx.current_moved(Some(&text));
+            if let Some(state) = ctx.state.as_mut() {
+                state.adopted.push(pseudo.clone());
+            }
+            Ok(Some(pseudo))
+        }
+        Current::Missing | Current::Other => Ok(None),
+    }
+}
+
+/// Put back the directory `adopt` moved: `current` the link to it, then the two exchanged
+/// again (the directory at `current`, the link where it was), the link removed.
+pub fn put_back_directory(ctx: &mut HostContext, pseudo: &str) -> Result<(), Failure> {
+    let text = format!("{ADOPTED}/{pseudo}");
+    let kept = ctx.path(&text)?;
+    let current = ctx.path("current")?;
+    ctx.send(Op::ReplaceSymlink {
+        target: text,
+        link: current.clone(),
+    })?;
+    ctx.send(Op::Exchange {
+        a: kept.clone(),
+        b: current,
+    })?;
+    ctx.send(Op::RemoveFile(kept))?;
+    if let Some(state) = ctx.state.as_mut() {
+        state.current = Current::Directory;
+        state.adopted.retain(|n| n != pseudo);
+    }
+    Ok(())
 }
 
 /// A run that created and swapped a release finished: the release is good.
@@ -317,6 +434,20 @@ pub fn discard(ctx: &mut HostContext, reason: &str) -> Result<(), Failure> {
         }
     }
     recorded?;
+    if let Some(pseudo) = &release.adopted_directory {
+        // `current` was a directory: exactly that again.
+        put_back_directory(ctx, pseudo)?;
+        release_log::record(
+            ctx,
+            Entry {
+                event: "removed".into(),
+                release: pseudo.clone(),
+                message: Some("put back as `current`: the deploy that adopted it failed".into()),
+                ..Default::default()
+            },
+        )?;
+        ctx.transport.sync()?;
+    }
     ctx.release = None;
     if release.swapped {
         ctx.info(&format!(
@@ -341,10 +472,19 @@ mod tests {
     #[test]
     fn names_sort_after_existing_ones() {
         let now = datetime!(2026-05-18 10:30:00.5 UTC);
-        assert_eq!(next_name(now, &[]), "20260518T103000Z");
+        let none = Layout::default();
+        assert_eq!(next_name(now, &[], &none), "20260518T103000Z");
         let same_second = vec!["20260518T103000Z".to_string()];
-        assert_eq!(next_name(now, &same_second), "20260518T103001Z");
+        assert_eq!(next_name(now, &same_second, &none), "20260518T103001Z");
         let from_the_future = vec!["20260518T110000Z".to_string(), "junk".to_string()];
-        assert_eq!(next_name(now, &from_the_future), "20260518T110001Z");
+        assert_eq!(next_name(now, &from_the_future, &none), "20260518T110001Z");
+        // Deployer's log says release 7 was made after `now` (its server's clock ahead).
+        let mut logged = Layout::default();
+        logged.times.insert(
+            "7".into(),
+            datetime!(2026-05-18 10:35:00 UTC).unix_timestamp(),
+        );
+        let deployer = vec!["7".to_string()];
+        assert_eq!(next_name(now, &deployer, &logged), "20260518T103501Z");
     }
 }

@@ -11,8 +11,9 @@ use crate::output::failure::Failure;
 use crate::output::fleet::LeftBehind;
 use crate::output::report::TaskTiming;
 use crate::output::watch::{Swap, WatchSummary};
+use crate::primitives::foreign_layout::{self, Layout};
 use crate::primitives::host_context::HostContext;
-use crate::primitives::release_state::{self, Event, Record};
+use crate::primitives::release_state::{self, Event, Record, Status};
 use crate::transport::Op;
 
 pub use crate::primitives::release_state::ReleaseInfo;
@@ -33,6 +34,10 @@ pub struct Entry {
     pub artifact: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// On an `adopted` line of a release that was no directory in `releases/`: exactly what
+    /// `current` was (its link text, or `.zdd/adopted/NAME` for a directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default)]
@@ -190,6 +195,7 @@ fn records(entries: &[Entry]) -> impl Iterator<Item = Record<'_>> {
             "finished" => Some(Event::Finished),
             "failed" => Some(Event::Failed),
             "rollback" => Some(Event::RolledBackTo),
+            "adopted" => Some(Event::Adopted),
             "removing" => Some(Event::Removing),
             "removed" => Some(Event::Removed),
             _ => None,
@@ -243,7 +249,77 @@ pub fn on_disk(ctx: &mut HostContext) -> Result<Vec<ReleaseInfo>, Failure> {
         ));
     }
     let known = releases(&log.entries);
-    Ok(release_state::on_disk(&names, &known))
+    let layout = layout(ctx)?;
+    let (_, adopted_dirs) = super::host_state::foreign(ctx)?;
+    let mut names = names;
+    names.extend(adopted(&log.entries, &known, &adopted_dirs));
+    Ok(release_state::on_disk(&names, &known, &layout))
+}
+
+/// What other tools left on the deploy path, read (`foreign_layout`).
+pub fn layout(ctx: &HostContext) -> Result<Layout, Failure> {
+    let (files, _) = super::host_state::foreign(ctx)?;
+    Ok(foreign_layout::read(&files, &ctx.deploy_path()?))
+}
+
+/// The releases zdd adopted from a `current` that was no release in `releases/` (a directory
+/// kept in `.zdd/adopted/`, or a link elsewhere) and still has: not removed, and the
+/// directory still there.
+fn adopted(
+    entries: &[Entry],
+    known: &std::collections::BTreeMap<String, ReleaseInfo>,
+    dirs: &[String],
+) -> Vec<String> {
+    let mut names: Vec<String> = entries
+        .iter()
+        .filter(|e| e.event == "adopted" && e.release.starts_with(foreign_layout::BEFORE))
+        .filter(|e| {
+            known.get(&e.release).is_some_and(|info| {
+                !matches!(
+                    info.status,
+                    Status::Removing | Status::Removed | Status::Failed
+                )
+            })
+        })
+        .filter(|e| adopted_directory(e).is_none() || dirs.contains(&e.release))
+        .map(|e| e.release.clone())
+        .collect();
+    names.dedup();
+    names
+}
+
+/// The directory in `.zdd/adopted/` an adopted release's entry names (`release::adopt`), when
+/// `current` was a directory.
+pub fn adopted_directory(entry: &Entry) -> Option<String> {
+    let dir = format!("{}/{}", foreign_layout::ADOPTED, entry.release);
+    (entry.target.as_deref() == Some(dir.as_str())).then_some(dir)
+}
+
+/// The exact link text an adopted release stands for (the `current` it was), by its name.
+pub fn adopted_target(entries: &[Entry], name: &str) -> Option<String> {
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.event == "adopted" && e.release == name)
+        .and_then(|e| e.target.clone())
+}
+
+/// The adopted release `current`'s exact link text stands for, if any.
+pub fn adopted_by_target(entries: &[Entry], link: &str) -> Option<String> {
+    let known = releases(entries);
+    entries
+        .iter()
+        .rev()
+        .filter(|e| e.event == "adopted" && e.target.as_deref() == Some(link))
+        .find(|e| {
+            known.get(&e.release).is_some_and(|i| {
+                !matches!(
+                    i.status,
+                    Status::Removing | Status::Removed | Status::Failed
+                )
+            })
+        })
+        .map(|e| e.release.clone())
 }
 
 #[cfg(test)]

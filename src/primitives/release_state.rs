@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::primitives::foreign_layout::{self, Layout};
+
 /// What a release is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,6 +56,8 @@ pub enum Event {
     RolledBackTo,
     /// A rollback moved `current` away from it.
     RolledBackFrom,
+    /// Live when zdd first deployed to a path another tool made: as good as a finished one.
+    Adopted,
     Removing,
     Removed,
 }
@@ -86,6 +90,7 @@ impl Status {
             (_, Event::Finished) => Good,
             // A rollback to a release (by default, or `--to` a rolled-back one) makes it good.
             (_, Event::RolledBackTo) => Good,
+            (_, Event::Adopted) => Good,
             (Good | Pending | Unknown, Event::RolledBackFrom) => RolledBack,
             (RolledBack, Event::RolledBackFrom) => RolledBack,
             (state, Event::CheckedOut | Event::Swapped | Event::Prepared) => state,
@@ -114,6 +119,9 @@ pub struct ReleaseInfo {
     pub user: String,
     /// When it was created (RFC 3339, UTC).
     pub time: String,
+    /// The tool that made it (`zdd`, or another tool whose deploy path zdd adopted:
+    /// `foreign_layout::Tool`).
+    pub made_by: &'static str,
 }
 
 impl ReleaseInfo {
@@ -125,6 +133,7 @@ impl ReleaseInfo {
             commit: None,
             user: String::new(),
             time: String::new(),
+            made_by: "unknown",
         }
     }
 }
@@ -148,6 +157,12 @@ pub fn fold<'a>(records: impl IntoIterator<Item = Record<'a>>) -> BTreeMap<Strin
             .or_insert_with(|| ReleaseInfo {
                 user: record.user.to_string(),
                 time: record.time.to_string(),
+                // An adopted release was made by another tool: the layout says which.
+                made_by: if record.event == Event::Adopted {
+                    ""
+                } else {
+                    "zdd"
+                },
                 ..ReleaseInfo::unknown(record.release)
             });
         if let Some(reference) = record.reference {
@@ -161,16 +176,32 @@ pub fn fold<'a>(records: impl IntoIterator<Item = Record<'a>>) -> BTreeMap<Strin
     map
 }
 
-/// The release directories `names` (oldest first), each with what `known` says of it.
-pub fn on_disk(names: &[String], known: &BTreeMap<String, ReleaseInfo>) -> Vec<ReleaseInfo> {
-    names
+/// The releases `names` (release directories, and releases adopted from a `current` outside
+/// `releases/`) in deploy order (`foreign_layout`), each with what `known` (zdd's log) or,
+/// for a release another tool made, `layout` says of it.
+pub fn on_disk(
+    names: &[String],
+    known: &BTreeMap<String, ReleaseInfo>,
+    layout: &Layout,
+) -> Vec<ReleaseInfo> {
+    let mut names: Vec<String> = names
         .iter()
         .filter(|name| !name.starts_with('.'))
-        .map(|name| {
-            known
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| ReleaseInfo::unknown(name))
+        .cloned()
+        .collect();
+    foreign_layout::sort(&mut names, layout);
+    names
+        .iter()
+        .map(|name| match known.get(name) {
+            Some(info) if !info.made_by.is_empty() => info.clone(),
+            found => {
+                let mut info = found.cloned().unwrap_or_else(|| ReleaseInfo::unknown(name));
+                info.made_by = layout.tool_of(name).as_str();
+                if info.commit.is_none() && info.reference.is_none() {
+                    info.reference = layout.revisions.get(name).cloned();
+                }
+                info
+            }
         })
         .collect()
 }
@@ -185,15 +216,27 @@ pub enum Target {
     FromDisk(String),
 }
 
+/// The releases before `current` in `releases` (deploy order): all of them without a
+/// `current`; those whose names sort before it when it is none of them (a dangling link).
+pub fn before<'a>(releases: &'a [ReleaseInfo], current: Option<&str>) -> &'a [ReleaseInfo] {
+    let index = match current {
+        None => releases.len(),
+        Some(c) => releases
+            .iter()
+            .position(|r| r.name == c)
+            .unwrap_or_else(|| releases.partition_point(|r| r.name.as_str() < c)),
+    };
+    &releases[..index]
+}
+
 /// The release a default rollback from `current` picks.
 pub fn rollback_target(releases: &[ReleaseInfo], current: Option<&str>) -> Option<Target> {
-    let older = |r: &&ReleaseInfo| current.is_none_or(|c| r.name.as_str() < c);
-    if let Some(good) = releases.iter().filter(older).rfind(|r| r.status.is_good()) {
+    let older = before(releases, current);
+    if let Some(good) = older.iter().rfind(|r| r.status.is_good()) {
         return Some(Target::Good(good.name.clone()));
     }
-    releases
+    older
         .iter()
-        .filter(older)
         .rfind(|r| r.status == Status::Unknown)
         .map(|r| Target::FromDisk(r.name.clone()))
 }
@@ -215,6 +258,8 @@ pub struct Protected<'a> {
     pub this_run: Option<&'a str>,
     /// The release that was live before this run.
     pub previous: Option<&'a str>,
+    /// Releases another tool's pointer still names (Deployer's `release` link, ...).
+    pub pointed: Vec<&'a str>,
 }
 
 /// The releases cleanup removes: all but the newest `keep` good (or unknown) ones, the
@@ -224,6 +269,7 @@ pub fn to_remove(releases: &[ReleaseInfo], keep: usize, protected: &Protected) -
     let mut kept: Vec<&str> = [protected.current, protected.this_run, protected.previous]
         .into_iter()
         .flatten()
+        .chain(protected.pointed.iter().copied())
         .collect();
     if let Some(target) = rollback_target(releases, protected.current) {
         kept.push(
@@ -394,6 +440,7 @@ mod tests {
             current: Some("g"),
             this_run: Some("g"),
             previous: Some("e"),
+            pointed: Vec::new(),
         };
         assert_eq!(
             to_remove(&releases, 1, &protected),
@@ -420,6 +467,7 @@ mod tests {
             current: Some("d"),
             this_run: Some("d"),
             previous: Some("a"),
+            pointed: Vec::new(),
         };
         assert_eq!(to_remove(&releases, 1, &protected), ["b"]);
     }

@@ -3,8 +3,9 @@
 //! again. With the log damaged or gone, the newest complete release directory before `current`
 //! is picked, and the message says so.
 
-use super::lock;
+use super::foreign_layout::ADOPTED;
 use super::release_log::{self, Entry};
+use super::{lock, release};
 use crate::output::failure::Failure;
 use crate::primitives::host_context::{Done, HostContext};
 use crate::primitives::release_state::{self, ReleaseInfo, Status, Target};
@@ -53,12 +54,43 @@ pub fn rollback(ctx: &mut HostContext) -> Result<String, Failure> {
         requested
     };
     let link = ctx.path("current")?;
-    let new_target = format!("releases/{target}");
-    ctx.send(Op::ReplaceSymlink {
-        target: new_target.clone(),
-        link,
-    })?;
-    ctx.current_moved(Some(&new_target));
+    // A release zdd adopted from a `current` outside `releases/` (`release::adopt`): exactly
+    // what `current` was, a link elsewhere or the directory itself.
+    let log = release_log::read(ctx)?;
+    let adopted = release_log::adopted_target(&log.entries, &target);
+    match adopted {
+        Some(text) if text == format!("{ADOPTED}/{target}") => {
+            release::put_back_directory(ctx, &target)?;
+        }
+        Some(text) => {
+            // A link elsewhere names what zdd never made: it may be gone since. `current`
+            // never dangles.
+            let resolved = if text.starts_with('/') {
+                text.clone()
+            } else {
+                ctx.path(&text)?
+            };
+            if !ctx.transport.is_dir(&resolved)? {
+                return Err(Failure::message(format!(
+                    "release `{target}` was `current` -> {text}, which is no longer a directory"
+                ))
+                .with_hint("`zdd rollback --to NAME` picks another release"));
+            }
+            ctx.send(Op::ReplaceSymlink {
+                target: text.clone(),
+                link,
+            })?;
+            ctx.current_moved(Some(&text));
+        }
+        None => {
+            let new_target = format!("releases/{target}");
+            ctx.send(Op::ReplaceSymlink {
+                target: new_target.clone(),
+                link,
+            })?;
+            ctx.current_moved(Some(&new_target));
+        }
+    }
     release_log::record(
         ctx,
         Entry {
@@ -86,11 +118,10 @@ fn default_target(
     if let Some(Target::Good(name)) = release_state::rollback_target(releases, current) {
         return Ok(name);
     }
-    let unknown_before_current = releases
+    let unknown_before_current = release_state::before(releases, current)
         .iter()
         .rev()
-        .filter(|r| r.status == Status::Unknown)
-        .filter(|r| current.is_none_or(|c| r.name.as_str() < c));
+        .filter(|r| r.status == Status::Unknown);
     for release in unknown_before_current {
         let revision = ctx.path(&format!("releases/{}/REVISION", release.name))?;
         if ctx.transport.exists(&revision)? {

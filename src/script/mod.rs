@@ -7,6 +7,7 @@ mod engine;
 mod modules;
 mod primitive_bindings;
 mod recipe_api;
+pub mod shared_imports;
 mod step_error;
 mod value_bindings;
 
@@ -40,6 +41,8 @@ pub struct Runtime {
     pub sources: Sources,
     pub reporter: Arc<Reporter>,
     pub recipe_dir: PathBuf,
+    /// The shared recipes imported (`import "git+..."`), and how their pins are read.
+    pub shared: shared_imports::SharedImports,
 }
 
 impl Runtime {
@@ -161,6 +164,7 @@ pub fn load(
     overrides: BTreeMap<String, Dynamic>,
     reporter: Arc<Reporter>,
     sources: Sources,
+    imports: shared_imports::Options,
 ) -> Result<Recipe, LoadError> {
     let display = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|error| LoadError::Read {
@@ -186,6 +190,7 @@ pub fn load(
         sources,
         reporter,
         recipe_dir,
+        shared: shared_imports::SharedImports::new(path, imports),
     });
     let engine = engine::build(runtime.clone());
     let mut ast = engine

@@ -1,6 +1,9 @@
 //! `import "name"`: a file next to the recipe (`name` or `name.rhai`) wins; otherwise the module
 //! of that name from `stdlib/`, embedded in the binary so zdd works from any directory. Each
 //! module runs once per recipe, however often it is imported.
+//!
+//! `import "git+URL@PIN/NAME"` is a shared recipe (shared_imports.rs); inside one, a relative
+//! name is a file of the same repository at the same commit, else a stdlib module.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +13,9 @@ use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Share
 type SharedModule = Shared<Module>;
 
 use super::Runtime;
+use crate::output::failure::Failure;
+use crate::recipes::import;
+use crate::recipes::Problem;
 
 /// The stdlib modules, by import name.
 pub const EMBEDDED: &[(&str, &str)] = &[("deploy", include_str!("../../stdlib/deploy.rhai"))];
@@ -38,8 +44,31 @@ impl RecipeModules {
         path: &str,
         pos: Position,
     ) -> Result<(String, String), Box<EvalAltResult>> {
-        let importer = importer.and_then(|i| std::fs::canonicalize(i).ok());
+        let shared = &self.runtime.shared;
+        let refused = |problem: Problem| {
+            let mut failure = Failure::message(problem.message);
+            failure.hint = problem.hint;
+            Box::new(EvalAltResult::ErrorRuntime(
+                rhai::Dynamic::from(failure),
+                pos,
+            ))
+        };
+        if import::is_shared(path) {
+            return shared.find(path).map_err(refused);
+        }
         let name = path.strip_suffix(".rhai").unwrap_or(path);
+        if let Some(importer) = importer.filter(|i| shared.is_shared_source(i)) {
+            return match shared.find_relative(importer, path) {
+                Some(found) => found.map_err(refused),
+                None => match EMBEDDED.iter().find(|(embedded, _)| *embedded == name) {
+                    Some((_, text)) => Ok((format!("stdlib/{name}.rhai"), text.to_string())),
+                    None => Err(refused(Problem::new(format!(
+                        "unknown module `{path}`: `{importer}` imports it, and its repository has no `{path}` or `{name}.rhai` at that commit"
+                    )))),
+                },
+            };
+        }
+        let importer = importer.and_then(|i| std::fs::canonicalize(i).ok());
         let candidates = [
             self.runtime.recipe_dir.join(path),
             self.runtime.recipe_dir.join(format!("{name}.rhai")),
@@ -76,15 +105,17 @@ impl ModuleResolver for RecipeModules {
         path: &str,
         pos: Position,
     ) -> Result<SharedModule, Box<EvalAltResult>> {
+        // Loaded modules are kept by their source name: `import "common"` is another file in
+        // a shared recipe than next to the recipe.
+        let (source, text) = self.find(source, path, pos)?;
         if let Some(module) = self
             .loaded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(path)
+            .get(&source)
         {
             return Ok(module.clone());
         }
-        let (source, text) = self.find(source, path, pos)?;
         {
             let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
             if loading.contains(&source) {
@@ -105,7 +136,7 @@ impl ModuleResolver for RecipeModules {
         self.loaded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(path.to_string(), module.clone());
+            .insert(source, module.clone());
         Ok(module)
     }
 }

@@ -9,6 +9,8 @@ pub const HOSTS: &str = "ZDD_HOSTS";
 pub const ROLES: &str = "ZDD_ROLES";
 /// Same as `-q`.
 pub const QUIET: &str = "ZDD_QUIET";
+/// Same as `--offline`: a shared recipe the cache lacks is an error, never a fetch.
+pub const OFFLINE: &str = "ZDD_OFFLINE";
 /// A `tracing` filter for zdd's own diagnostics (`debug`, `zdd=trace`); off by default.
 pub const LOG: &str = "ZDD_LOG";
 /// Set to `true` by GitHub Actions: each task's lines are folded into a `::group::[host] task`

@@ -290,6 +290,14 @@ impl Transport for Counting {
         .map(drop)
     }
 
+    fn exchange(&self, a: &str, b: &str) -> anyhow::Result<()> {
+        self.one(Op::Exchange {
+            a: a.into(),
+            b: b.into(),
+        })
+        .map(drop)
+    }
+
     fn is_dir(&self, path: &str) -> anyhow::Result<bool> {
         self.call(|local| local.is_dir(path))
     }

@@ -140,6 +140,31 @@ impl Transport for Local {
         std::fs::rename(from, to).with_context(|| format!("cannot rename `{from}` to `{to}`"))
     }
 
+    fn exchange(&self, a: &str, b: &str) -> anyhow::Result<()> {
+        let parent = |path: &str| -> anyhow::Result<(std::fs::File, std::path::PathBuf)> {
+            let path = Path::new(path);
+            let name = path
+                .file_name()
+                .with_context(|| format!("`{}` names no file", path.display()))?;
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let file = std::fs::File::open(dir)
+                .with_context(|| format!("cannot open `{}`", dir.display()))?;
+            Ok((file, name.into()))
+        };
+        let ((dir_a, name_a), (dir_b, name_b)) = (parent(a)?, parent(b)?);
+        nix::fcntl::renameat2(
+            &dir_a,
+            name_a.as_path(),
+            &dir_b,
+            name_b.as_path(),
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        )
+        .with_context(|| format!("cannot swap `{a}` and `{b}` atomically"))
+    }
+
     fn is_dir(&self, path: &str) -> anyhow::Result<bool> {
         Ok(Path::new(path).is_dir())
     }

@@ -68,6 +68,8 @@ pub trait Transport: Send + Sync {
     fn file_type(&self, path: &str) -> anyhow::Result<Option<FileType>>;
     /// Rename `from` to `to` (rename(2)); `to` must not be a non-empty directory.
     fn rename(&self, from: &str, to: &str) -> anyhow::Result<()>;
+    /// Swap `a` and `b` atomically (see `Op::Exchange`).
+    fn exchange(&self, a: &str, b: &str) -> anyhow::Result<()>;
     /// Whether `path` is a directory (following symlinks).
     fn is_dir(&self, path: &str) -> anyhow::Result<bool>;
     /// The names in a directory, sorted; empty when it does not exist.
@@ -255,6 +257,10 @@ pub trait Transport: Send + Sync {
                 self.symlink(&target, &link)?;
                 Answer::Done
             }
+            Op::Exchange { a, b } => {
+                self.exchange(&a, &b)?;
+                Answer::Done
+            }
             Op::ReplaceSymlink { target, link } => {
                 self.replace_symlink(&target, &link)?;
                 Answer::Done
@@ -367,6 +373,7 @@ pub trait Transport: Send + Sync {
             }
             Op::FindProgram(name) => Answer::Text(self.find_program(&name)?),
             Op::ReadFile(path) => Answer::Text(self.read_file(&path)?),
+            Op::ReadIfReadable(path) => Answer::Text(self.read_file(&path).ok().flatten()),
             Op::ReadLink(path) => Answer::Text(self.read_link(&path)?),
             Op::FileType(path) => Answer::Kind(self.file_type(&path)?),
             Op::ListDir(path) => Answer::Names(self.list_dir(&path)?),

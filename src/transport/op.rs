@@ -48,6 +48,12 @@ pub enum Op {
         target: String,
         link: String,
     },
+    /// Swap two paths at once (renameat2(2) `RENAME_EXCHANGE`): a directory and a symlink
+    /// trade places with no moment where either path is missing.
+    Exchange {
+        a: String,
+        b: String,
+    },
     ReplaceSymlink {
         target: String,
         link: String,
@@ -185,6 +191,9 @@ pub enum Op {
     /// Where a program is on the host's PATH (`command -v`): `Text(None)` when it is not.
     FindProgram(String),
     ReadFile(String),
+    /// A file's text when it is a regular file this user can read, else `Text(None)`: for
+    /// files zdd only consults (another tool's log), which must never stop a deploy.
+    ReadIfReadable(String),
     /// The first line of a file, without its newline, read by the shell itself (no process
     /// started): for one-line files such as the lock. `Text(None)` when there is no file.
     ReadLine(String),

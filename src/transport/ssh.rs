@@ -425,7 +425,9 @@ impl Ssh {
                 stdout: reply.stdout,
                 stderr: reply.stderr,
             }),
-            Op::ReadFile(_) | Op::ReadLine(_) => Answer::Text(present.then_some(reply.stdout)),
+            Op::ReadFile(_) | Op::ReadIfReadable(_) | Op::ReadLine(_) => {
+                Answer::Text(present.then_some(reply.stdout))
+            }
             Op::FindProgram(_) => Answer::Text(present.then(|| reply.stdout.trim().to_string())),
             Op::ReadLink(_) => {
                 Answer::Text(present.then(|| reply.stdout.trim_end_matches('\n').to_string()))
@@ -611,6 +613,16 @@ fn request(op: &Op) -> anyhow::Result<Request> {
             )
             .inline()
         }
+        Op::ReadIfReadable(path) => {
+            let p = word(path)?;
+            Request::maybe(
+                format!(
+                    "if [ -f {p} ] && [ -r {p} ]; then cat -- {p} 2>/dev/null || zdd_st {ABSENT}; else zdd_st {ABSENT}; fi"
+                ),
+                format!("cannot read `{path}`"),
+            )
+            .inline()
+        }
         Op::ReadLine(path) => {
             let p = word(path)?;
             Request::maybe(
@@ -710,6 +722,20 @@ fn request(op: &Op) -> anyhow::Result<Request> {
         Op::Rename { from, to } => Request::must(
             format!("mv -fT -- {} {}", word(from)?, word(to)?),
             format!("cannot rename `{from}` to `{to}`"),
+        )
+        .inline(),
+        Op::Exchange { a, b } => Request::must(
+            // No shell tool swaps two paths (coreutils' `mv --exchange` is 9.5+): perl (part of
+            // every Debian and Ubuntu) calls renameat2(2) itself, by the machine's number.
+            format!(
+                "case $(uname -m) in x86_64) zdd_n=316;; aarch64|riscv64) zdd_n=276;; i?86) zdd_n=353;; \
+                 arm*) zdd_n=382;; ppc64*) zdd_n=357;; s390x) zdd_n=347;; *) zdd_n=;; esac; \
+                 if [ -n \"$zdd_n\" ]; then perl -e 'exit(syscall($ARGV[0], -100, $ARGV[1], -100, $ARGV[2], 2) == 0 ? 0 : 1)' \
+                 \"$zdd_n\" {} {}; else echo \"no renameat2 number known for $(uname -m)\" >&2; zdd_st 1; fi",
+                word(a)?,
+                word(b)?
+            ),
+            format!("cannot swap `{a}` and `{b}` atomically"),
         )
         .inline(),
         Op::ListDir(path) => {
@@ -1099,6 +1125,14 @@ impl Transport for Ssh {
         self.one(Op::Rename {
             from: from.into(),
             to: to.into(),
+        })
+        .map(drop)
+    }
+
+    fn exchange(&self, a: &str, b: &str) -> anyhow::Result<()> {
+        self.one(Op::Exchange {
+            a: a.into(),
+            b: b.into(),
         })
         .map(drop)
     }
