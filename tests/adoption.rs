@@ -5,10 +5,8 @@
 //! seven times (cleanup keeps `keep_releases` across both tools and what another tool's
 //! pointer names), and the old tool's own rollback still works where it can.
 
-use std::path::Path;
-
-use crate::adoption_support::{self, Adopted, Layout};
-use crate::ssh_support::{rhai_string, SshHosts};
+use crate::adoption_support::{self, version, Adopted, Layout};
+use crate::ssh_support::SshHosts;
 use crate::support::Sandbox;
 
 const KEEP: usize = 3;
@@ -21,24 +19,13 @@ enum Via<'a> {
 
 fn write_recipe(sandbox: &Sandbox, adopted: &Adopted, via: &Via) {
     let host = match via {
-        Via::Local => "localhost();\n".to_string(),
-        Via::Ssh(hosts) => format!("{};\n", hosts.recipe_host(1)),
+        Via::Local => "localhost();".to_string(),
+        Via::Ssh(hosts) => format!("{};", hosts.recipe_host(1)),
     };
     sandbox.write(
         "app.rhai",
-        &format!(
-            "import \"deploy\";\nset(\"repository\", {});\nset(\"branch\", \"main\");\nset(\"deploy_path\", {});\nset(\"keep_releases\", {KEEP});\n{host}",
-            rhai_string(&adopted.source.url),
-            rhai_string(&adopted.deploy_path.display().to_string()),
-        ),
+        &adoption_support::zdd_recipe(adopted, &host, KEEP, ""),
     );
-}
-
-fn version(path: &Path) -> String {
-    std::fs::read_to_string(path.join("VERSION"))
-        .unwrap_or_else(|e| panic!("{}/VERSION: {e}", path.display()))
-        .trim()
-        .to_string()
 }
 
 fn names(adopted: &Adopted) -> Vec<String> {

@@ -887,3 +887,21 @@ fn next_second_after(deploy_path: &Path, format: &str) {
         }
     }
 }
+
+/// A zdd recipe for `adopted`'s deploy path and repository (`branch` main), with `host` (a
+/// recipe line such as `localhost();`), `keep_releases` and `extra` lines.
+pub fn zdd_recipe(adopted: &Adopted, host: &str, keep: usize, extra: &str) -> String {
+    format!(
+        "import \"deploy\";\nset(\"repository\", {});\nset(\"branch\", \"main\");\nset(\"deploy_path\", {});\nset(\"keep_releases\", {keep});\n{host}\n{extra}",
+        crate::ssh_support::rhai_string(&adopted.source.url),
+        crate::ssh_support::rhai_string(&adopted.deploy_path.display().to_string()),
+    )
+}
+
+/// The `VERSION` a release directory (or `current`) holds.
+pub fn version(path: &Path) -> String {
+    std::fs::read_to_string(path.join("VERSION"))
+        .unwrap_or_else(|e| panic!("{}/VERSION: {e}", path.display()))
+        .trim()
+        .to_string()
+}

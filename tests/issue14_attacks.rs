@@ -5,26 +5,14 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::adoption_support::{self, Adopted};
-use crate::ssh_support::rhai_string;
+use crate::adoption_support::{self, version, Adopted};
 use crate::support::{wait_at_most, Sandbox};
 
 fn write_recipe(sandbox: &Sandbox, adopted: &Adopted, keep: usize, extra: &str) {
     sandbox.write(
         "app.rhai",
-        &format!(
-            "import \"deploy\";\nset(\"repository\", {});\nset(\"branch\", \"main\");\nset(\"deploy_path\", {});\nset(\"keep_releases\", {keep});\nlocalhost();\n{extra}",
-            rhai_string(&adopted.source.url),
-            rhai_string(&adopted.deploy_path.display().to_string()),
-        ),
+        &adoption_support::zdd_recipe(adopted, "localhost();", keep, extra),
     );
-}
-
-fn version(path: &Path) -> String {
-    std::fs::read_to_string(path.join("VERSION"))
-        .unwrap_or_else(|e| panic!("{}/VERSION: {e}", path.display()))
-        .trim()
-        .to_string()
 }
 
 fn link(path: &Path) -> Option<String> {
@@ -220,4 +208,22 @@ fn an_unreadable_deployer_log_never_stops_a_deploy() {
     sandbox.run(&["run", "app.rhai", "-q"]).expect(0);
     sandbox.run(&["rollback", "app.rhai", "-q"]).expect(0);
     assert_eq!(version(&adopted.current()), live);
+}
+
+/// A directory someone named `before-...` in `releases/` by hand is no release zdd adopted:
+/// cleanup removes it from the disk like any old release (it used to be only logged removed).
+#[test]
+fn a_hand_made_before_directory_is_removed_like_any_release() {
+    let sandbox = Sandbox::new();
+    let mut adopted = adoption_support::deployer(&sandbox, &sandbox.path("app"), 2);
+    let odd = adopted.deploy_path.join("releases/before-handmade");
+    std::fs::create_dir_all(&odd).unwrap();
+    std::fs::write(odd.join("VERSION"), "0\n").unwrap();
+    write_recipe(&sandbox, &adopted, 1, "");
+    for _ in 0..3 {
+        adopted.source.next();
+        std::thread::sleep(Duration::from_millis(1100));
+        sandbox.run(&["run", "app.rhai", "-q"]).expect(0);
+    }
+    assert!(!odd.exists(), "releases/before-handmade is still there");
 }

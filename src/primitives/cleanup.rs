@@ -209,21 +209,22 @@ fn remove_one(
     // A release adopted from a `current` outside `releases/`: its directory, when it was one
     // (`.zdd/adopted/NAME`), goes like a release's; a link elsewhere named something zdd
     // never made, which stays where it is (only the record goes).
-    let adopted = name.starts_with(super::foreign_layout::BEFORE);
-    let from = match ctx.state.as_ref().and_then(|state| {
+    // Only a release the log says zdd adopted with a target is one (a directory named
+    // `before-...` in `releases/` by hand is a directory like any other).
+    let adopted = ctx.state.as_ref().and_then(|state| {
         state
             .log
             .entries
             .iter()
             .rev()
-            .find(|e| e.event == "adopted" && e.release == name)
+            .find(|e| e.event == "adopted" && e.release == name && e.target.is_some())
             .cloned()
-    }) {
-        Some(entry) if adopted => release_log::adopted_directory(&entry)
+    });
+    let from = match adopted {
+        Some(entry) => release_log::adopted_directory(&entry)
             .map(|dir| ctx.path(&dir))
             .transpose()?,
-        _ if adopted => None,
-        _ => Some(format!("{releases}/{name}")),
+        None => Some(format!("{releases}/{name}")),
     };
     if let Some(from) = from {
         let aside = format!("{removing}/{name}");

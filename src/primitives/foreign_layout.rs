@@ -155,10 +155,10 @@ pub struct Layout {
     pub damaged: Vec<(&'static str, usize)>,
 }
 
-/// The release name a pointer's text names, when it is a release in `releases/` of
-/// `deploy_path` (relative or absolute), as `host_context::release_of_target` reads `current`.
-fn pointed(text: &str, deploy_path: &str) -> Option<String> {
-    let text = text.trim().trim_end_matches('/');
+/// The release name a link's text names, when it is a release in `releases/` of
+/// `deploy_path` (relative, `./` or absolute): `current`, Deployer's `release`.
+pub fn release_named(text: &str, deploy_path: &str) -> Option<String> {
+    let text = text.trim_end_matches('/');
     let relative = text
         .strip_prefix(&format!("{deploy_path}/"))
         .unwrap_or(text)
@@ -210,7 +210,7 @@ pub fn read(files: &Files, deploy_path: &str) -> Layout {
     if let Some(name) = files
         .release_link
         .as_deref()
-        .and_then(|link| pointed(link, deploy_path))
+        .and_then(|link| release_named(link, deploy_path))
     {
         layout
             .pointers

@@ -230,14 +230,7 @@ pub struct Sender {
 /// The release a `current` link target names: `releases/NAME` (relative, as zdd writes it) or
 /// `DEPLOY_PATH/releases/NAME`; anything else (another directory) names no release.
 pub fn release_of_target(target: &str, deploy_path: &str) -> Option<String> {
-    let target = target.trim_end_matches('/');
-    let relative = target
-        .strip_prefix(&format!("{deploy_path}/"))
-        .unwrap_or(target)
-        .trim_start_matches("./");
-    let name = relative.strip_prefix("releases/")?;
-    (!name.is_empty() && !name.contains('/') && name != "." && name != "..")
-        .then(|| name.to_string())
+    crate::primitives::foreign_layout::release_named(target, deploy_path)
 }
 
 /// Keys zdd computes; they cannot be set.
