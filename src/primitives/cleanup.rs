@@ -206,20 +206,13 @@ fn remove_one(
         ..Default::default()
     };
     release_log::record(ctx, entry("removing"))?;
-    // A release adopted from a `current` outside `releases/`: its directory, when it was one
-    // (`.zdd/adopted/NAME`), goes like a release's; a link elsewhere named something zdd
-    // never made, which stays where it is (only the record goes).
-    // Only a release the log says zdd adopted with a target is one (a directory named
-    // `before-...` in `releases/` by hand is a directory like any other).
-    let adopted = ctx.state.as_ref().and_then(|state| {
-        state
-            .log
-            .entries
-            .iter()
-            .rev()
-            .find(|e| e.event == "adopted" && e.release == name && e.target.is_some())
-            .cloned()
-    });
+    // A release adopted from a `current` outside `releases/` (`release_log::adopted_entry`):
+    // its directory, when it was one (`.zdd/adopted/NAME`), goes like a release's; a link
+    // elsewhere named something zdd never made, which stays where it is (only the record goes).
+    let adopted = ctx
+        .state
+        .as_ref()
+        .and_then(|state| release_log::adopted_entry(&state.log.entries, name).cloned());
     let from = match adopted {
         Some(entry) => release_log::adopted_directory(&entry)
             .map(|dir| ctx.path(&dir))

@@ -249,8 +249,9 @@ pub fn on_disk(ctx: &mut HostContext) -> Result<Vec<ReleaseInfo>, Failure> {
         ));
     }
     let known = releases(&log.entries);
-    let layout = layout(ctx)?;
-    let (_, adopted_dirs) = super::host_state::foreign(ctx)?;
+    // One read of what other tools left (one request when the state has none).
+    let (files, adopted_dirs) = super::host_state::foreign(ctx)?;
+    let layout = foreign_layout::read(&files, &ctx.deploy_path()?);
     let mut names = names;
     names.extend(adopted(&log.entries, &known, &adopted_dirs));
     Ok(release_state::on_disk(&names, &known, &layout))
@@ -273,19 +274,23 @@ fn adopted(
     let mut names: Vec<String> = entries
         .iter()
         .filter(|e| e.event == "adopted" && e.release.starts_with(foreign_layout::BEFORE))
-        .filter(|e| {
-            known.get(&e.release).is_some_and(|info| {
-                !matches!(
-                    info.status,
-                    Status::Removing | Status::Removed | Status::Failed
-                )
-            })
-        })
+        .filter(|e| still_adopted(known, &e.release))
         .filter(|e| adopted_directory(e).is_none() || dirs.contains(&e.release))
         .map(|e| e.release.clone())
         .collect();
+    names.sort_unstable();
     names.dedup();
     names
+}
+
+/// An adopted release that cleanup, or the failed deploy that adopted it, has not taken away.
+fn still_adopted(known: &std::collections::BTreeMap<String, ReleaseInfo>, name: &str) -> bool {
+    known.get(name).is_some_and(|info| {
+        !matches!(
+            info.status,
+            Status::Removing | Status::Removed | Status::Failed
+        )
+    })
 }
 
 /// The directory in `.zdd/adopted/` an adopted release's entry names (`release::adopt`), when
@@ -295,13 +300,14 @@ pub fn adopted_directory(entry: &Entry) -> Option<String> {
     (entry.target.as_deref() == Some(dir.as_str())).then_some(dir)
 }
 
-/// The exact link text an adopted release stands for (the `current` it was), by its name.
-pub fn adopted_target(entries: &[Entry], name: &str) -> Option<String> {
+/// The record of a release zdd adopted from a `current` that was no release of `releases/`
+/// (its `target` the exact `current` it was), by its name; none for any other release (a
+/// directory someone named `before-...` by hand included).
+pub fn adopted_entry<'a>(entries: &'a [Entry], name: &str) -> Option<&'a Entry> {
     entries
         .iter()
         .rev()
-        .find(|e| e.event == "adopted" && e.release == name)
-        .and_then(|e| e.target.clone())
+        .find(|e| e.event == "adopted" && e.release == name && e.target.is_some())
 }
 
 /// The adopted release `current`'s exact link text stands for, if any.
@@ -311,14 +317,7 @@ pub fn adopted_by_target(entries: &[Entry], link: &str) -> Option<String> {
         .iter()
         .rev()
         .filter(|e| e.event == "adopted" && e.target.as_deref() == Some(link))
-        .find(|e| {
-            known.get(&e.release).is_some_and(|i| {
-                !matches!(
-                    i.status,
-                    Status::Removing | Status::Removed | Status::Failed
-                )
-            })
-        })
+        .find(|e| still_adopted(&known, &e.release))
         .map(|e| e.release.clone())
 }
 

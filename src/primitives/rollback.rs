@@ -3,7 +3,6 @@
 //! again. With the log damaged or gone, the newest complete release directory before `current`
 //! is picked, and the message says so.
 
-use super::foreign_layout::ADOPTED;
 use super::release_log::{self, Entry};
 use super::{lock, release};
 use crate::output::failure::Failure;
@@ -57,9 +56,10 @@ pub fn rollback(ctx: &mut HostContext) -> Result<String, Failure> {
     // A release zdd adopted from a `current` outside `releases/` (`release::adopt`): exactly
     // what `current` was, a link elsewhere or the directory itself.
     let log = release_log::read(ctx)?;
-    let adopted = release_log::adopted_target(&log.entries, &target);
-    match adopted {
-        Some(text) if text == format!("{ADOPTED}/{target}") => {
+    let adopted = release_log::adopted_entry(&log.entries, &target);
+    let directory = adopted.and_then(release_log::adopted_directory);
+    match adopted.and_then(|entry| entry.target.clone()) {
+        Some(_) if directory.is_some() => {
             release::put_back_directory(ctx, &target)?;
         }
         Some(text) => {
